@@ -1,0 +1,113 @@
+"""Decoding images to upright 8-bit RGB, reduced-size decoding, and video frames.
+
+Everything downstream sees `uint8 [H, W, 3]` RGB with EXIF orientation applied. 16-bit, grey, RGBA
+(alpha dropped) and CMYK inputs are converted; OpenCV decodes, Pillow is the fallback for what it can't.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+
+
+class ImageError(Exception):
+    """An image that cannot be read: missing, not an image, truncated or of an unsupported kind."""
+
+
+def is_image_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def to_rgb8(array: np.ndarray) -> np.ndarray:
+    """Any decoded array (grey, RGB, RGBA; uint8, uint16 or float in 0..1) to contiguous uint8 RGB."""
+    a = np.asarray(array)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {a.shape}")
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype.kind == "f":
+        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        raise ImageError(f"unsupported pixel type {a.dtype}")
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.shape[2] == 4:
+        a = a[:, :, :3]
+    return np.ascontiguousarray(a)
+
+
+def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
+    """Decode a file to upright uint8 RGB [H, W, 3]; `reduce` 2, 4 or 8 decodes at 1/reduce size where the
+    decoder supports it (JPEG's DCT scaling), which is how big photos feed the detector cheaply."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"no such file: {path}")
+    if path.is_dir():
+        raise ImageError(f"is a directory, not an image: {path}")
+    if not is_image_path(path):
+        raise ImageError(f"unsupported file type {path.suffix or '(none)'}: {path}")
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+    if reduce not in flags:
+        raise ValueError("reduce must be 1, 2, 4 or 8")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        raise ImageError(f"empty file: {path}")
+    bgr = cv2.imdecode(data, flags[reduce]) if _complete(data) else None
+    if bgr is not None:
+        return np.ascontiguousarray(bgr[:, :, ::-1])
+    return _read_with_pillow(path, reduce)
+
+
+def _complete(data: np.ndarray) -> bool:
+    """False for a JPEG without its end marker: libjpeg would fill the missing part with grey silently."""
+    if data[:2].tobytes() == b"\xff\xd8":
+        return data[-2:].tobytes() == b"\xff\xd9" or b"\xff\xd9" in data[-64:].tobytes()
+    return True
+
+
+def _read_with_pillow(path: Path, reduce: int) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if reduce > 1:
+                im = im.reduce(reduce)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.uint32)
+                return to_rgb8((arr >> 8).clip(0, 255).astype(np.uint8))
+            return to_rgb8(np.asarray(im.convert("RGB")))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"cannot decode {path}: {e}") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the upright image, from the header where possible."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if _rotated(im):
+                w, h = h, w
+            return w, h
+    except Exception:  # header unreadable: decode fully
+        a = read_image(path)
+        return a.shape[1], a.shape[0]
+
+
+def _rotated(im) -> bool:
+    return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)

@@ -1,0 +1,89 @@
+"""Hourglass networks (Newell et al. 2016) with regular or light (depthwise-separable) residual blocks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fflm.model.config import HourglassConfig
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, relu: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class Residual(nn.Module):
+    """Bottleneck residual block; `light` replaces the 3×3 convolution by depthwise 3×3 + pointwise 1×1.
+
+    Post-activation (conv-BN-ReLU) so that BatchNorm folds into the convolutions at inference.
+    """
+
+    def __init__(self, cin: int, cout: int, light: bool = False) -> None:
+        super().__init__()
+        mid = cout // 2
+        if light:
+            spatial = nn.Sequential(conv_bn_relu(mid, mid, 3, groups=mid, relu=False), conv_bn_relu(mid, mid, 1))
+        else:
+            spatial = conv_bn_relu(mid, mid, 3)
+        self.body = nn.Sequential(conv_bn_relu(cin, mid, 1), spatial, conv_bn_relu(mid, cout, 1, relu=False))
+        self.skip = nn.Identity() if cin == cout else conv_bn_relu(cin, cout, 1, relu=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.skip(x), inplace=True)
+
+
+def _blocks(width: int, n: int, light: bool) -> nn.Sequential:
+    return nn.Sequential(*[Residual(width, width, light) for _ in range(n)])
+
+
+class Hourglass(nn.Module):
+    """One recursive hourglass of `depth` pooling levels at constant width."""
+
+    def __init__(self, depth: int, width: int, blocks: int = 1, light: bool = False) -> None:
+        super().__init__()
+        self.up = _blocks(width, blocks, light)
+        self.down = _blocks(width, blocks, light)
+        self.inner = Hourglass(depth - 1, width, blocks, light) if depth > 1 else _blocks(width, blocks, light)
+        self.out = _blocks(width, blocks, light)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = self.out(self.inner(self.down(F.max_pool2d(x, 2))))
+        return self.up(x) + F.interpolate(low, scale_factor=2.0, mode="nearest")
+
+
+class HourglassNet(nn.Module):
+    """Stem + stacked hourglasses; returns one heatmap tensor [B, out, H/s, W/s] per stack."""
+
+    def __init__(self, cin: int, cout: int, cfg: HourglassConfig) -> None:
+        super().__init__()
+        w, light = cfg.width, cfg.light
+        # pool before the first residual block: at stride 4 a full-resolution block would cost as much as the hourglass
+        stem: list[nn.Module] = [conv_bn_relu(cin, w // 2, 7 if cfg.stem_stride > 1 else 3, stride=min(cfg.stem_stride, 2))]
+        if cfg.stem_stride == 4:
+            stem.append(nn.MaxPool2d(2))
+        stem += [Residual(w // 2, w, light), Residual(w, w, light)]
+        self.stem = nn.Sequential(*stem)
+        self.hourglasses = nn.ModuleList(Hourglass(cfg.depth, w, cfg.blocks, light) for _ in range(cfg.stacks))
+        self.features = nn.ModuleList(nn.Sequential(Residual(w, w, light), conv_bn_relu(w, w, 1)) for _ in range(cfg.stacks))
+        self.heads = nn.ModuleList(nn.Conv2d(w, cout, 1) for _ in range(cfg.stacks))
+        self.merge_features = nn.ModuleList(nn.Conv2d(w, w, 1) for _ in range(cfg.stacks - 1))
+        self.merge_heatmaps = nn.ModuleList(nn.Conv2d(cout, w, 1) for _ in range(cfg.stacks - 1))
+        self.stride = cfg.stem_stride
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        outputs = []
+        for i, (hg, feat, head) in enumerate(zip(self.hourglasses, self.features, self.heads)):
+            f = feat(hg(x))
+            h = head(f)
+            outputs.append(h)
+            if i < len(self.merge_features):
+                x = x + self.merge_features[i](f) + self.merge_heatmaps[i](h)
+        return outputs

@@ -1,0 +1,124 @@
+"""The attention-driven cropping landmark model: a global stage on the proxy, regional stages on crops.
+
+The network sees pixel values in 0..255 (float); it normalises them itself. Both stages return points in
+the pixels of their own input (proxy or crop); fflm.geometry maps them to the original image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fflm.geometry import local_to_box
+from fflm.model.config import ModelConfig
+from fflm.model.heads import SoftArgmax, confidence
+from fflm.model.hourglass import HourglassNet
+from fflm.model.roi_align import roi_align
+
+
+@dataclass
+class StageOutput:
+    """Points [B, N, 2] in the stage's input pixels, their confidence [B, N], and every stack's points."""
+
+    points: torch.Tensor
+    scores: torch.Tensor
+    stack_points: list[torch.Tensor]
+
+
+class LandmarkNet(nn.Module):
+    """Global hourglass + one regional hourglass per region (optionally stacked `regional_stages` deep)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.scheme = config.landmark_scheme
+        self.global_net = HourglassNet(3, self.scheme.num_points, config.global_net)
+        self.global_head = SoftArgmax(config.temperature, config.learn_temperature)
+        self.regional_nets = nn.ModuleList(
+            nn.ModuleList(HourglassNet(3, len(r.indices), config.regional_net) for r in self.scheme.regions)
+            for _ in range(config.regional_stages)
+        )
+        self.regional_heads = nn.ModuleList(
+            nn.ModuleList(SoftArgmax(config.temperature, config.learn_temperature) for _ in self.scheme.regions)
+            for _ in range(config.regional_stages)
+        )
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def _run(self, net: HourglassNet, head: SoftArgmax, x: torch.Tensor) -> StageOutput:
+        heatmaps = net((x - self.mean) / self.std)
+        pts = [head(h, net.stride) for h in heatmaps]
+        last_pts, last_prob = pts[-1]
+        return StageOutput(last_pts, confidence(last_prob, last_pts, net.stride), [p for p, _ in pts])
+
+    def run_global(self, proxy: torch.Tensor) -> StageOutput:
+        """Global stage on proxies [B, 3, P, P]; points in proxy pixels."""
+        return self._run(self.global_net, self.global_head, proxy)
+
+    def run_region(self, region: int, crops: torch.Tensor, stage: int = 0) -> StageOutput:
+        """Regional stage `stage` of region `region` on crops [K, 3, S, S]; points in crop pixels."""
+        return self._run(self.regional_nets[stage][region], self.regional_heads[stage][region], crops)
+
+    def region_boxes(self, points: torch.Tensor, frame_side: torch.Tensor) -> torch.Tensor:
+        """Boxes [B, R, 4] around each region's points [B, N, 2] (any pixel frame), made square.
+
+        Side = extent·(1 + 2·margin), at least region_min_side·frame_side ([B]).
+        """
+        cfg = self.config
+        boxes = []
+        for region in self.scheme.regions:
+            p = points[:, list(region.indices)]
+            lo, hi = p.amin(dim=1), p.amax(dim=1)
+            centre = (lo + hi) / 2
+            side = (hi - lo).amax(dim=-1) * (1 + 2 * cfg.region_margin)
+            side = torch.maximum(side, frame_side * cfg.region_min_side)
+            half = side[:, None] / 2
+            boxes.append(torch.cat([centre - half, centre + half], dim=-1))
+        return torch.stack(boxes, dim=1)
+
+    def forward(self, images: torch.Tensor, jitter: float = 0.0, centre_jitter: float = 0.0) -> dict[str, torch.Tensor | list]:
+        """Full model on whole images [B, 3, R, R] that are each one face frame (the training path).
+
+        The proxy is the area-average of the image; crops come from the full-resolution image. With jitter
+        > 0 each region box's width and height are scaled by (1 + jitter·N(0, 1)) independently and its
+        centre moved by centre_jitter·side·N(0, 1) (paper 3.2). Returns points in image pixels: `global`
+        (per stack), `refined` (per regional stage, [B, N_refined, 2]) and `final` [B, N, 2].
+        """
+        b, _, h, w = images.shape
+        p = self.config.proxy_size
+        proxy = images if (h, w) == (p, p) else F.interpolate(images, size=(p, p), mode="area")
+        frame = images.new_tensor([-0.5, -0.5, w - 0.5, h - 0.5]).expand(b, 4)
+        g = self.run_global(proxy)
+        global_pts = [local_to_box(s, frame, p) for s in g.stack_points]
+        current = global_pts[-1]
+        refined_all, boxes_all = [], []
+        ref_idx = self.scheme.refined_indices
+        side = frame[:, 2] - frame[:, 0]
+        for stage in range(self.config.regional_stages):
+            boxes = self.region_boxes(current.detach(), side)
+            if jitter > 0 or centre_jitter > 0:
+                boxes = _jitter_boxes(boxes, jitter, centre_jitter)
+            refined = current.clone()
+            flat = boxes.reshape(-1, 4)
+            nr = len(self.scheme.regions)
+            batch_index = torch.arange(b, device=images.device).repeat_interleave(nr)
+            crops = roi_align(images, flat, batch_index, self.config.crop_size)
+            crops = crops.reshape(b, nr, *crops.shape[1:])
+            for r, region in enumerate(self.scheme.regions):
+                out = self.run_region(r, crops[:, r], stage)
+                refined[:, list(region.indices)] = local_to_box(out.points, boxes[:, r], self.config.crop_size)
+            refined_all.append(refined[:, ref_idx])
+            boxes_all.append(boxes)
+            current = refined
+        return {"global": global_pts, "refined": refined_all, "final": current, "boxes": boxes_all}
+
+
+def _jitter_boxes(boxes: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    size = boxes[..., 2:] - boxes[..., :2]
+    size = size * (1 + scale * torch.randn_like(size)).clamp(0.7, 1.4)
+    centre = centre + shift * size * torch.randn_like(centre)
+    return torch.cat([centre - size / 2, centre + size / 2], dim=-1)

@@ -1,0 +1,58 @@
+"""RoIAlign written on `grid_sample`: bilinear, differentiable in the image and the box, aligned.
+
+Box convention as in fflm.geometry (continuous, pixel centres at integers). Output pixel u of an S-wide
+crop averages k sub-samples at x0 + (u + (j + 0.5)/k)·(x1 - x0)/S, j = 0..k-1, so a region much larger
+than the crop is averaged rather than point-sampled (no aliasing when a 1500-px eye becomes 128 px).
+Written here rather than taken from torchvision, which fflm does not depend on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def sampling_ratio(boxes: torch.Tensor, size: tuple[int, int], max_ratio: int = 16) -> int:
+    """Sub-samples per output pixel and axis: enough that each covers at most one input pixel."""
+    if boxes.numel() == 0:
+        return 1
+    extent = torch.maximum((boxes[:, 2] - boxes[:, 0]) / size[0], (boxes[:, 3] - boxes[:, 1]) / size[1])
+    return int(min(max(math.ceil(float(extent.max())), 1), max_ratio))
+
+
+def roi_align(
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    batch_index: torch.Tensor | None = None,
+    size: int | tuple[int, int] = 128,
+    ratio: int | None = None,
+) -> torch.Tensor:
+    """Crops [K, C, S_h, S_w] of images [N, C, H, W] under boxes [K, 4] (image `batch_index[k]`).
+
+    Outside the image counts as zero. `ratio` None picks the sub-sampling from the largest box.
+    """
+    sw, sh = (size, size) if isinstance(size, int) else size
+    k_boxes = boxes.shape[0]
+    if batch_index is None:
+        batch_index = torch.zeros(k_boxes, dtype=torch.long, device=boxes.device)
+    k = ratio or sampling_ratio(boxes.detach(), (sw, sh))
+    _, c, h, w = images.shape
+    if k_boxes == 0:
+        return images.new_zeros((0, c, sh, sw))
+    t_x = (torch.arange(sw * k, device=boxes.device, dtype=boxes.dtype) + 0.5) / (sw * k)
+    t_y = (torch.arange(sh * k, device=boxes.device, dtype=boxes.dtype) + 0.5) / (sh * k)
+    xs = boxes[:, 0:1] + t_x[None] * (boxes[:, 2:3] - boxes[:, 0:1])  # [K, Sw·k]
+    ys = boxes[:, 1:2] + t_y[None] * (boxes[:, 3:4] - boxes[:, 1:2])
+    gx = (xs + 0.5) * (2.0 / w) - 1.0  # grid_sample, align_corners=False: -1 is the left edge of pixel 0
+    gy = (ys + 0.5) * (2.0 / h) - 1.0
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1).to(images.dtype)
+    out = images.new_empty((k_boxes, c, sh * k, sw * k))
+    # one grid_sample per source image, with all its boxes stacked along the grid's height
+    for n in torch.unique(batch_index).tolist():
+        sel = (batch_index == n).nonzero().flatten()
+        g = grid[sel].reshape(1, len(sel) * sh * k, sw * k, 2)
+        s = F.grid_sample(images[n : n + 1], g, mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = out.index_copy(0, sel, s.reshape(c, len(sel), sh * k, sw * k).transpose(0, 1))
+    return F.avg_pool2d(out, k) if k > 1 else out

@@ -1,0 +1,1 @@
+"""Training: annotation readers, augmentation, losses and the loop."""

@@ -1,0 +1,217 @@
+"""Annotation readers and the training dataset: face frames from landmarks, augmentation, batching.
+
+Readers return `Sample(image, points)` with 0-based points. Formats:
+- a folder of images with a `.pts` file of the same stem beside each (300-W layout, any number of points);
+- a CSV file with header `image,x0,y0,x1,y1,...` (image path relative to the CSV file);
+- a JSON file: a list of `{"image": path, "landmarks": [[x, y], ...]}` (paths relative to the file).
+CSV and JSON coordinates are 0-based pixel centres, as in fflm's outputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fflm.geometry import affine_points, points_box
+from fflm.imageio import is_image_path, read_image
+from fflm.pts import AnnotationError, read_pts
+from fflm.scheme import LandmarkScheme
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    points: np.ndarray  # [N, 2], 0-based pixel centres
+
+
+def read_annotations(source: str | Path, num_points: int | None = None) -> list[Sample]:
+    """Samples from a 300-W style folder, a CSV file or a JSON file (see the module docstring)."""
+    source = Path(source)
+    if source.is_dir():
+        samples = _read_folder(source)
+    elif source.suffix.lower() == ".csv":
+        samples = _read_csv(source)
+    elif source.suffix.lower() == ".json":
+        samples = _read_json(source)
+    elif not source.exists():
+        raise AnnotationError(f"no such annotation folder or file: {source}")
+    else:
+        raise AnnotationError(f"{source}: annotations must be a folder, a .csv or a .json file")
+    if not samples:
+        raise AnnotationError(f"{source}: no annotated images found")
+    if num_points is not None:
+        for s in samples:
+            if len(s.points) != num_points:
+                raise AnnotationError(f"{s.image}: {len(s.points)} points, the scheme has {num_points}")
+    return samples
+
+
+def _read_folder(folder: Path) -> list[Sample]:
+    samples = []
+    for pts in sorted(folder.glob("*.pts")):
+        images = [p for p in pts.parent.glob(pts.stem + ".*") if is_image_path(p)]
+        if images:
+            samples.append(Sample(sorted(images)[0], read_pts(pts)))
+    return samples
+
+
+def _read_csv(path: Path) -> list[Sample]:
+    samples = []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or header[0].strip() != "image" or (len(header) - 1) % 2:
+            raise AnnotationError(f"{path}:1: header must be image,x0,y0,x1,y1,...")
+        for no, row in enumerate(reader, 2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise AnnotationError(f"{path}:{no}: {len(row)} columns, the header has {len(header)}")
+            try:
+                values = np.array([float(v) for v in row[1:]], dtype=np.float64)
+            except ValueError:
+                raise AnnotationError(f"{path}:{no}: non-numeric coordinate") from None
+            if not np.isfinite(values).all():
+                raise AnnotationError(f"{path}:{no}: non-finite coordinate")
+            samples.append(Sample(path.parent / row[0], values.reshape(-1, 2)))
+    return samples
+
+
+def _read_json(path: Path) -> list[Sample]:
+    try:
+        items = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise AnnotationError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(items, list):
+        raise AnnotationError(f"{path}: expected a list of {{'image', 'landmarks'}} objects")
+    samples = []
+    for i, item in enumerate(items):
+        try:
+            pts = np.asarray(item["landmarks"], dtype=np.float64)
+            if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
+                raise ValueError
+            samples.append(Sample(path.parent / str(item["image"]), pts))
+        except (KeyError, TypeError, ValueError):
+            raise AnnotationError(f"{path}: item {i}: needs 'image' and 'landmarks' as [[x, y], ...]") from None
+    return samples
+
+
+@dataclass
+class Augment:
+    """Random augmentation of one training face; all zero gives the plain face frame."""
+
+    scale: float = 0.10  # std of log frame scale
+    shift: float = 0.05  # std of frame centre shift, in frame sides
+    rotate: float = 12.0  # std of rotation, degrees (clipped at 2.5 std)
+    flip: float = 0.5
+    colour: float = 0.25  # brightness/contrast/saturation jitter
+    blur: float = 0.15  # probability of a Gaussian blur
+    noise: float = 0.15  # probability of Gaussian noise
+    jpeg: float = 0.15  # probability of JPEG re-encoding
+
+    @classmethod
+    def none(cls) -> "Augment":
+        return cls(0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def frame_transform(points: np.ndarray, resolution: int, frame_scale: float, rng: np.random.Generator | None,
+                    aug: Augment) -> tuple[np.ndarray, bool]:
+    """The 2×3 affine from source pixels to the R×R training frame, and whether it mirrors.
+
+    The frame is the square of side frame_scale·max(landmark box side) around the box centre, randomly
+    scaled, shifted, rotated and mirrored. Pixel-centre exact: the frame's edges land on [-0.5, R - 0.5].
+    """
+    box = points_box(points)
+    centre = (box[:2] + box[2:]) / 2
+    side = frame_scale * max(box[2] - box[0], box[3] - box[1], 1.0)
+    angle, flip = 0.0, False
+    if rng is not None:
+        side *= math.exp(float(np.clip(rng.normal(0, aug.scale), -2.5 * aug.scale, 2.5 * aug.scale))) if aug.scale else 1.0
+        centre = centre + rng.normal(0, aug.shift, 2) * side if aug.shift else centre
+        angle = float(np.clip(rng.normal(0, aug.rotate), -2.5 * aug.rotate, 2.5 * aug.rotate)) if aug.rotate else 0.0
+        flip = bool(rng.random() < aug.flip)
+    s = resolution / side
+    a = math.radians(angle)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) * s
+    mid = resolution / 2 - 0.5
+    m = np.zeros((2, 3))
+    m[:, :2] = rot
+    m[:, 2] = mid - rot @ centre
+    if flip:
+        m[0] = -m[0]
+        m[0, 2] += 2 * mid
+    return m, flip
+
+
+def warp_frame(image: np.ndarray, matrix: np.ndarray, resolution: int) -> np.ndarray:
+    """Resample the source image into the R×R frame (area pre-shrink when it shrinks by 2× or more)."""
+    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    f = int(1 / scale) if scale < 0.5 else 1
+    if f > 1:  # cv2.warpAffine has no area mode: shrink by an integer factor first, then map exactly
+        h, w = image.shape[:2]
+        image = cv2.resize(image[: h - h % f, : w - w % f], (w // f, h // f), interpolation=cv2.INTER_AREA)
+        pre = np.array([[f, 0, (f - 1) / 2], [0, f, (f - 1) / 2]], dtype=np.float64)  # reduced px -> source px
+        matrix = matrix[:, :2] @ pre[:, :2], matrix[:, :2] @ pre[:, 2] + matrix[:, 2]
+        matrix = np.concatenate([matrix[0], matrix[1][:, None]], axis=1)
+    return cv2.warpAffine(image, matrix, (resolution, resolution), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """Colour, blur, noise and JPEG augmentation (geometry untouched)."""
+    img = image.astype(np.float32)
+    if aug.colour:
+        c = aug.colour
+        grey = img.mean(axis=2, keepdims=True)
+        img = grey + (img - grey) * (1 + rng.uniform(-c, c))  # saturation
+        img = (img - img.mean()) * (1 + rng.uniform(-c, c)) + img.mean() * (1 + rng.uniform(-c, c))
+    if rng.random() < aug.blur:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 2.0))
+    if rng.random() < aug.noise:
+        img = img + rng.normal(0, rng.uniform(2, 10), img.shape).astype(np.float32)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < aug.jpeg:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out
+
+
+class LandmarkDataset(Dataset):
+    """Training faces as R×R frames: (image uint8 [3, R, R], points float32 [N, 2] in frame pixels)."""
+
+    def __init__(self, samples: list[Sample], scheme: LandmarkScheme, resolution: int = 256, frame_scale: float = 1.5,
+                 augment: Augment | None = None, seed: int = 0, preload: bool = True) -> None:
+        self.samples = samples
+        self.perm = np.array(scheme.flip_permutation())
+        self.resolution = resolution
+        self.frame_scale = frame_scale
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.cache = [read_image(s.image) for s in samples] if preload else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sample = self.samples[i]
+        image = self.cache[i] if self.cache is not None else read_image(sample.image)
+        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.augment else None
+        aug = self.augment or Augment.none()
+        m, flip = frame_transform(sample.points, self.resolution, self.frame_scale, rng, aug)
+        frame = warp_frame(image, m, self.resolution)
+        pts = affine_points(sample.points, m)
+        if flip:
+            pts = pts[self.perm]
+        if rng is not None:
+            frame = photometric(frame, rng, aug)
+        return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))), torch.from_numpy(pts.astype(np.float32))

@@ -1,0 +1,262 @@
+"""The training loop: run directories, checkpoints that resume, validation, export of the best model.
+
+A run directory holds `config.json`, `checkpoint.pt` (model, optimiser, scheduler, epoch, best score),
+`log.csv` (per epoch: losses, validation NME, learning rate, time), `curves.png`, and the exported
+`best.safetensors` / `last.safetensors` with configuration and training metadata in their headers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from fflm.model import LandmarkNet, ModelConfig, preset
+from fflm.scheme import load_scheme
+from fflm.train.data import Augment, LandmarkDataset, read_annotations
+from fflm.train.losses import LOSSES, landmark_loss
+from fflm.weights import init_from, read_header, save_model
+
+
+class TrainError(Exception):
+    """A training run that cannot start or continue (bad data, run directory or options)."""
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    val: str | None = None
+    out: str = "runs/fflm"
+    scheme: str = "68"
+    variant: str = "regular"
+    resolution: int = 256
+    crop_size: int = 128
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    warmup_steps: int = 200
+    loss: str = "l2"
+    clip_grad: float = 5.0
+    jitter: float = 0.1
+    centre_jitter: float = 0.05
+    init: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+    workers: int = 0
+    threads: int = 0
+    max_val: int = 0
+    augment: dict = field(default_factory=lambda: asdict(Augment()))
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise TrainError(f"unknown loss {self.loss!r} (one of {', '.join(LOSSES)})")
+        if not 64 <= self.resolution <= 4096:
+            raise TrainError("resolution must be within 64..4096")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise TrainError("epochs and batch size must be positive")
+
+
+def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
+    """A fresh model for the run, initialised from `cfg.init` where shapes match; notes on what was kept."""
+    scheme = load_scheme(cfg.scheme)
+    notes = []
+    if cfg.init:
+        base, _ = read_header(cfg.init)
+        model_cfg = ModelConfig(**{**asdict(base), "scheme": scheme.to_dict(), "crop_size": cfg.crop_size})
+    else:
+        model_cfg = preset(cfg.variant, scheme, cfg.crop_size)
+    model = LandmarkNet(model_cfg)
+    if cfg.init:
+        kept, fresh = init_from(model, cfg.init)
+        notes.append(f"--init {cfg.init}: kept {len(kept)} tensors, re-initialised {len(fresh)}"
+                     + (f" ({', '.join(fresh[:6])}{'…' if len(fresh) > 6 else ''})" if fresh else ""))
+    return model, notes
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine from lr to lr_min over the run."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+
+
+@torch.inference_mode()
+def validate(model: LandmarkNet, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    """Mean inter-ocular NME (%) on frames from the truth: final points and the global stage alone."""
+    from fflm.evaluate import nme
+
+    model.eval()
+    finals, globals_, truths = [], [], []
+    for images, pts in loader:
+        out = model(images.to(device).float())
+        finals.append(out["final"].cpu().numpy())
+        globals_.append(out["global"][-1].cpu().numpy())
+        truths.append(pts.numpy())
+    truth = np.concatenate(truths)
+    norm = model.scheme.norm_points
+    ref = model.scheme.refined_indices
+    f, g = np.concatenate(finals), np.concatenate(globals_)
+    return {
+        "val_nme": 100 * float(nme(f, truth, norm).mean()),
+        "val_nme_global": 100 * float(nme(g, truth, norm).mean()),
+        "val_nme_refined_pts": 100 * float(nme(f[:, ref], truth[:, ref], norm, truth).mean()),
+        "val_nme_global_on_refined_pts": 100 * float(nme(g[:, ref], truth[:, ref], norm, truth).mean()),
+    }
+
+
+class _Interrupt:
+    """Turns SIGINT/SIGTERM into a flag so the loop can save a checkpoint and leave cleanly."""
+
+    def __init__(self) -> None:
+        self.hit = False
+
+    def __enter__(self) -> "_Interrupt":
+        self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, *_: object) -> None:
+        self.hit = True
+
+    def __exit__(self, *_: object) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> Path:
+    """Train (or resume) a run; returns the path of the best exported weights."""
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
+    if resume:
+        if not ckpt_path.is_file():
+            raise TrainError(f"{out}: no checkpoint.pt to resume from")
+        saved = json.loads((out / "config.json").read_text())
+        # a resumed run keeps its recipe; only where it runs and how long (--epochs, to extend) may change
+        cfg = TrainConfig(**{**saved, "device": cfg.device, "workers": cfg.workers, "threads": cfg.threads,
+                             "epochs": max(cfg.epochs, saved["epochs"])})
+    elif ckpt_path.exists():
+        raise TrainError(f"{out} already holds a run: use --resume {out} or another --out")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    torch.manual_seed(cfg.seed)
+    scheme = load_scheme(cfg.scheme)
+    model, notes = build_model(cfg)
+    for n in notes:
+        log(n)
+    model.to(device)
+    train_samples = read_annotations(cfg.data, scheme.num_points)
+    val_samples = read_annotations(cfg.val, scheme.num_points) if cfg.val else []
+    if cfg.max_val:
+        val_samples = val_samples[: cfg.max_val]
+    fs = model.config.frame_scale
+    train_ds = LandmarkDataset(train_samples, scheme, cfg.resolution, fs, Augment(**cfg.augment), cfg.seed)
+    loader = DataLoader(train_ds, cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    val_loader = (DataLoader(LandmarkDataset(val_samples, scheme, cfg.resolution, fs, None), 16, num_workers=0)
+                  if val_samples else None)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start_epoch, best, step = 0, float("inf"), 0
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, best, step = state["epoch"], state["best"], state["step"]
+        torch.set_rng_state(state["rng"])
+        log(f"resuming {out} at epoch {start_epoch + 1}/{cfg.epochs} (best val NME {best:.3f} %)")
+    else:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    total_steps = cfg.epochs * len(loader)
+    meta_base = {"train": asdict(cfg), "samples": len(train_samples), "val_samples": len(val_samples)}
+
+    def save_checkpoint(epoch: int) -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
+                    "step": step, "rng": torch.get_rng_state()}, tmp)
+        tmp.replace(ckpt_path)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with _Interrupt() as stop, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                        TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                        disable=not progress) as bar:
+        for epoch in range(start_epoch, cfg.epochs):
+            model.train()
+            train_ds.epoch = epoch
+            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), info="")
+            t0, sums, n = time.time(), {}, 0
+            for images, pts in loader:
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, total_steps, cfg)
+                images, pts = images.to(device, non_blocking=True).float(), pts.to(device)
+                outputs = model(images, cfg.jitter, cfg.centre_jitter)
+                loss, parts = landmark_loss(outputs, pts, float(cfg.resolution), scheme.refined_indices,
+                                            scheme.norm_points, cfg.loss)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                opt.step()
+                step += 1
+                n += 1
+                for k, v in {"loss": float(loss), **parts}.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.update(task, advance=1, info=f"loss {sums['loss'] / n:.5f}")
+                if stop.hit:
+                    break
+            if stop.hit:  # the interrupted epoch is not counted: resume repeats it
+                save_checkpoint(epoch)
+                log(f"interrupted: checkpoint saved in {ckpt_path}; continue with --resume {out}")
+                break
+            row = {"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
+            if val_loader is not None:
+                row.update(validate(model, val_loader, device))
+            row["seconds"] = round(time.time() - t0, 1)
+            score = row.get("val_nme", row["loss"])
+            meta = {**meta_base, "epoch": epoch + 1, **{k: round(v, 5) for k, v in row.items() if k.startswith("val")}}
+            save_model(out / "last.safetensors", model, meta)
+            if score < best:
+                best = score
+                save_model(out / "best.safetensors", model, meta)
+            save_checkpoint(epoch + 1)
+            _append_log(out / "log.csv", row)
+            _plot_log(out / "log.csv", out / "curves.png")
+            log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            bar.remove_task(task)
+    return out / "best.safetensors"
+
+
+def _append_log(path: Path, row: dict) -> None:
+    rows = list(csv.DictReader(open(path))) if path.exists() else []
+    rows.append({k: str(v) for k, v in row.items()})
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, keys)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def _plot_log(log_path: Path, png: Path) -> None:
+    from fflm.plot import line_plot
+
+    rows = list(csv.DictReader(open(log_path)))
+    epochs = [float(r["epoch"]) for r in rows]
+    series = {"train loss (x100)": [100 * float(r["loss"]) for r in rows]}
+    if rows and rows[-1].get("val_nme"):
+        series["val NME %"] = [float(r["val_nme"]) for r in rows]
+        series["val NME % (global)"] = [float(r["val_nme_global"]) for r in rows]
+    line_plot(png, epochs, series, "epoch", "", "training curves")

@@ -1,0 +1,83 @@
+"""Weights files: safetensors with the model configuration and training metadata in the header."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fflm.model import LandmarkNet, ModelConfig
+
+FORMAT = "fflm-landmarks/1"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "fflm-300w-68.safetensors"
+
+
+class WeightsError(Exception):
+    """A missing, corrupt or mismatched weights file."""
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(path: str | Path, model: LandmarkNet, metadata: dict | None = None) -> None:
+    """Write the model's tensors, configuration and metadata (JSON) atomically."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    header = {"format": FORMAT, "config": model.config.to_json(), "metadata": json.dumps(metadata or {}, sort_keys=True)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=header)
+    tmp.replace(path)
+
+
+def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
+    """Configuration and metadata of a weights file, without loading its tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
+    if header.get("format") != FORMAT:
+        raise WeightsError(f"{path}: not an fflm landmark weights file (format {header.get('format')!r})")
+    try:
+        return ModelConfig.from_json(header["config"]), json.loads(header.get("metadata", "{}"))
+    except (KeyError, ValueError) as e:
+        raise WeightsError(f"{path}: bad configuration in header ({e})") from None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[LandmarkNet, dict]:
+    """Build the model its header describes and load its tensors (strictly: every tensor must match)."""
+    config, metadata = read_header(path)
+    model = LandmarkNet(config)
+    try:
+        state = load_file(str(path), device="cpu")
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, OSError) as e:
+        raise WeightsError(f"{path}: tensors do not match the configuration ({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), metadata
+
+
+def init_from(model: LandmarkNet, path: str | Path) -> tuple[list[str], list[str]]:
+    """Copy every tensor of `path` whose name and shape match into `model` (fine-tuning with --init).
+
+    Returns (kept, reinitialised) tensor names; layers whose shape changed keep their fresh init.
+    """
+    read_header(path)
+    state = load_file(str(path), device="cpu")
+    own = model.state_dict()
+    kept = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
+    model.load_state_dict({k: state[k] for k in kept}, strict=False)
+    return kept, sorted(set(own) - set(kept))
