@@ -111,3 +111,38 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def _rotated(im) -> bool:
     return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files in a folder (extensions case-insensitive), sorted by path."""
+    folder = Path(folder)
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_path(p))
+
+
+def video_frames(path: str | Path):
+    """Yield (frame number, RGB uint8 frame) from a video file, decoded in order by OpenCV."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ImageError(f"cannot open video {path}")
+    try:
+        n = 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield n, np.ascontiguousarray(bgr[:, :, ::-1])
+            n += 1
+        if n == 0:
+            raise ImageError(f"no frames could be decoded from {path}")
+    finally:
+        cap.release()
+
+
+def video_frame_count(path: str | Path) -> int:
+    """Frame count from the container (0 when unknown)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
+    finally:
+        cap.release()

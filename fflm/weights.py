@@ -81,3 +81,37 @@ def init_from(model: LandmarkNet, path: str | Path) -> tuple[list[str], list[str
     kept = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
     model.load_state_dict({k: state[k] for k in kept}, strict=False)
     return kept, sorted(set(own) - set(kept))
+
+
+def describe(path: str | Path) -> dict:
+    """A summary of a weights file for `fflm info`: file, model, scheme and training metadata."""
+    path = Path(path)
+    config, metadata = read_header(path)
+    scheme = config.landmark_scheme
+    params = sum(v.numel() for v in load_file(str(path), device="cpu").values())
+
+    def net(c) -> str:
+        return (f"width {c.width}, depth {c.depth}, stacks {c.stacks}, stem stride {c.stem_stride}"
+                + (", light" if c.light else ""))
+
+    return {
+        "file": {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)},
+        "model": {
+            "variant": config.variant,
+            "parameters": params,
+            "proxy_size": config.proxy_size,
+            "crop_size": config.crop_size,
+            "global_net": net(config.global_net),
+            "regional_net": net(config.regional_net),
+            "regional_stages": config.regional_stages,
+            "frame_scale": config.frame_scale,
+        },
+        "scheme": {
+            "name": scheme.name,
+            "points": scheme.num_points,
+            "regions": ", ".join(f"{r.name} ({len(r.indices)})" for r in scheme.regions),
+            "refined_points": len(scheme.refined_indices),
+            "norm_points": list(scheme.norm_points),
+        },
+        "training": metadata,
+    }

@@ -7,6 +7,7 @@ the pixels of their own input (proxy or crop); fflm.geometry maps them to the or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -79,41 +80,57 @@ class LandmarkNet(nn.Module):
             boxes.append(torch.cat([centre - half, centre + half], dim=-1))
         return torch.stack(boxes, dim=1)
 
-    def forward(self, images: torch.Tensor, jitter: float = 0.0, centre_jitter: float = 0.0) -> dict[str, torch.Tensor | list]:
-        """Full model on whole images [B, 3, R, R] that are each one face frame (the training path).
+    def infer(self, proxy: torch.Tensor, frames: torch.Tensor, crop: Callable[[torch.Tensor], torch.Tensor],
+              jitter: float = 0.0, centre_jitter: float = 0.0) -> dict[str, Any]:
+        """The whole flow for B faces: global stage on proxies [B, 3, P, P] of the face frames [B, 4] (image
+        pixels), region boxes from its points, crops through `crop(boxes [B, R, 4]) -> [B, R, 3, S, S]`, and the
+        regional stages. One call per region network for all faces.
 
-        The proxy is the area-average of the image; crops come from the full-resolution image. With jitter
-        > 0 each region box's width and height are scaled by (1 + jitter·N(0, 1)) independently and its
-        centre moved by centre_jitter·side·N(0, 1) (paper 3.2). Returns points in image pixels: `global`
-        (per stack), `refined` (per regional stage, [B, N_refined, 2]) and `final` [B, N, 2].
+        With jitter > 0 each region box's width and height are scaled by (1 + jitter·N(0, 1)) independently and
+        its centre moved by centre_jitter·side·N(0, 1) (paper 3.2). Returns, in image pixels: `global` points
+        per stack, `refined` per regional stage ([B, N_refined, 2]), `final` [B, N, 2], `scores` [B, N]
+        (regional confidence where refined, global elsewhere), `global_scores`, and the region `boxes`.
         """
-        b, _, h, w = images.shape
         p = self.config.proxy_size
-        proxy = images if (h, w) == (p, p) else F.interpolate(images, size=(p, p), mode="area")
-        frame = images.new_tensor([-0.5, -0.5, w - 0.5, h - 0.5]).expand(b, 4)
         g = self.run_global(proxy)
-        global_pts = [local_to_box(s, frame, p) for s in g.stack_points]
-        current = global_pts[-1]
+        global_pts = [local_to_box(s, frames, p) for s in g.stack_points]
+        current, scores = global_pts[-1], g.scores.clone()
         refined_all, boxes_all = [], []
-        ref_idx = self.scheme.refined_indices
-        side = frame[:, 2] - frame[:, 0]
+        side = frames[:, 2] - frames[:, 0]
         for stage in range(self.config.regional_stages):
             boxes = self.region_boxes(current.detach(), side)
             if jitter > 0 or centre_jitter > 0:
                 boxes = _jitter_boxes(boxes, jitter, centre_jitter)
+            crops = crop(boxes)
             refined = current.clone()
-            flat = boxes.reshape(-1, 4)
-            nr = len(self.scheme.regions)
-            batch_index = torch.arange(b, device=images.device).repeat_interleave(nr)
-            crops = roi_align(images, flat, batch_index, self.config.crop_size)
-            crops = crops.reshape(b, nr, *crops.shape[1:])
             for r, region in enumerate(self.scheme.regions):
                 out = self.run_region(r, crops[:, r], stage)
-                refined[:, list(region.indices)] = local_to_box(out.points, boxes[:, r], self.config.crop_size)
-            refined_all.append(refined[:, ref_idx])
+                idx = list(region.indices)
+                refined[:, idx] = local_to_box(out.points, boxes[:, r], self.config.crop_size)
+                scores[:, idx] = out.scores
+            refined_all.append(refined[:, self.scheme.refined_indices])
             boxes_all.append(boxes)
             current = refined
-        return {"global": global_pts, "refined": refined_all, "final": current, "boxes": boxes_all}
+        return {"global": global_pts, "refined": refined_all, "final": current, "scores": scores,
+                "global_scores": g.scores, "boxes": boxes_all}
+
+    def forward(self, images: torch.Tensor, jitter: float = 0.0, centre_jitter: float = 0.0) -> dict[str, Any]:
+        """The training path: whole images [B, 3, R, R] (0..255), each one face frame, as float tensors.
+
+        The proxy is the area-average of the image; crops come from the full-resolution image.
+        """
+        b, _, h, w = images.shape
+        p = self.config.proxy_size
+        proxy = images if (h, w) == (p, p) else F.interpolate(images, size=(p, p), mode="area")
+        frames = images.new_tensor([-0.5, -0.5, w - 0.5, h - 0.5]).expand(b, 4)
+        nr = len(self.scheme.regions)
+        batch_index = torch.arange(b, device=images.device).repeat_interleave(nr)
+
+        def crop(boxes: torch.Tensor) -> torch.Tensor:
+            crops = roi_align(images, boxes.reshape(-1, 4), batch_index, self.config.crop_size)
+            return crops.reshape(b, nr, *crops.shape[1:])
+
+        return self.infer(proxy, frames, crop, jitter, centre_jitter)
 
 
 def _jitter_boxes(boxes: torch.Tensor, scale: float, shift: float) -> torch.Tensor:

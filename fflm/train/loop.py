@@ -211,7 +211,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                 opt.step()
                 step += 1
                 n += 1
-                for k, v in {"loss": float(loss), **parts}.items():
+                for k, v in {"loss": loss.item(), **parts}.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.update(task, advance=1, info=f"loss {sums['loss'] / n:.5f}")
                 if stop.hit:

@@ -1,0 +1,3 @@
+from fflm.cli import run
+
+run()

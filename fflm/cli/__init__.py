@@ -1,0 +1,82 @@
+"""fflm's command line: a thin Typer layer over the library. `main()` maps errors to one line and an
+exit code: 2 for usage errors, 1 for failures; no tracebacks (FFLM_DEBUG=1 shows them)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import typer
+
+from fflm import __version__
+from fflm.cli.app import app, err
+from fflm.cli.clickcompat import exceptions as click_exc
+
+from fflm.cli import batch, detect, info  # noqa: E402,F401  (registers the commands)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"fflm {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", "-V", help="Show the version and exit.",
+                                                      callback=_version, is_eager=True)) -> None:
+    """Precise facial landmarks on photos of any resolution."""
+
+
+def _one_line_warning(msg, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"fflm: warning: {msg}", file=sys.stderr)
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    from fflm.detect.boxes_file import BoxesFileError
+    from fflm.imageio import ImageError
+    from fflm.pts import AnnotationError
+    from fflm.train.loop import TrainError
+    from fflm.weights import WeightsError
+
+    return ImageError, WeightsError, AnnotationError, TrainError, BoxesFileError, ValueError, OSError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code."""
+    warnings.showwarning = _one_line_warning
+    debug = bool(os.environ.get("FFLM_DEBUG"))
+    try:
+        rv = app(args=argv, prog_name="fflm", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except typer.Exit as e:
+        return e.exit_code
+    except click_exc.NoArgsIsHelpError:  # the help was shown; no command given is a usage error, as in click
+        return 2
+    except typer.Abort:
+        print("fflm: interrupted", file=sys.stderr)
+        return 130
+    except click_exc.ClickException as e:
+        cmd = f" {e.ctx.info_name}" if getattr(e, "ctx", None) is not None and e.ctx.parent is not None else ""
+        hint = f" (see 'fflm{cmd} --help')" if isinstance(e, click_exc.UsageError) else ""
+        print(f"fflm{cmd}: error: {e.format_message()}{hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("fflm: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the one place every failure becomes one line
+        if debug:
+            raise
+        known = isinstance(e, _failures())
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"fflm: error: {text}" if known else f"fflm: internal error: {type(e).__name__}: {text} "
+              "(FFLM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+__all__ = ["app", "main", "run", "err"]

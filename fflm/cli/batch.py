@@ -1,0 +1,92 @@
+"""`fflm batch`: a folder of images or a video, with progress, overlapped decoding and a summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from fflm.cli.app import BoxesOpt, DetectorOpt, DeviceOpt, Format, WeightsOpt, app, err, existing, message, usage
+
+EXAMPLES = """
+Examples:
+
+  fflm batch ./frames/ --format csv --out frames.csv
+
+  fflm batch ./shoot/ --recursive --format jsonl --out shoot.jsonl --overlay-dir overlays/
+
+  fflm batch clip.mp4 --format json --out clip.json      frames are numbered from 0
+
+  fflm batch ./crops/ --format pts --out pts/
+"""
+
+
+@app.command(epilog=EXAMPLES)
+def batch(
+    source: Path = typer.Argument(..., help="A folder of images or a video file.", show_default=False),
+    out: Path = typer.Option(None, "--out", "-o", help="Output file (a folder for --format pts); default: stdout."),
+    fmt: Format = typer.Option(Format.csv, "--format", "-f", help="csv, json, jsonl or pts.", case_sensitive=False),
+    overlay_dir: Path = typer.Option(None, "--overlay-dir", help="Write an overlay image per input into this folder."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Include images in sub-folders."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, max=256, help="Images per network batch."),
+    workers: int = typer.Option(2, "--workers", "-j", min=1, max=64, help="Decoding threads."),
+    boxes: Path = BoxesOpt,
+    weights: Path = WeightsOpt,
+    device=DeviceOpt,
+    detector=DetectorOpt,
+) -> int:
+    """Find landmarks on every image of a folder (sorted) or every frame of a video.
+
+    A file that cannot be read is reported and skipped; the exit code is then 1, and the outputs hold
+    every other image. Outputs are written atomically when the run ends.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from fflm import runner
+    from fflm.cli.common import boxes_source, make_landmarker
+    from fflm.imageio import is_video_path, list_images, video_frame_count
+    from fflm.outputs import draw_overlay, overlay_path, write_image, write_results
+
+    existing([source])
+    if fmt == Format.pts and out is None:
+        raise usage("--format pts writes one file per face: give a folder with --out")
+    if source.is_dir():
+        total = len(list_images(source, recursive))
+        if total == 0:
+            raise FileNotFoundError(f"no images in {source}" + ("" if recursive else " (try --recursive)"))
+    elif is_video_path(source):
+        total = video_frame_count(source) or None
+    else:
+        raise usage(f"{source} is neither a folder nor a video file: use 'fflm detect' for single images")
+    given = boxes_source(boxes, detector)
+    lm = make_landmarker(weights, device, detector)
+    results, failures, faces, faceless = [], [], 0, 0
+    t0 = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]:.1f} img/s"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(source.name, total=total, rate=0.0)
+        draw = None
+        if overlay_dir is not None:
+            def draw(r, pixels) -> None:  # noqa: ANN001
+                write_image(overlay_path(overlay_dir, r, True), draw_overlay(pixels, r.faces, lm.scheme))
+
+        for r in runner.run(lm, runner.source_items(source, recursive), given, batch_size, workers, draw):
+            if r.error is not None:
+                failures.append(r)
+                bar.console.print(f"fflm: skipped {r.label}: {r.error}", markup=False, soft_wrap=True)
+            else:
+                results.append(r)
+                faces += len(r.faces)
+                faceless += not r.faces
+            done = len(results) + len(failures)
+            bar.update(task, completed=done, rate=done / max(time.perf_counter() - t0, 1e-9))
+    seconds = time.perf_counter() - t0
+    text = write_results(results, fmt.value, out, lm.scheme.num_points)
+    if text is not None:
+        typer.echo(text, nl=False)
+    n = len(results) + len(failures)
+    message(f"fflm: {n} images, {faces} faces, {faceless} with no face, {len(failures)} failed, "
+            f"{seconds:.1f} s ({n / max(seconds, 1e-9):.1f} img/s)" + (f"; wrote {out}" if out else ""))
+    return 1 if failures else 0

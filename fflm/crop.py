@@ -1,0 +1,58 @@
+"""Cropping from the 8-bit image: only the pixel window under the boxes becomes a float tensor.
+
+A window much larger than the crop is first shrunk by an integer factor with OpenCV's area filter
+(exact block averages, so coordinates stay exact), then RoIAlign resamples it on the device. Memory is
+bounded by the crop size, not by the photo: a 4K and a 12K photo cost the same here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+
+from fflm.model.roi_align import roi_align
+
+
+def window_for(boxes: np.ndarray, width: int, height: int, margin: int = 2) -> tuple[int, int, int, int]:
+    """Integer pixel window [x0, y0, x1, y1) covering all boxes plus a bilinear margin, clipped."""
+    x0 = max(0, math.floor(float(boxes[:, 0].min())) - margin)
+    y0 = max(0, math.floor(float(boxes[:, 1].min())) - margin)
+    x1 = min(width, math.ceil(float(boxes[:, 2].max())) + margin + 1)
+    y1 = min(height, math.ceil(float(boxes[:, 3].max())) + margin + 1)
+    return x0, y0, x1, y1
+
+
+def reduction_factor(boxes: np.ndarray, size: int) -> int:
+    """Integer pre-shrink that still leaves at least two source pixels per crop pixel for RoIAlign."""
+    extent = float(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).min())
+    return max(1, int(extent / size) // 2)
+
+
+def crop_u8(image: np.ndarray, boxes: np.ndarray, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Crops [K, 3, S, S] (float, 0..255) under boxes [K, 4] (image pixels) of a uint8 [H, W, 3] image.
+
+    Parts of a box outside the image are black, as in training.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = window_for(boxes, w, h)
+    if x1 <= x0 or y1 <= y0:  # wholly outside the image
+        return torch.zeros((len(boxes), 3, size, size), device=device)
+    f = reduction_factor(boxes, size)
+    window = image[y0:y1, x0:x1]
+    if f > 1:
+        wh, ww = window.shape[:2]
+        if ww >= f and wh >= f:
+            window = cv2.resize(window[: wh - wh % f, : ww - ww % f], (ww // f, wh // f), interpolation=cv2.INTER_AREA)
+        else:
+            f = 1
+    # window pixel i has its centre at image x0 + f·i + (f - 1)/2: map box edges the same way
+    local = boxes.copy()
+    local[:, 0::2] = (local[:, 0::2] - x0 - (f - 1) / 2) / f
+    local[:, 1::2] = (local[:, 1::2] - y0 - (f - 1) / 2) / f
+    t = torch.from_numpy(np.ascontiguousarray(window)).to(device, non_blocking=True)
+    t = t.permute(2, 0, 1)[None].float()
+    return roi_align(t, torch.as_tensor(local, dtype=torch.float32, device=device), None, size)

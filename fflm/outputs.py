@@ -1,0 +1,192 @@
+"""Writers for JSON, JSON Lines, CSV, .pts and overlay images; every file is written atomically.
+
+Coordinates are original-image pixels of the upright image, 0-based pixel centres (OpenCV's convention),
+except .pts files, which are 1-based as in 300-W.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from fflm.pts import format_pts
+from fflm.scheme import LandmarkScheme
+
+FORMATS = ("json", "jsonl", "csv", "pts")
+
+
+@dataclass
+class ImageResult:
+    """The faces found in one image (or frame), or the error that stopped it."""
+
+    image: str
+    width: int = 0
+    height: int = 0
+    faces: list = field(default_factory=list)  # list[fflm.pipeline.Face]
+    error: str | None = None
+    frame: int | None = None  # frame number when the image is a video frame
+
+    @property
+    def label(self) -> str:
+        """`image`, or `video#frame` for a video frame (the CSV's image column)."""
+        return self.image if self.frame is None else f"{self.image}#{self.frame}"
+
+    def to_dict(self) -> dict:
+        d: dict = {"image": self.image}
+        if self.frame is not None:
+            d["frame"] = self.frame
+        if self.error is not None:
+            return {**d, "error": self.error}
+        return {**d, "width": self.width, "height": self.height, "faces": [f.to_dict() for f in self.faces]}
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write a file so that readers see either the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_json(results: list[ImageResult], single: bool) -> str:
+    """One object for a single image, a list otherwise."""
+    data = results[0].to_dict() if single and len(results) == 1 else [r.to_dict() for r in results]
+    return json.dumps(data, indent=1) + "\n"
+
+
+def to_jsonl(results: Iterable[ImageResult]) -> str:
+    return "".join(json.dumps(r.to_dict()) + "\n" for r in results)
+
+
+def csv_header(num_points: int) -> list[str]:
+    return ["image", "face", "score", "x0", "y0", "x1", "y1"] + [f"{a}_{i}" for i in range(num_points) for a in "xy"]
+
+
+def to_csv(results: Iterable[ImageResult], num_points: int) -> str:
+    """One row per face; an image with no face gets one row with face `none` and empty numbers."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(csv_header(num_points))
+    for r in results:
+        if r.error is not None:
+            continue
+        if not r.faces:
+            w.writerow([r.label, "none"] + [""] * (5 + 2 * num_points))
+        for k, f in enumerate(r.faces):
+            w.writerow([r.label, k, f"{f.score:.4f}"] + [f"{v:.3f}" for v in f.box] + [f"{v:.3f}" for v in np.ravel(f.landmarks)])
+    return buf.getvalue()
+
+
+def read_csv(text: str) -> list[dict]:
+    """Parse fflm's CSV back into {image, face, score, box, landmarks} rows (for tests and tools)."""
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        if row["face"] == "none":
+            rows.append({"image": row["image"], "face": None})
+            continue
+        n = (len(row) - 7) // 2
+        rows.append({
+            "image": row["image"], "face": int(row["face"]), "score": float(row["score"]),
+            "box": [float(row[k]) for k in ("x0", "y0", "x1", "y1")],
+            "landmarks": [[float(row[f"x_{i}"]), float(row[f"y_{i}"])] for i in range(n)],
+        })
+    return rows
+
+
+def pts_name(result: ImageResult, face: int) -> str:
+    """`<stem>_<face>.pts`, or `<video stem>_f<frame>_<face>.pts` for a video frame."""
+    stem = Path(result.image).stem
+    return f"{stem}_{face}.pts" if result.frame is None else f"{stem}_f{result.frame:06d}_{face}.pts"
+
+
+def write_pts_files(results: Iterable[ImageResult], folder: str | Path) -> list[Path]:
+    """One 300-W .pts file per face into `folder`; returns the paths written."""
+    written = []
+    for r in results:
+        for k, f in enumerate(r.faces):
+            path = Path(folder) / pts_name(r, k)
+            atomic_write(path, format_pts(f.landmarks))
+            written.append(path)
+    return written
+
+
+REGION_COLOURS = [(255, 64, 64), (64, 160, 255), (64, 220, 64), (255, 200, 0), (220, 80, 255), (0, 220, 220)]
+
+
+def draw_overlay(image: np.ndarray, faces: list, scheme: LandmarkScheme) -> np.ndarray:
+    """RGB copy of the image with each face's box and points (one colour per region, white for the rest),
+    with sizes that scale with the image so they stay readable on a 4K photo."""
+    out = image.copy()
+    scale = max(out.shape[:2]) / 1000.0
+    thick = max(1, round(2 * scale))
+    radius = max(1, round(2.5 * scale))
+    colour_of = {i: REGION_COLOURS[r % len(REGION_COLOURS)] for r, reg in enumerate(scheme.regions) for i in reg.indices}
+    sub = 4  # cv2 fixed-point shift: sub-pixel positions are drawn where they are
+    for f in faces:
+        x0, y0, x1, y1 = (int(round(v * (1 << sub))) for v in f.box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 255), thick, cv2.LINE_AA, sub)
+        for i, (x, y) in enumerate(f.landmarks):
+            c = (int(round(x * (1 << sub))), int(round(y * (1 << sub))))
+            cv2.circle(out, c, radius << sub, colour_of.get(i, (255, 255, 255)), -1, cv2.LINE_AA, sub)
+    return out
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> None:
+    """Encode by the file's extension (JPEG, PNG, …) and write atomically."""
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise ValueError(f"cannot encode an image as {path.suffix!r}")
+    atomic_write(path, buf.tobytes())
+
+
+def render(results: list[ImageResult], fmt: str, num_points: int, single: bool = False) -> str:
+    """The text of a json, jsonl or csv output."""
+    if fmt == "json":
+        return to_json(results, single)
+    if fmt == "jsonl":
+        return to_jsonl(results)
+    if fmt == "csv":
+        return to_csv(results, num_points)
+    raise ValueError(f"{fmt!r} is not a text format (json, jsonl, csv)")
+
+
+def write_results(results: list[ImageResult], fmt: str, out: str | Path | None, num_points: int,
+                  single: bool = False) -> str | None:
+    """Write results to `out` (a file; a folder for pts) atomically, or return the text for stdout."""
+    if fmt == "pts":
+        if out is None:
+            raise ValueError("--format pts writes one file per face: give a folder with --out")
+        write_pts_files(results, out)
+        return None
+    text = render(results, fmt, num_points, single)
+    if out is None:
+        return text
+    atomic_write(out, text)
+    return None
+
+
+def overlay_path(target: str | Path, result: ImageResult, many: bool) -> Path:
+    """Where an overlay goes: `target` itself for one image named like an image, else inside folder `target`."""
+    target = Path(target)
+    from fflm.imageio import is_image_path
+
+    if not many and is_image_path(target) and not target.is_dir():
+        return target
+    stem = Path(result.image).stem if result.frame is None else f"{Path(result.image).stem}_f{result.frame:06d}"
+    return target / f"{stem}.fflm.jpg"

@@ -1,0 +1,155 @@
+"""The inference pipeline: decode → detect → global stage → crop → regional stage → Face objects.
+
+Faces of all images in a call travel together through each network; the crops of every face for one
+region go through that region's network in one call.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from fflm.crop import crop_u8
+from fflm.detect.base import Detection, FaceDetector, WholeImage
+from fflm.geometry import clip_box, local_to_box, points_box, square_box
+from fflm.imageio import read_image, to_rgb8
+from fflm.scheme import LandmarkScheme
+from fflm.weights import DEFAULT_WEIGHTS, load_model
+
+
+@dataclass
+class Face:
+    """One face: `box` [x0, y0, x1, y1] and `landmarks` [N, 2] in original pixels (0-based pixel centres),
+    the detector's `score`, and per-landmark `landmark_scores` in [0, 1] (heatmap peak mass: see README)."""
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+    landmark_scores: np.ndarray
+    global_landmarks: np.ndarray = field(repr=False, default=None)
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 3) for v in self.box],
+            "score": round(float(self.score), 4),
+            "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in self.landmarks],
+            "landmark_scores": [round(float(s), 4) for s in self.landmark_scores],
+        }
+
+
+class BoxWarning(UserWarning):
+    """A given face box had to be clipped to the image."""
+
+
+def pick_device(device: str) -> torch.device:
+    """`auto` is CUDA when available, else CPU; `cuda` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r} (auto, cpu or cuda)")
+    return torch.device(device)
+
+
+class Landmarker:
+    """Facial landmarks on images of any resolution.
+
+    `Landmarker()` loads the shipped weights; `Landmarker.from_file(path)` any other. `predict(image)`
+    takes a path or an RGB uint8 array [H, W, 3] and optional face boxes; without boxes the detector
+    finds them (by default the whole image is the face).
+    """
+
+    def __init__(self, weights: str | Path | None = None, device: str = "auto", detector: FaceDetector | None = None,
+                 recentre: bool = True) -> None:
+        self.device = pick_device(device)
+        self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
+        self.weights_path = Path(weights or DEFAULT_WEIGHTS)
+        self.detector = detector or WholeImage()
+        self.recentre = recentre
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs) -> "Landmarker":
+        return cls(path, **kwargs)
+
+    @property
+    def scheme(self) -> LandmarkScheme:
+        return self.model.scheme
+
+    def predict(self, image: str | Path | np.ndarray, boxes: Sequence[Sequence[float]] | None = None) -> list[Face]:
+        """Faces in one image, best detector score first."""
+        return self.predict_batch([image], None if boxes is None else [boxes])[0]
+
+    def predict_batch(self, images: Sequence[str | Path | np.ndarray],
+                      boxes: Sequence[Sequence[Sequence[float]] | None] | None = None) -> list[list[Face]]:
+        """Faces in several images, run through the networks together."""
+        arrays = [read_image(im) if isinstance(im, (str, Path)) else to_rgb8(im) for im in images]
+        dets = [self.detections(a, None if boxes is None else boxes[i]) for i, a in enumerate(arrays)]
+        return self.landmarks(arrays, dets)
+
+    def detections(self, image: np.ndarray, boxes: Sequence[Sequence[float]] | None = None) -> list[Detection]:
+        """The given boxes (validated, clipped with a warning), or the detector's faces when None."""
+        if boxes is None:
+            return self.detector.detect(image)
+        h, w = image.shape[:2]
+        out = []
+        for b in boxes:
+            box = np.asarray(b, dtype=np.float64)
+            if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+                raise ValueError(f"a face box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {list(b)}")
+            clipped = clip_box(box, w, h)
+            if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+                raise ValueError(f"face box {list(b)} lies outside the {w}×{h} image")
+            if not np.allclose(clipped, box):
+                warnings.warn(f"face box {[round(float(v), 1) for v in box]} clipped to the {w}×{h} image", BoxWarning,
+                              stacklevel=3)
+            out.append(Detection(clipped, 1.0))
+        return out
+
+    @torch.inference_mode()
+    def landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[list[Face]]:
+        """Landmarks for given detections: the face frame comes from each box; with `recentre` a first global
+        pass re-centres and re-scales the frame on its own landmarks before the full model runs."""
+        owners = [(i, d) for i, ds in enumerate(detections) for d in ds]
+        results: list[list[Face]] = [[] for _ in images]
+        if not owners:
+            return results
+        fs = self.model.config.frame_scale
+        frames = np.stack([square_box(d.box, fs) for _, d in owners])
+        if self.recentre:
+            pts = self._global_points([images[i] for i, _ in owners], frames)
+            frames = square_box(points_box(pts), fs)
+        out = self._run([images[i] for i, _ in owners], frames)
+        final = out["final"].float().cpu().numpy().astype(np.float64)
+        glob = out["global"][-1].float().cpu().numpy().astype(np.float64)
+        scores = out["scores"].float().cpu().numpy().astype(np.float64)
+        for k, (i, d) in enumerate(owners):
+            results[i].append(Face(d.box, float(d.score), final[k], scores[k], glob[k]))
+        for faces in results:
+            faces.sort(key=lambda f: -f.score)
+        return results
+
+    def _proxies(self, images: Sequence[np.ndarray], frames: np.ndarray) -> torch.Tensor:
+        p = self.model.config.proxy_size
+        return torch.cat([crop_u8(im, fr[None], p, self.device) for im, fr in zip(images, frames)])
+
+    def _global_points(self, images: Sequence[np.ndarray], frames: np.ndarray) -> np.ndarray:
+        g = self.model.run_global(self._proxies(images, frames))
+        f = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
+        return local_to_box(g.points, f, self.model.config.proxy_size).cpu().numpy().astype(np.float64)
+
+    def _run(self, images: Sequence[np.ndarray], frames: np.ndarray) -> dict:
+        s = self.model.config.crop_size
+
+        def crop(boxes: torch.Tensor) -> torch.Tensor:
+            b = boxes.cpu().numpy()  # one transfer for all faces: windows are cut on the host
+            return torch.stack([crop_u8(im, bx, s, self.device) for im, bx in zip(images, b)])
+
+        f = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
+        return self.model.infer(self._proxies(images, frames), f, crop)
+

@@ -1,0 +1,109 @@
+"""Running the Landmarker over many images or video frames: decoding overlapped with inference.
+
+Decoding happens in a thread pool (OpenCV releases the GIL) a few batches ahead; decoded images are
+grouped into batches for the networks. A file that fails is reported as a result with `error`, and the
+run goes on.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from fflm.imageio import ImageError, is_video_path, list_images, read_image, video_frames
+from fflm.outputs import ImageResult
+from fflm.pipeline import Landmarker
+
+
+@dataclass
+class Item:
+    """One image to process: its label, frame number (videos) and how to get its pixels."""
+
+    image: str
+    load: Callable[[], np.ndarray]
+    frame: int | None = None
+
+
+def folder_items(folder: str | Path, recursive: bool = False) -> list[Item]:
+    return [Item(str(p), (lambda p=p: read_image(p))) for p in list_images(folder, recursive)]
+
+
+def file_items(paths: Iterable[str | Path]) -> list[Item]:
+    return [Item(str(p), (lambda p=p: read_image(p))) for p in paths]
+
+
+def video_items(path: str | Path) -> Iterator[Item]:
+    """Frames in order; each item holds its already-decoded frame (video decoding is sequential)."""
+    for n, frame in video_frames(path):
+        yield Item(str(path), (lambda f=frame: f), n)
+
+
+def source_items(source: str | Path, recursive: bool = False) -> Iterable[Item]:
+    """A folder of images, a video file, or a single image file."""
+    source = Path(source)
+    if source.is_dir():
+        return folder_items(source, recursive)
+    if is_video_path(source):
+        return video_items(source)
+    return file_items([source])
+
+
+Visit = Callable[[ImageResult, np.ndarray], None]
+
+
+def run(landmarker: Landmarker, items: Iterable[Item], boxes: dict[str, list] | None = None, batch_size: int = 8,
+        workers: int = 2, visit: Visit | None = None) -> Iterator[ImageResult]:
+    """Yield one ImageResult per item, in order; `visit(result, pixels)` sees each decoded image once its
+    faces are known (for overlays), so pixels need not be decoded twice or kept."""
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="fflm-decode")
+    pending: deque[tuple[Item, Future]] = deque()
+    it = iter(items)
+
+    def fill() -> None:
+        while len(pending) < 2 * batch_size + workers:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            pending.append((item, pool.submit(item.load)))
+
+    try:
+        fill()
+        while pending:
+            batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+            fill()
+            yield from _process(landmarker, batch, boxes, visit)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _process(landmarker: Landmarker, batch: list[tuple[Item, Future]], boxes: dict[str, list] | None,
+             visit: Visit | None) -> list[ImageResult]:
+    results: list[ImageResult] = []
+    arrays, dets, slots = [], [], []
+    for item, fut in batch:
+        result = ImageResult(item.image, frame=item.frame)
+        results.append(result)
+        try:
+            image = fut.result()
+            result.height, result.width = image.shape[:2]
+            given = None if boxes is None else boxes.get(Path(item.image).name)
+            d = landmarker.detections(image, given)
+        except (ImageError, ValueError, OSError) as e:
+            result.error = str(e)
+            continue
+        arrays.append(image)
+        dets.append(d)
+        slots.append(result)
+    if arrays:
+        for result, image, faces in zip(slots, arrays, landmarker.landmarks(arrays, dets)):
+            result.faces = faces
+            if visit is not None:
+                visit(result, image)
+    return results
+

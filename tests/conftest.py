@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny models and weights built on the fly, tiny images, and the shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fflm.model import HourglassConfig, LandmarkNet, ModelConfig
+from fflm.weights import save_model
+
+torch.set_num_threads(1)
+
+SHARED = Path(os.environ.get("FFLM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+needs_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason=f"shared data not found at {SHARED}")
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A model small enough to build and run in milliseconds (68 points, 64 px proxy, 32 px crops)."""
+    kw = dict(
+        proxy_size=64,
+        crop_size=32,
+        global_net=HourglassConfig(width=8, depth=2, stem_stride=4),
+        regional_net=HourglassConfig(width=8, depth=1, stem_stride=4),
+    )
+    kw.update(overrides)
+    return ModelConfig(**kw)
+
+
+@pytest.fixture
+def tiny_model() -> LandmarkNet:
+    torch.manual_seed(0)
+    return LandmarkNet(tiny_config()).eval()
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path, tiny_model: LandmarkNet) -> Path:
+    path = tmp_path / "tiny.safetensors"
+    save_model(path, tiny_model, {"note": "tiny test model"})
+    return path
+
+
+@pytest.fixture
+def face_image() -> np.ndarray:
+    """A 200×160 RGB uint8 image with some structure (random but fixed)."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (160, 200, 3), dtype=np.uint8)
+    return img
