@@ -13,7 +13,20 @@ from safetensors.torch import load_file, save_file
 from fflm.model import LandmarkNet, ModelConfig
 
 FORMAT = "fflm-landmarks/1"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "fflm-300w-68.safetensors"
+DEFAULT_NAME = "fflm-300w-68.safetensors"
+
+
+def _default_weights() -> Path:
+    """The shipped model: `weights/` of a source checkout (editable install), else the copy a wheel
+    installs under `<prefix>/share/fflm/weights`."""
+    import sys
+
+    here = Path(__file__).resolve().parent.parent / "weights" / DEFAULT_NAME
+    installed = Path(sys.prefix) / "share" / "fflm" / "weights" / DEFAULT_NAME
+    return here if here.exists() or not installed.exists() else installed
+
+
+DEFAULT_WEIGHTS = _default_weights()
 
 
 class WeightsError(Exception):

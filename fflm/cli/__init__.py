@@ -13,7 +13,7 @@ from fflm import __version__
 from fflm.cli.app import app, err
 from fflm.cli.clickcompat import exceptions as click_exc
 
-from fflm.cli import batch, detect, info  # noqa: E402,F401  (registers the commands)
+from fflm.cli import batch, bench, detect, evaluate, info, train  # noqa: E402,F401  (registers the commands)
 
 
 def _version(value: bool) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from fflm.cli.app import Device, DetectorChoice, message, usage
 
 
-def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice):
+def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None):
     from fflm.pipeline import Landmarker
 
     if weights is not None and not weights.exists():
@@ -21,7 +21,7 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
     return Landmarker(weights, device=device.value)
 
 
-def boxes_source(boxes: Path | None, detector: DetectorChoice) -> dict | None:
+def boxes_source(boxes: Path | None, detector: DetectorChoice | None) -> dict | None:
     """The boxes file's contents, or None (the detector decides), saying what the detector will do."""
     from fflm.detect.boxes_file import BoxesFileError, load_boxes_file
 

@@ -44,7 +44,7 @@ class ModelConfig:
     proxy_size: int = 256
     crop_size: int = 128
     global_net: HourglassConfig = field(default_factory=HourglassConfig)
-    regional_net: HourglassConfig = field(default_factory=lambda: HourglassConfig(width=48, depth=3, stem_stride=2))
+    regional_net: HourglassConfig = field(default_factory=lambda: HourglassConfig(width=64, depth=3, stem_stride=4))
     regional_stages: int = 1
     frame_scale: float = 1.5
     region_margin: float = 0.25
@@ -95,5 +95,5 @@ def preset(variant: str = "regular", scheme: LandmarkScheme = IBUG68, crop_size:
         scheme=scheme.to_dict(),
         crop_size=crop_size,
         global_net=HourglassConfig(width=64, depth=4, stem_stride=4, light=light),
-        regional_net=HourglassConfig(width=48, depth=3, stem_stride=2 if crop_size <= 128 else 4, light=light),
+        regional_net=HourglassConfig(width=64, depth=3, stem_stride=4, light=light),
     )

@@ -1,0 +1,196 @@
+"""Speed and memory benchmark: `fflm bench` / `python -m fflm.bench`.
+
+Portraits of 512 px to 8K on the long side are made by resizing the shipped sample and saved as JPEG.
+Per resolution, in a fresh process each (so peak memory is that resolution's alone): decode time,
+detector time, landmark time per face, total in-process `predict` time, peak resident memory (and peak
+CUDA memory on a GPU). Then a folder of 1080p frames: images/s of `batch` (the runner: batched networks,
+decoding overlapped) against a loop of single-image `predict` calls in the same process. Timings are
+medians of repeated runs after a warm-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "astronaut.png"
+SIZES = (512, 1024, 2048, 4096, 8192)
+
+
+def make_portrait(long_side: int, path: Path, source: Path = SAMPLE) -> Path:
+    """The sample portrait resized (Lanczos up, area down) to `long_side` x 0.75·long_side, saved as JPEG."""
+    img = cv2.imread(str(source))
+    h, w = img.shape[:2]
+    # 4:3 landscape, like a camera frame: pad the square sample on both sides with its edge colours
+    img = cv2.copyMakeBorder(img, 0, 0, w // 6, w // 6, cv2.BORDER_REFLECT)
+    size = (long_side, round(long_side * img.shape[0] / img.shape[1]))
+    interp = cv2.INTER_LANCZOS4 if long_side > img.shape[1] else cv2.INTER_AREA
+    cv2.imwrite(str(path), cv2.resize(img, size, interpolation=interp), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return path
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def measure_one(path: Path, weights: str | None, device: str, repeat: int, detector: str) -> dict:
+    """All the per-image figures for one file (run in its own process)."""
+    import torch
+
+    from fflm.imageio import read_image
+    from fflm.pipeline import Landmarker
+
+    lm = Landmarker(weights, device=device, detector=_detector(detector, device))
+    image = read_image(path)
+    decode = _median_time(lambda: cv2.imread(str(path)), repeat)
+    det_time = _median_time(lambda: lm.detector.detect(image), repeat)
+    dets = lm.detector.detect(image)
+    lm_time = _median_time(lambda: lm.landmarks([image], [dets]), repeat) / max(1, len(dets))
+    total = _median_time(lambda: lm.predict(path), repeat)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if lm.device.type == "cuda" else None
+    return {"file": str(path), "width": image.shape[1], "height": image.shape[0], "faces": len(dets),
+            "decode_ms": 1000 * decode, "detector_ms": 1000 * det_time, "landmarks_ms_per_face": 1000 * lm_time,
+            "total_ms": 1000 * total, "total_over_decode": total / decode, "peak_rss_mb": peak,
+            "decoded_mb": image.nbytes / 2**20, "cuda_peak_mb": cuda_peak}
+
+
+def _detector(name: str, device: str):
+    if name == "none":
+        from fflm.detect.base import WholeImage
+
+        return WholeImage()
+    from fflm.detect import make_detector
+
+    return make_detector(name, device=device)
+
+
+def measure_batch(folder: Path, weights: str | None, device: str, detector: str, batch_size: int = 8) -> dict:
+    """Images/s over a folder: the batch runner against a loop of single-image predict calls."""
+    from fflm import runner
+    from fflm.imageio import list_images
+    from fflm.pipeline import Landmarker
+
+    lm = Landmarker(weights, device=device, detector=_detector(detector, device))
+    files = list_images(folder)
+    lm.predict(files[0])  # warm-up
+    t = time.perf_counter()
+    for f in files:
+        lm.predict(f)
+    loop = time.perf_counter() - t
+    t = time.perf_counter()
+    n = sum(1 for _ in runner.run(lm, runner.file_items(files), None, batch_size=batch_size, workers=2))
+    batch = time.perf_counter() - t
+    return {"images": n, "loop_img_s": n / loop, "batch_img_s": n / batch, "speedup": loop / batch}
+
+
+def make_frames(folder: Path, count: int = 200, size: tuple[int, int] = (1920, 1080)) -> Path:
+    """`count` 1080p JPEG frames: a slow pan and zoom over the sample portrait."""
+    folder.mkdir(parents=True, exist_ok=True)
+    src = cv2.imread(str(SAMPLE))
+    w, h = size
+    base = cv2.resize(src, (h, h), interpolation=cv2.INTER_LANCZOS4)
+    canvas = cv2.copyMakeBorder(base, 0, 0, (w - h) // 2, w - h - (w - h) // 2, cv2.BORDER_REFLECT)
+    for i in range(count):
+        t = i / max(1, count - 1)
+        zoom = 1.0 + 0.3 * t
+        m = cv2.getRotationMatrix2D((w / 2 + 80 * np.sin(6 * t), h / 2), 3 * np.sin(4 * t), zoom)
+        frame = cv2.warpAffine(canvas, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        cv2.imwrite(str(folder / f"frame_{i:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return folder
+
+
+def _child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "fflm.bench", "--child", *args], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "benchmark child failed")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int, ...] = SIZES, repeat: int = 5,
+              frames: int = 200, detector: str = "builtin", workdir: Path | None = None) -> dict:
+    """The whole benchmark; returns the figures (printing is the caller's)."""
+    import torch
+
+    work = Path(workdir or tempfile.mkdtemp(prefix="fflm-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in sizes:
+        p = make_portrait(s, work / f"portrait_{s}.jpg")
+        rows.append(_child(["one", str(p), weights or "", device, str(repeat), detector]))
+    batch = None
+    if frames:
+        folder = work / "frames_1080p"
+        if len(list(folder.glob("*.jpg"))) != frames:
+            make_frames(folder, frames)
+        batch = _child(["batch", str(folder), weights or "", device, detector])
+    return {
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "device": device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
+                    "opencv": cv2.__version__, "detector": detector},
+        "images": rows,
+        "batch": batch,
+    }
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m = report["machine"]
+    con = Console(highlight=False)
+    t = Table(title=f"fflm bench: {m['device']}, {m['cpus']} CPUs, {m['threads']} torch threads, torch {m['torch']}, "
+                    f"OpenCV {m['opencv']}, detector {m['detector']}", title_justify="left")
+    for c in ("image", "faces", "decode ms", "detector ms", "landmarks ms/face", "total ms", "total/decode",
+              "peak RSS MB", "decoded MB", "CUDA peak MB"):
+        t.add_column(c, justify="right")
+    for r in report["images"]:
+        t.add_row(f"{r['width']}×{r['height']}", str(r["faces"]), f"{r['decode_ms']:.1f}", f"{r['detector_ms']:.1f}",
+                  f"{r['landmarks_ms_per_face']:.1f}", f"{r['total_ms']:.1f}", f"{r['total_over_decode']:.2f}",
+                  f"{r['peak_rss_mb']:.0f}", f"{r['decoded_mb']:.0f}",
+                  "-" if r["cuda_peak_mb"] is None else f"{r['cuda_peak_mb']:.0f}")
+    con.print(t)
+    b = report.get("batch")
+    if b:
+        bt = Table(title=f"{b['images']} frames of 1920×1080", title_justify="left")
+        for c in ("loop of predict img/s", "batch img/s", "batch / loop"):
+            bt.add_column(c, justify="right")
+        bt.add_row(f"{b['loop_img_s']:.2f}", f"{b['batch_img_s']:.2f}", f"{b['speedup']:.2f}×")
+        con.print(bt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        kind, *rest = argv[1:]
+        if kind == "one":
+            path, weights, device, repeat, detector = rest
+            res = measure_one(Path(path), weights or None, device, int(repeat), detector)
+        else:
+            folder, weights, device, detector = rest
+            res = measure_batch(Path(folder), weights or None, device, detector)
+        print(json.dumps(res))
+        return 0
+    from fflm.cli import main as cli_main
+
+    return cli_main(["bench", *argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

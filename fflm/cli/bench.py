@@ -1,0 +1,46 @@
+"""`fflm bench`: speed and memory at every resolution, as tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from fflm.cli.app import DeviceOpt, WeightsOpt, app
+
+EXAMPLES = """
+Examples:
+
+  fflm bench
+
+  fflm bench --sizes 1024,4096 --frames 0 --json > bench.json
+"""
+
+
+@app.command(epilog=EXAMPLES)
+def bench(
+    weights: Path = WeightsOpt,
+    device=DeviceOpt,
+    sizes: str = typer.Option("512,1024,2048,4096,8192", "--sizes", help="Long sides of the test portraits."),
+    repeat: int = typer.Option(5, "--repeat", min=1, help="Timed runs per figure (the median is shown)."),
+    frames: int = typer.Option(200, "--frames", min=0, help="1080p frames for the batch test (0: skip)."),
+    detector: str = typer.Option("builtin", "--detector", help="Face detector to time (builtin, yunet, none)."),
+    workdir: Path = typer.Option(None, "--workdir", help="Keep the generated images here (default: a temp folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> int:
+    """Time decoding, detection and landmarks on 512 px to 8K photos, peak memory, and batch throughput."""
+    from fflm.bench import print_report, run_bench
+
+    try:
+        size_list = tuple(int(s) for s in sizes.split(",") if s.strip())
+    except ValueError:
+        from fflm.cli.app import usage
+
+        raise usage(f"--sizes takes comma-separated pixel sizes, got {sizes!r}") from None
+    report = run_bench(str(weights) if weights else None, device.value, size_list, repeat, frames, detector, workdir)
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+    else:
+        print_report(report)
+    return 0

@@ -1,0 +1,85 @@
+"""`fflm eval`: measure a model on annotated faces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from fflm.cli.app import DeviceOpt, WeightsOpt, app, err, usage
+
+EXAMPLES = """
+Examples:
+
+  fflm eval 300w/val
+
+  fflm eval 300w/val --boxes detector --plot ced.png
+
+  fflm eval my_faces.csv --weights runs/x/best.safetensors --json > report.json
+"""
+
+
+@app.command("eval", epilog=EXAMPLES)
+def evaluate(
+    data: Path = typer.Argument(..., help="Annotations: a 300-W style folder, a .csv or a .json file.", show_default=False),
+    weights: Path = WeightsOpt,
+    boxes: str = typer.Option("landmarks", "--boxes", help="landmarks (truth's tight box), detector, or a boxes JSON file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report (with per-image errors) as JSON."),
+    plot: Path = typer.Option(None, "--plot", help="Write the cumulative error curve as PNG."),
+    device=DeviceOpt,
+) -> int:
+    """Measure a model on annotated faces: NME, failure rate and AUC, per region, stage and face size.
+
+    NME is normalised by the outer-eye-corner distance (inter-ocular) and by the truth box diagonal;
+    FR and AUC at 0.08 and 0.10; the refined points are also scored with the global stage's estimate.
+    """
+    from rich.progress import Progress
+
+    from fflm.cli.common import make_landmarker
+    from fflm.evaluate import evaluate as run_eval, plot_ced
+    from fflm.train.data import read_annotations
+
+    if not data.exists():
+        raise usage(f"no such file or directory: {data}")
+    box_source: str | dict = boxes
+    if boxes not in ("landmarks", "detector"):
+        from fflm.cli.common import boxes_source
+
+        box_source = boxes_source(Path(boxes), None)
+    lm = make_landmarker(weights, device, None)
+    samples = read_annotations(data, lm.scheme.num_points)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("evaluating", total=len(samples))
+        report = run_eval(lm, samples, box_source, progress=lambda done, n: bar.update(task, completed=done))
+    d = report.to_dict(per_image=as_json)
+    d["weights"] = str(lm.weights_path)
+    d["boxes"] = boxes
+    if plot is not None:
+        plot_ced(plot, {"fflm": report.nme_io})
+    if as_json:
+        typer.echo(json.dumps(d, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"fflm eval: {data} ({d['found']}/{d['faces']} faces, boxes: {boxes})", title_justify="left")
+    for c in ("metric", "mean %", "median %", "FR@0.08 %", "FR@0.10 %", "AUC@0.08 %", "AUC@0.10 %"):
+        t.add_column(c, justify="right" if c != "metric" else "left")
+    for name, key in (("NME inter-ocular", "inter_ocular"), ("NME box diagonal", "box_diagonal")):
+        s = d[key]
+        t.add_row(name, *(f"{s[k]:.3f}" for k in ("mean", "median", "fr_0.08", "fr_0.10", "auc_0.08", "auc_0.10")))
+    g = Table(title="per region / stage / face size (inter-ocular NME, mean %)", title_justify="left")
+    g.add_column("part")
+    g.add_column("mean %", justify="right")
+    for k, v in d["groups"].items():
+        g.add_row(k, f"{v:.3f}")
+    if "refined_points" in d:
+        g.add_row("refined points, final", f"{d['refined_points']['final']:.3f}")
+        g.add_row("refined points, global stage", f"{d['refined_points']['global_stage']:.3f}")
+    for k, v in d["by_face_size"].items():
+        g.add_row(f"face {k} px ({v['faces']})", f"{v['mean']:.3f}")
+    out = Console(highlight=False)
+    out.print(t)
+    out.print(g)
+    return 0

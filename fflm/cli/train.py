@@ -1,0 +1,76 @@
+"""`fflm train`: train or fine-tune a landmark model on annotated faces."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from fflm.cli.app import Device, DeviceOpt, app, message, usage
+
+EXAMPLES = """
+Examples:
+
+  fflm train --data 300w/train --val 300w/val --out runs/300w --epochs 30
+
+  fflm train --data my_faces/ --scheme my_scheme.json --init weights/fflm-300w-68.safetensors --epochs 20
+
+  fflm train --data hires/ --resolution 1024 --init runs/300w/best.safetensors      progressive resolution
+
+  fflm train --resume runs/300w                                                      continue after Ctrl-C
+"""
+
+
+class Variant(str, Enum):
+    regular = "regular"
+    light = "light"
+
+
+class Loss(str, Enum):
+    l2 = "l2"
+    l1 = "l1"
+    wing = "wing"
+    ion = "ion"
+
+
+@app.command(epilog=EXAMPLES)
+def train(
+    data: Path = typer.Option(None, "--data", help="Training annotations: a 300-W style folder, a .csv or a .json file."),
+    val: Path = typer.Option(None, "--val", help="Validation annotations (same formats); selects the best epoch."),
+    scheme: str = typer.Option("68", "--scheme", help="Landmark scheme: 68 or a scheme JSON file."),
+    variant: Variant = typer.Option(Variant.regular, "--variant", help="regular or light (depthwise-separable)."),
+    resolution: int = typer.Option(256, "--resolution", min=64, max=4096, help="Training frame side in pixels."),
+    crop_size: int = typer.Option(128, "--crop-size", min=16, max=512, help="Regional crop side in pixels."),
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Epochs (with --resume: extend the run to this many)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Faces per step."),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Peak learning rate (Adam; warm-up then cosine to --lr-min)."),
+    lr_min: float = typer.Option(1e-5, "--lr-min", min=0.0, help="Final learning rate."),
+    loss: Loss = typer.Option(Loss.l2, "--loss", help="l2 (paper Eq. 1), l1, wing or ion (inter-ocular L2)."),
+    init: Path = typer.Option(None, "--init", help="Start from these weights (layers whose shape changed are re-initialised).",
+                              dir_okay=False),
+    out: Path = typer.Option(Path("runs/fflm"), "--out", help="Run directory."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    device: Device = DeviceOpt,
+    workers: int = typer.Option(0, "--workers", min=0, help="Data-loading processes."),
+    threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: torch's default)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    max_val: int = typer.Option(0, "--max-val", min=0, help="Validate on at most this many faces (0: all)."),
+) -> int:
+    """Train the landmark model (paper Eq. 1 by default) and export the best epoch as .safetensors."""
+    from fflm.train.loop import TrainConfig, train as run_train
+
+    if resume is None and data is None:
+        raise usage("give --data (or --resume RUN_DIR)")
+    for p in (data, val, init):
+        if p is not None and not p.exists():
+            raise usage(f"no such file or directory: {p}")
+    cfg = TrainConfig(
+        data=str(data) if data else "", val=str(val) if val else None, out=str(resume or out), scheme=scheme,
+        variant=variant.value, resolution=resolution, crop_size=crop_size, epochs=epochs, batch_size=batch_size,
+        lr=lr, lr_min=lr_min, loss=loss.value, init=str(init) if init else None, device=device.value, seed=seed,
+        workers=workers, threads=threads, max_val=max_val,
+    )
+    best = run_train(cfg, resume=resume is not None, log=message)
+    message(f"fflm: best weights: {best}")
+    return 0
