@@ -53,6 +53,7 @@ def crop_u8(image: np.ndarray, boxes: np.ndarray, size: int, device: torch.devic
     local = boxes.copy()
     local[:, 0::2] = (local[:, 0::2] - x0 - (f - 1) / 2) / f
     local[:, 1::2] = (local[:, 1::2] - y0 - (f - 1) / 2) / f
+    ratio = max(1, math.ceil(float(np.max(local[:, 2:] - local[:, :2])) / size))  # known here: no device sync
     t = torch.from_numpy(np.ascontiguousarray(window)).to(device, non_blocking=True)
     t = t.permute(2, 0, 1)[None].float()
-    return roi_align(t, torch.as_tensor(local, dtype=torch.float32, device=device), None, size)
+    return roi_align(t, torch.as_tensor(local, dtype=torch.float32, device=device), None, size, min(ratio, 16))

@@ -72,6 +72,7 @@ class Landmarker:
         self.weights_path = Path(weights or DEFAULT_WEIGHTS)
         self.detector = detector or WholeImage()
         self.recentre = recentre
+        self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs) -> "Landmarker":
@@ -117,22 +118,26 @@ class Landmarker:
         pass re-centres and re-scales the frame on its own landmarks before the full model runs."""
         owners = [(i, d) for i, ds in enumerate(detections) for d in ds]
         results: list[list[Face]] = [[] for _ in images]
-        if not owners:
-            return results
-        fs = self.model.config.frame_scale
-        frames = np.stack([square_box(d.box, fs) for _, d in owners])
-        if self.recentre:
-            pts = self._global_points([images[i] for i, _ in owners], frames)
-            frames = square_box(points_box(pts), fs)
-        out = self._run([images[i] for i, _ in owners], frames)
-        final = out["final"].float().cpu().numpy().astype(np.float64)
-        glob = out["global"][-1].float().cpu().numpy().astype(np.float64)
-        scores = out["scores"].float().cpu().numpy().astype(np.float64)
-        for k, (i, d) in enumerate(owners):
-            results[i].append(Face(d.box, float(d.score), final[k], scores[k], glob[k]))
+        for start in range(0, len(owners), self.max_faces_per_call):
+            chunk = owners[start : start + self.max_faces_per_call]
+            faces = self._faces([images[i] for i, _ in chunk], [d for _, d in chunk])
+            for (i, _), face in zip(chunk, faces):
+                results[i].append(face)
         for faces in results:
             faces.sort(key=lambda f: -f.score)
         return results
+
+    def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
+        fs = self.model.config.frame_scale
+        frames = np.stack([square_box(d.box, fs) for d in dets])
+        if self.recentre:
+            pts = self._global_points(images, frames)
+            frames = _recentred(frames, square_box(points_box(pts), fs))
+        out = self._run(images, frames)
+        final = out["final"].float().cpu().numpy().astype(np.float64)
+        glob = out["global"][-1].float().cpu().numpy().astype(np.float64)
+        scores = out["scores"].float().cpu().numpy().astype(np.float64)
+        return [Face(d.box, float(d.score), final[k], scores[k], glob[k]) for k, d in enumerate(dets)]
 
     def _proxies(self, images: Sequence[np.ndarray], frames: np.ndarray) -> torch.Tensor:
         p = self.model.config.proxy_size
@@ -153,3 +158,14 @@ class Landmarker:
         f = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
         return self.model.infer(self._proxies(images, frames), f, crop)
 
+
+
+def _recentred(frames: np.ndarray, proposed: np.ndarray, max_scale: float = 1.6, max_shift: float = 0.35) -> np.ndarray:
+    """The frames proposed by the first pass's landmarks, kept within max_scale× and max_shift·side of
+    the detector's: a first pass that went astray (no face in the box) cannot run off with the frame."""
+    side = frames[:, 2] - frames[:, 0]
+    centre = (frames[:, :2] + frames[:, 2:]) / 2
+    new_side = np.clip(proposed[:, 2] - proposed[:, 0], side / max_scale, side * max_scale)
+    shift = np.clip((proposed[:, :2] + proposed[:, 2:]) / 2 - centre, -max_shift * side[:, None], max_shift * side[:, None])
+    c = centre + shift
+    return np.concatenate([c - new_side[:, None] / 2, c + new_side[:, None] / 2], axis=1)

@@ -29,14 +29,14 @@ def roi_align(
     size: int | tuple[int, int] = 128,
     ratio: int | None = None,
 ) -> torch.Tensor:
-    """Crops [K, C, S_h, S_w] of images [N, C, H, W] under boxes [K, 4] (image `batch_index[k]`).
+    """Crops [K, C, S_h, S_w] of images [N, C, H, W] under boxes [K, 4] (image `batch_index[k]`; every box
+    on the first image when None).
 
-    Outside the image counts as zero. `ratio` None picks the sub-sampling from the largest box.
+    Outside the image counts as zero. `ratio` None picks the sub-sampling from the largest box (which
+    reads the boxes back to the host: pass it when they live on a GPU).
     """
     sw, sh = (size, size) if isinstance(size, int) else size
     k_boxes = boxes.shape[0]
-    if batch_index is None:
-        batch_index = torch.zeros(k_boxes, dtype=torch.long, device=boxes.device)
     k = ratio or sampling_ratio(boxes.detach(), (sw, sh))
     _, c, h, w = images.shape
     if k_boxes == 0:
@@ -48,11 +48,15 @@ def roi_align(
     gx = (xs + 0.5) * (2.0 / w) - 1.0  # grid_sample, align_corners=False: -1 is the left edge of pixel 0
     gy = (ys + 0.5) * (2.0 / h) - 1.0
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1).to(images.dtype)
-    out = images.new_empty((k_boxes, c, sh * k, sw * k))
-    # one grid_sample per source image, with all its boxes stacked along the grid's height
-    for n in torch.unique(batch_index).tolist():
-        sel = (batch_index == n).nonzero().flatten()
-        g = grid[sel].reshape(1, len(sel) * sh * k, sw * k, 2)
-        s = F.grid_sample(images[n : n + 1], g, mode="bilinear", padding_mode="zeros", align_corners=False)
-        out = out.index_copy(0, sel, s.reshape(c, len(sel), sh * k, sw * k).transpose(0, 1))
+    if batch_index is None:  # all boxes on the one image: a single call, no host synchronisation
+        s = F.grid_sample(images[:1], grid.reshape(1, k_boxes * sh * k, sw * k, 2), mode="bilinear",
+                          padding_mode="zeros", align_corners=False)
+        out = s.reshape(c, k_boxes, sh * k, sw * k).transpose(0, 1)
+    else:  # one grid_sample per source image, with all its boxes stacked along the grid's height
+        out = images.new_empty((k_boxes, c, sh * k, sw * k))
+        for n in torch.unique(batch_index).tolist():
+            sel = (batch_index == n).nonzero().flatten()
+            g = grid[sel].reshape(1, len(sel) * sh * k, sw * k, 2)
+            s = F.grid_sample(images[n : n + 1], g, mode="bilinear", padding_mode="zeros", align_corners=False)
+            out = out.index_copy(0, sel, s.reshape(c, len(sel), sh * k, sw * k).transpose(0, 1))
     return F.avg_pool2d(out, k) if k > 1 else out

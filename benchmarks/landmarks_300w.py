@@ -1,0 +1,109 @@
+"""fflm against dlib on the 300-W common test subset, each with its own face boxes, in one run.
+
+    python benchmarks/landmarks_300w.py [--val ../shared/data/300w/val] [--weights W] [--boxes detector|jitter|landmarks]
+
+fflm: `fflm eval`'s measurement with boxes from its detector (`detector`), or from the truth with
+detector-like jitter (`jitter`: box scaled by exp(N(0, 0.1)) and shifted by N(0, 0.05)·side, seed 0), or
+the truth's tight box (`landmarks`). dlib (when `dlib-bin` and `face-recognition-models` are installed):
+its HOG detector (upsampling once) and its 68-point shape predictor; the detection overlapping the truth
+most is used, and a face it does not find counts as a failure (NME = inf, excluded from the mean, counted
+in FR). NME is inter-ocular (outer eye corners), in percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fflm.evaluate import evaluate, nme, summary
+from fflm.geometry import box_iou, points_box
+from fflm.pipeline import Landmarker
+from fflm.train.data import read_annotations
+
+HERE = Path(__file__).resolve().parent
+
+
+def jittered_boxes(samples: list, seed: int = 0) -> dict[str, list]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in samples:
+        b = points_box(s.points)
+        c, size = (b[:2] + b[2:]) / 2, b[2:] - b[:2]
+        size = size * np.exp(rng.normal(0, 0.1))
+        c = c + rng.normal(0, 0.05, 2) * size
+        out[Path(s.image).name] = [list(np.concatenate([c - size / 2, c + size / 2]))]
+    return out
+
+
+def run_dlib(samples: list) -> dict | None:
+    try:
+        import dlib
+        import face_recognition_models
+    except ImportError:
+        return None
+    from fflm.imageio import read_image
+
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    errors, t_pred, found = [], 0.0, 0
+    for s in samples:
+        img = read_image(s.image)
+        dets = detector(img, 1)
+        truth = s.points
+        if len(dets) == 0:
+            errors.append(np.inf)
+            continue
+        boxes = np.array([[d.left(), d.top(), d.right(), d.bottom()] for d in dets], float)
+        best = int(box_iou(boxes, points_box(truth)[None])[:, 0].argmax())
+        t = time.perf_counter()
+        shape = predictor(img, dets[best])
+        t_pred += time.perf_counter() - t
+        pred = np.array([[p.x, p.y] for p in shape.parts()], float)
+        errors.append(float(nme(pred[None], truth[None], (36, 45))[0]))
+        found += 1
+    return {"errors": np.array(errors), "ms_per_face": 1000 * t_pred / max(found, 1), "found": found}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--val", default=str(HERE.parent.parent / "shared" / "data" / "300w" / "val"))
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--boxes", default="jitter", choices=("detector", "jitter", "landmarks"))
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    samples = read_annotations(args.val, 68)
+    lm = Landmarker(args.weights, device=args.device)
+    boxes = jittered_boxes(samples) if args.boxes == "jitter" else args.boxes
+    rep = evaluate(lm, samples, boxes)
+    rows = [(f"fflm ({args.boxes} boxes)", rep.nme_io, 1000 * rep.seconds / len(samples), int(np.isfinite(rep.nme_io).sum()))]
+    d = run_dlib(samples)
+    if d is not None:
+        rows.append(("dlib 68 (HOG boxes)", d["errors"], d["ms_per_face"], d["found"]))
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"300-W common subset ({len(samples)} faces), inter-ocular NME %", title_justify="left")
+    for c in ("method", "found", "mean", "median", "FR@0.08", "AUC@0.08", "FR@0.10", "AUC@0.10", "ms/face"):
+        t.add_column(c, justify="right" if c != "method" else "left")
+    for name, e, ms, found in rows:
+        s = summary(e)
+        t.add_row(name, f"{found}/{len(samples)}", *(f"{s[k]:.2f}" for k in ("mean", "median", "fr_0.08", "auc_0.08",
+                                                                              "fr_0.10", "auc_0.10")), f"{ms:.1f}")
+    con = Console(highlight=False)
+    con.print(t)
+    g = rep.to_dict(per_image=False)
+    con.print("fflm per region (mean %): " + ", ".join(f"{k} {v:.2f}" for k, v in g["groups"].items()))
+    if "refined_points" in g:
+        con.print(f"fflm refined points: final {g['refined_points']['final']:.2f} %, "
+                  f"global stage {g['refined_points']['global_stage']:.2f} %")
+    if d is None:
+        con.print("dlib not installed (pip install dlib-bin face-recognition-models) — its row is missing")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
