@@ -1,7 +1,8 @@
 """Cropping from the 8-bit image: only the pixel window under the boxes becomes a float tensor.
 
 A window much larger than the crop is first shrunk by an integer factor with OpenCV's area filter
-(exact block averages, so coordinates stay exact), then RoIAlign resamples it on the device. Memory is
+(f×f block averages rounded to 8 bits, so coordinates map exactly and the copy stays 8-bit), then RoIAlign
+resamples it on the device. Memory is
 bounded by the crop size, not by the photo: a 4K and a 12K photo cost the same here.
 """
 
@@ -38,17 +39,16 @@ def crop_u8(image: np.ndarray, boxes: np.ndarray, size: int, device: torch.devic
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     h, w = image.shape[:2]
-    x0, y0, x1, y1 = window_for(boxes, w, h)
+    f = reduction_factor(boxes, size)
+    x0, y0, x1, y1 = window_for(boxes, w, h, margin=2 * f)  # two shrunk pixels of margin for bilinear
     if x1 <= x0 or y1 <= y0:  # wholly outside the image
         return torch.zeros((len(boxes), 3, size, size), device=device)
-    f = reduction_factor(boxes, size)
     window = image[y0:y1, x0:x1]
     if f > 1:
         wh, ww = window.shape[:2]
-        if ww >= f and wh >= f:
-            window = cv2.resize(window[: wh - wh % f, : ww - ww % f], (ww // f, wh // f), interpolation=cv2.INTER_AREA)
-        else:
-            f = 1
+        # pad (black, as outside the image) to whole f×f blocks rather than cut pixels under the box away
+        window = cv2.copyMakeBorder(window, 0, -wh % f, 0, -ww % f, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        window = cv2.resize(window, (window.shape[1] // f, window.shape[0] // f), interpolation=cv2.INTER_AREA)
     # window pixel i has its centre at image x0 + f·i + (f - 1)/2: map box edges the same way
     local = boxes.copy()
     local[:, 0::2] = (local[:, 0::2] - x0 - (f - 1) / 2) / f

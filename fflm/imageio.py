@@ -65,22 +65,18 @@ def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
         raise ImageError(f"empty file: {path}")
-    bgr = cv2.imdecode(data, flags[reduce]) if _complete(data) else None
+    bgr = cv2.imdecode(data, flags[reduce])  # OpenCV 5 refuses truncated JPEGs rather than filling them grey
     if bgr is not None:
         return np.ascontiguousarray(bgr[:, :, ::-1])
     return _read_with_pillow(path, reduce)
 
 
-def _complete(data: np.ndarray) -> bool:
-    """False for a JPEG without its end marker: libjpeg would fill the missing part with grey silently."""
-    if data[:2].tobytes() == b"\xff\xd8":
-        return data[-2:].tobytes() == b"\xff\xd9" or b"\xff\xd9" in data[-64:].tobytes()
-    return True
-
-
 def _read_with_pillow(path: Path, reduce: int) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    # fflm exists for very large photos: Pillow's decompression-bomb guard (89 MP warning, 179 MP error)
+    # would refuse a 12K frame, so it is off for the files a user asked us to read
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
@@ -90,27 +86,24 @@ def _read_with_pillow(path: Path, reduce: int) -> np.ndarray:
                 arr = np.asarray(im, dtype=np.uint32)
                 return to_rgb8((arr >> 8).clip(0, 255).astype(np.uint8))
             return to_rgb8(np.asarray(im.convert("RGB")))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot decode {path}: {e}") from None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of the upright image, from the header where possible."""
-    from PIL import Image
+    """(width, height) of the upright image: from a JPEG's header and EXIF orientation, else by decoding
+    (Pillow's plugins disagree on whether the size they report is already oriented)."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            w, h = im.size
-            if _rotated(im):
-                w, h = h, w
-            return w, h
-    except Exception:  # header unreadable: decode fully
-        a = read_image(path)
-        return a.shape[1], a.shape[0]
-
-
-def _rotated(im) -> bool:
-    return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            if im.format == "JPEG":
+                w, h = im.size
+                return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        pass
+    a = read_image(path)
+    return a.shape[1], a.shape[0]
 
 
 def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:

@@ -34,6 +34,11 @@ class ImageResult:
     faces: list = field(default_factory=list)  # list[fflm.pipeline.Face]
     error: str | None = None
     frame: int | None = None  # frame number when the image is a video frame
+    name: str | None = None  # output stem, e.g. "day1/img001" for a batch over sub-folders; default: the file's stem
+
+    @property
+    def stem(self) -> str:
+        return self.name or Path(self.image).stem
 
     @property
     def label(self) -> str:
@@ -57,6 +62,9 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -110,7 +118,7 @@ def read_csv(text: str) -> list[dict]:
 
 def pts_name(result: ImageResult, face: int) -> str:
     """`<stem>_<face>.pts`, or `<video stem>_f<frame>_<face>.pts` for a video frame."""
-    stem = Path(result.image).stem
+    stem = result.stem
     return f"{stem}_{face}.pts" if result.frame is None else f"{stem}_f{result.frame:06d}_{face}.pts"
 
 
@@ -149,7 +157,10 @@ def draw_overlay(image: np.ndarray, faces: list, scheme: LandmarkScheme) -> np.n
 def write_image(path: str | Path, rgb: np.ndarray) -> None:
     """Encode by the file's extension (JPEG, PNG, …) and write atomically."""
     path = Path(path)
-    ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    except cv2.error:
+        ok = False
     if not ok:
         raise ValueError(f"cannot encode an image as {path.suffix!r}")
     atomic_write(path, buf.tobytes())
@@ -188,5 +199,5 @@ def overlay_path(target: str | Path, result: ImageResult, many: bool) -> Path:
 
     if not many and is_image_path(target) and not target.is_dir():
         return target
-    stem = Path(result.image).stem if result.frame is None else f"{Path(result.image).stem}_f{result.frame:06d}"
+    stem = result.stem if result.frame is None else f"{result.stem}_f{result.frame:06d}"
     return target / f"{stem}.fflm.jpg"

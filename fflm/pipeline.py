@@ -93,7 +93,8 @@ class Landmarker:
         dets = [self.detections(a, None if boxes is None else boxes[i]) for i, a in enumerate(arrays)]
         return self.landmarks(arrays, dets)
 
-    def detections(self, image: np.ndarray, boxes: Sequence[Sequence[float]] | None = None) -> list[Detection]:
+    def detections(self, image: np.ndarray, boxes: Sequence[Sequence[float]] | None = None,
+                   label: str = "") -> list[Detection]:
         """The given boxes (validated, clipped with a warning), or the detector's faces when None."""
         if boxes is None:
             return self.detector.detect(image)
@@ -107,8 +108,9 @@ class Landmarker:
             if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
                 raise ValueError(f"face box {list(b)} lies outside the {w}×{h} image")
             if not np.allclose(clipped, box):
-                warnings.warn(f"face box {[round(float(v), 1) for v in box]} clipped to the {w}×{h} image", BoxWarning,
-                              stacklevel=3)
+                where = f"{label}: " if label else ""
+                warnings.warn(f"{where}face box {[round(float(v), 1) for v in box]} clipped to the {w}×{h} image",
+                              BoxWarning, stacklevel=3)
             out.append(Detection(clipped, 1.0))
         return out
 

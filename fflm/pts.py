@@ -3,9 +3,26 @@ so reading subtracts 1 and writing adds 1, and a write-read round trip is exact.
 
 from __future__ import annotations
 
+from decimal import Context, Decimal
 from pathlib import Path
 
 import numpy as np
+
+# The ±1 between 1-based files and 0-based points is done in decimal with ample precision: in binary
+# floating point x + 1 - 1 != x for many x (0.1 becomes 0.10000000000000009).
+_EXACT = Context(prec=800)
+
+
+def _plus_one(x: float) -> str:
+    d = _EXACT.add(Decimal(repr(float(x))), 1)
+    return format(d, "f") if abs(d) < Decimal("1e16") else str(d)
+
+
+def _minus_one(text: str) -> float:
+    v = float(_EXACT.subtract(Decimal(text), 1))
+    if not np.isfinite(v):
+        raise ValueError
+    return v
 
 
 class AnnotationError(ValueError):
@@ -31,12 +48,10 @@ def parse_pts(text: str, source: str = "<pts>") -> np.ndarray:
         try:
             if len(parts) != 2:
                 raise ValueError
-            x, y = float(parts[0]), float(parts[1])
-        except ValueError:
+            x, y = _minus_one(parts[0]), _minus_one(parts[1])
+        except (ValueError, ArithmeticError):
             raise AnnotationError(f"{source}:{no}: expected 'x y', got {raw!r}") from None
-        if not (np.isfinite(x) and np.isfinite(y)):
-            raise AnnotationError(f"{source}:{no}: non-finite coordinate {raw!r}")
-        pts.append((x - 1.0, y - 1.0))
+        pts.append((x, y))
     if not pts:
         raise AnnotationError(f"{source}: no points")
     if declared is not None and declared != len(pts):
@@ -55,6 +70,6 @@ def read_pts(path: str | Path) -> np.ndarray:
 
 
 def format_pts(points: np.ndarray) -> str:
-    """.pts text (1-based) for 0-based points [N, 2]; repr-precision floats so reading back is exact."""
-    body = "\n".join(f"{float(x) + 1.0!r} {float(y) + 1.0!r}" for x, y in np.asarray(points, dtype=np.float64))
+    """.pts text (1-based) for 0-based points [N, 2], exact: reading it back gives the same floats."""
+    body = "\n".join(f"{_plus_one(x)} {_plus_one(y)}" for x, y in np.asarray(points, dtype=np.float64))
     return f"version: 1\nn_points: {len(points)}\n{{\n{body}\n}}\n"

@@ -27,10 +27,13 @@ class Item:
     image: str
     load: Callable[[], np.ndarray]
     frame: int | None = None
+    name: str | None = None  # output stem (relative to a batch's folder, so sub-folders don't collide)
 
 
 def folder_items(folder: str | Path, recursive: bool = False) -> list[Item]:
-    return [Item(str(p), (lambda p=p: read_image(p))) for p in list_images(folder, recursive)]
+    folder = Path(folder)
+    return [Item(str(p), (lambda p=p: read_image(p)), name=str(p.relative_to(folder).with_suffix("")))
+            for p in list_images(folder, recursive)]
 
 
 def file_items(paths: Iterable[str | Path]) -> list[Item]:
@@ -87,13 +90,13 @@ def _process(landmarker: Landmarker, batch: list[tuple[Item, Future]], boxes: di
     results: list[ImageResult] = []
     arrays, dets, slots = [], [], []
     for item, fut in batch:
-        result = ImageResult(item.image, frame=item.frame)
+        result = ImageResult(item.image, frame=item.frame, name=item.name)
         results.append(result)
         try:
             image = fut.result()
             result.height, result.width = image.shape[:2]
             given = None if boxes is None else boxes.get(Path(item.image).name)
-            d = landmarker.detections(image, given)
+            d = landmarker.detections(image, given, label=item.image)
         except (ImageError, ValueError, OSError) as e:
             result.error = str(e)
             continue
@@ -104,6 +107,9 @@ def _process(landmarker: Landmarker, batch: list[tuple[Item, Future]], boxes: di
         for result, image, faces in zip(slots, arrays, landmarker.landmarks(arrays, dets)):
             result.faces = faces
             if visit is not None:
-                visit(result, image)
+                try:
+                    visit(result, image)
+                except (ValueError, OSError) as e:  # e.g. an overlay that cannot be written: that image fails
+                    result.error = str(e)
     return results
 

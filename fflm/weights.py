@@ -101,7 +101,7 @@ def describe(path: str | Path) -> dict:
     path = Path(path)
     config, metadata = read_header(path)
     scheme = config.landmark_scheme
-    params = sum(v.numel() for v in load_file(str(path), device="cpu").values())
+    params = sum(p.numel() for p in LandmarkNet(config).parameters())  # learnable only, not BatchNorm statistics
 
     def net(c) -> str:
         return (f"width {c.width}, depth {c.depth}, stacks {c.stacks}, stem stride {c.stem_stride}"

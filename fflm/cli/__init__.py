@@ -34,17 +34,19 @@ def _one_line_warning(msg, category, filename, lineno, file=None, line=None) -> 
 
 def _failures() -> tuple[type[BaseException], ...]:
     from fflm.detect.boxes_file import BoxesFileError
+    from fflm.detect.weights import DetectorModelError
     from fflm.imageio import ImageError
     from fflm.pts import AnnotationError
     from fflm.train.loop import TrainError
     from fflm.weights import WeightsError
 
-    return ImageError, WeightsError, AnnotationError, TrainError, BoxesFileError, ValueError, OSError
+    return ImageError, WeightsError, AnnotationError, TrainError, BoxesFileError, DetectorModelError, ValueError, OSError
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
     warnings.showwarning = _one_line_warning
+    warnings.filterwarnings("always", message=".*face box")  # every clipped box of every image gets its line
     debug = bool(os.environ.get("FFLM_DEBUG"))
     try:
         rv = app(args=argv, prog_name="fflm", standalone_mode=False)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import BoxesOpt, DetectorOpt, DeviceOpt, Format, WeightsOpt, app, existing, message, usage
+from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DeviceOpt, Format, MaxFacesOpt, MinFaceOpt,
+                          TilesOpt, WeightsOpt, app, existing, message, usage)
 
 EXAMPLES = """
 Examples:
@@ -23,6 +24,9 @@ Examples:
 """
 
 
+OVERLAY_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
 @app.command(epilog=EXAMPLES)
 def detect(
     images: list[Path] = typer.Argument(..., help="Image files.", show_default=False),
@@ -33,6 +37,10 @@ def detect(
     weights: Path = WeightsOpt,
     device=DeviceOpt,
     detector=DetectorOpt,
+    detector_model: Path = DetectorModelOpt,
+    tiles: str = TilesOpt,
+    max_faces: int = MaxFacesOpt,
+    min_face_size: float = MinFaceOpt,
 ) -> int:
     """Find facial landmarks on images. Coordinates are original pixels, 0-based pixel centres."""
     from fflm import runner
@@ -45,8 +53,13 @@ def detect(
             raise usage(f"{p} is a folder: use 'fflm batch {p}'")
     if fmt == Format.pts and out is None:
         raise usage("--format pts writes one file per face: give a folder with --out")
+    if (fmt == Format.pts or overlay is not None) and len({p.stem for p in images}) < len(images):
+        raise usage("two inputs share a file name, so their .pts/overlay files would collide: use 'fflm batch' on a folder")
+    if overlay is not None and len(images) == 1 and overlay.suffix and not overlay.is_dir():
+        if overlay.suffix.lower() not in OVERLAY_TYPES:
+            raise usage(f"--overlay: cannot write a colour image as {overlay.suffix} (use {', '.join(OVERLAY_TYPES)})")
     given = boxes_source(boxes, detector)
-    lm = make_landmarker(weights, device, detector)
+    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size)
     results = []
     failed = 0
     draw = None

@@ -22,7 +22,8 @@ def soft_argmax(logits: torch.Tensor, beta: torch.Tensor | float = 1.0, stride: 
     Returns points [B, N, 2] in input pixels (0-based centres) and the probability maps [B, N, h, w].
     """
     b, n, h, w = logits.shape
-    prob = torch.softmax((logits * beta).reshape(b, n, h * w).float(), dim=-1).reshape(b, n, h, w)
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # half/bfloat16 logits: softmax in float32
+    prob = torch.softmax((logits * beta).reshape(b, n, h * w).to(dtype), dim=-1).reshape(b, n, h, w)
     xs, ys = heatmap_grid(h, w, stride, logits.device, prob.dtype)
     x = (prob.sum(dim=2) * xs).sum(dim=-1)
     y = (prob.sum(dim=3) * ys).sum(dim=-1)

@@ -1,0 +1,195 @@
+"""fflm.crop: crops from the uint8 image through a window, with an integer area pre-reduction for large boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import fflm.crop
+from fflm.crop import crop_u8, reduction_factor, window_for
+from fflm.model.roi_align import roi_align
+
+H, W = 600, 800
+
+
+
+@pytest.fixture(scope="module")
+def smooth_u8() -> np.ndarray:
+    """An 800×600 RGB image varying smoothly (so that the area pre-filter changes little)."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
+    img = np.stack([128 + 100 * np.sin(xx / 37.0) * np.cos(yy / 53.0), 60 + 0.2 * xx, 200 - 0.3 * yy], -1)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def as_float(img: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1)[None].to(dtype)
+
+
+def reference(img: np.ndarray, boxes, size: int, ratio: int | None = None) -> torch.Tensor:
+    """roi_align over the whole float image (what crop_u8 avoids doing)."""
+    b = torch.tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    return roi_align(as_float(img, torch.float64), b, None, size, ratio).float()
+
+
+# ---------------------------------------------------------------- no pre-reduction: same as roi_align
+
+
+@pytest.mark.parametrize("boxes,size", [
+    ([[100.3, 50.7, 180.2, 130.6]], 32),  # inside
+    ([[10.0, 20.0, 40.0, 50.0], [300.5, 400.25, 350.5, 450.25]], 16),  # two boxes, one window around both
+    ([[-40.2, -30.5, 60.1, 69.8]], 32),  # partly outside, top-left
+    ([[750.7, 560.2, 830.9, 640.4]], 32),  # partly outside, bottom-right
+    ([[-5.0, 100.0, 805.0, 140.0]], 64),  # wider than the image (short side decides: no reduction)
+])
+def test_small_boxes_equal_roi_align_on_whole_image(smooth_u8, boxes, size):
+    assert reduction_factor(np.array(boxes), size) == 1
+    out = crop_u8(smooth_u8, np.array(boxes), size)
+    assert out.shape == (len(boxes), 3, size, size) and out.dtype == torch.float32
+    torch.testing.assert_close(out, reference(smooth_u8, boxes, size), rtol=0, atol=0.02)
+
+
+def test_random_image_aligned_box_is_exact_slice(face_image):
+    """An aligned 24-px box on a 24-px crop: the crop is the image's pixels (up to float rounding)."""
+    a, b, s = 31, 17, 24
+    out = crop_u8(face_image, np.array([[a - 0.5, b - 0.5, a + s - 0.5, b + s - 0.5]]), s)
+    want = torch.from_numpy(face_image[b:b + s, a:a + s]).permute(2, 0, 1).float()
+    torch.testing.assert_close(out[0], want, rtol=0, atol=1e-3)
+
+
+# ---------------------------------------------------------------- with pre-reduction
+
+
+def test_reduction_factor_hand_values():
+    """f = floor(short side / S) // 2: at least two window pixels per crop pixel remain."""
+    assert reduction_factor(np.array([[0.0, 0.0, 512.0, 512.0]]), 32) == 8
+    assert reduction_factor(np.array([[0.0, 0.0, 512.0, 200.0]]), 32) == 3  # 200/32 = 6.25
+    assert reduction_factor(np.array([[0.0, 0.0, 127.0, 127.0]]), 32) == 1
+    two = np.array([[0.0, 0.0, 512.0, 512.0], [0.0, 0.0, 128.0, 128.0]])
+    assert reduction_factor(two, 32) == 2  # the smallest box decides
+
+
+def test_window_for_hand_values():
+    assert window_for(np.array([[10.2, 20.7, 30.1, 40.0]]), 100, 100) == (8, 18, 34, 43)
+    assert window_for(np.array([[-10.0, -5.0, 120.0, 30.0]]), 100, 50) == (0, 0, 100, 33)
+
+
+@pytest.mark.parametrize("box,size", [
+    pytest.param([20.25, 10.5, 560.25, 550.5], 32, id="inside-f8"),
+    pytest.param([250.0, 200.0, 570.0, 520.0], 32, id="inside-f5"),
+    pytest.param([-59.5, -43.8, 452.5, 468.2], 32, id="partly-outside-top-left-f8"),
+    pytest.param([300.5, 100.5, 812.5, 612.5], 32, id="partly-outside-bottom-right-f8"),
+])
+def test_large_boxes_close_to_supersampled_roi_align(smooth_u8, box, size):
+    """With the area pre-filter the crop differs slightly from a finely sampled roi_align of the whole
+    image: less than one grey level on average on a smooth image. Where the image's own edge crosses the
+    box, the reduced image blurs that edge over about f pixels, so single pixels may differ more there."""
+    assert reduction_factor(np.array([box]), size) > 1
+    out = crop_u8(smooth_u8, np.array([box]), size)
+    err = (out - reference(smooth_u8, [box], size, ratio=16)).abs()
+    assert err.mean() < 1.0, float(err.mean())
+    inside = box[0] >= -0.5 and box[1] >= -0.5 and box[2] <= W - 0.5 and box[3] <= H - 0.5
+    if inside:
+        assert err.max() < 4.0, float(err.max())
+
+
+@pytest.mark.parametrize("box,size", [
+    pytest.param([100.3, 50.7, 180.2, 130.6], 32, id="f1"),
+    pytest.param([100.0, 100.0, 356.0, 356.0], 32, id="f4-window-multiple"),
+    pytest.param([250.0, 200.0, 570.0, 520.0], 32, id="f5-window-multiple"),
+    # f = 8; window columns 98..358 (261 px) trimmed to 256 px: image columns 354, 355 inside the box are lost
+    pytest.param([100.0, 100.0, 356.0, 356.0], 16, id="f8-trimmed"),
+    # f = 8; window 90..643 trimmed to 90..641 (outside the box), but the last reduced pixel centre is at 637.5
+    # and the box reaches 640.45: samples beyond 637.5 interpolate with zero padding
+    pytest.param([92.18, 6.25, 640.45, 554.52], 32, id="f8-margin"),
+])
+def test_uniform_image_gives_uniform_crop(box, size):
+    """Any box wholly inside a constant image must crop to that constant, pre-reduced or not."""
+    img = np.full((H, W, 3), 100, np.uint8)
+    out = crop_u8(img, np.array([box]), size)
+    torch.testing.assert_close(out, torch.full_like(out, 100.0), rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("box,size,tol", [
+    # odd f: a block mean of f consecutive integers is an integer, so the uint8 reduced window is exact
+    pytest.param([40.0, 40.0, 210.0, 210.0], 16, 1e-3, id="f5"),
+    pytest.param([33.3, 47.9, 213.3, 227.9], 16, 1e-3, id="f5-fractional"),
+    # even f: block means end in .5 and cv2 rounds them back to uint8 (at most half a grey level)
+    pytest.param([40.0, 40.0, 240.0, 240.0], 16, 0.5 + 1e-3, id="f6-uint8-rounding"),
+])
+def test_pre_reduction_keeps_coordinates_exact(box, size, tol):
+    """On a linear ramp every average is the ramp's value at the averaged area's centre, so crop pixel u
+    must read the ramp at x0 + (u + 0.5)·side/S: a misplaced reduced grid would shift every value."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    img = np.stack([np.clip(xx - 20, 0, 255), np.clip(yy - 20, 0, 255), np.full_like(xx, 77)], -1).astype(np.uint8)
+    b = np.array([box])
+    assert reduction_factor(b, size) > 1
+    out = crop_u8(img, b, size)[0]
+    t = np.arange(size) + 0.5
+    cx = box[0] + t * (box[2] - box[0]) / size - 20
+    cy = box[1] + t * (box[3] - box[1]) / size - 20
+    inner = slice(1, -1)  # edge pixels are the business of test_uniform_image_gives_uniform_crop
+    n = size - 2
+    np.testing.assert_allclose(out[0, inner, inner].numpy(), np.broadcast_to(cx[inner], (n, n)), rtol=0, atol=tol)
+    np.testing.assert_allclose(out[1, inner, inner].numpy(), np.broadcast_to(cy[inner, None], (n, n)), rtol=0, atol=tol)
+    np.testing.assert_allclose(out[2].numpy(), 77.0, rtol=0, atol=1e-3)
+
+
+# ---------------------------------------------------------------- only the window becomes a tensor
+
+
+def test_touches_only_the_window(monkeypatch):
+    """A 6000×4000 photo and a 3600-px box: the float tensor handed to roi_align is about 2·S on a side."""
+    seen_roi, seen_numpy = [], []
+    real_roi, real_from_numpy = fflm.crop.roi_align, torch.from_numpy
+
+    def spy_roi(images, *args, **kwargs):
+        seen_roi.append((tuple(images.shape), images.dtype))
+        return real_roi(images, *args, **kwargs)
+
+    def spy_from_numpy(a):
+        seen_numpy.append(a.shape)
+        return real_from_numpy(a)
+
+    monkeypatch.setattr(fflm.crop, "roi_align", spy_roi)
+    monkeypatch.setattr(torch, "from_numpy", spy_from_numpy)
+    img = np.zeros((4000, 6000, 3), np.uint8)  # untouched pages: cheap
+    s = 64
+    box = np.array([[1000.0, 200.0, 4600.0, 3800.0]])
+    out = crop_u8(img, box, s)
+    assert out.shape == (1, 3, s, s)
+    assert len(seen_roi) == 1
+    shape, dtype = seen_roi[0]
+    assert dtype == torch.float32
+    assert shape[:2] == (1, 3)
+    assert max(shape[2:]) <= 4 * s + 8, shape
+    assert all(np.prod(a) <= (4 * s + 8) ** 2 * 3 for a in seen_numpy), seen_numpy
+
+
+def test_window_without_reduction_is_box_plus_margin(monkeypatch, face_image):
+    seen = []
+    real = fflm.crop.roi_align
+    monkeypatch.setattr(fflm.crop, "roi_align", lambda im, *a, **k: (seen.append(tuple(im.shape)), real(im, *a, **k))[1])
+    crop_u8(face_image, np.array([[50.0, 40.0, 90.0, 80.0]]), 32)  # 40 px → f = 1; window 48..93 × 38..83
+    assert seen == [(1, 3, 45, 45)]
+
+
+# ---------------------------------------------------------------- outside
+
+
+@pytest.mark.parametrize("box", [[-500.0, -500.0, -100.0, -100.0], [900.0, 10.0, 1000.0, 110.0],
+                                 [10.0, 700.0, 110.0, 800.0]])
+def test_box_wholly_outside_gives_zeros(smooth_u8, box):
+    out = crop_u8(smooth_u8, np.array([box]), 16)
+    assert out.shape == (1, 3, 16, 16)
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_partly_outside_is_black_outside(smooth_u8):
+    """Box [-48.5, 99.5, 47.5, 195.5] → 32 px (3 px per crop px, sub-samples on pixel centres): the left
+    16 columns lie at x < -0.5 and are black, as in training; the rest is the image."""
+    box = np.array([[-48.5, 99.5, 47.5, 195.5]])
+    assert reduction_factor(box, 32) == 1
+    out = crop_u8(smooth_u8, box, 32)
+    torch.testing.assert_close(out[..., :16], torch.zeros(1, 3, 32, 16), rtol=0, atol=1e-3)
+    assert (out[..., 16:] > 10).all()

@@ -1,0 +1,355 @@
+"""fflm.pipeline.Landmarker and fflm.runner on the tiny random model: shapes, boxes, batching, devices, and
+the pixel-coordinate convention checked end to end with stubbed network stages."""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fflm import runner
+from fflm.detect.base import Detection
+from fflm.model.network import StageOutput
+from fflm.model import LandmarkNet
+from fflm.pipeline import BoxWarning, Face, Landmarker, pick_device
+from fflm.weights import save_model
+
+from conftest import tiny_config
+
+N = 68
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """conftest's tiny model, built once for the module (the machine is slow: keep setup cheap)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_model(path, LandmarkNet(tiny_config()).eval(), {"note": "tiny test model"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def lm(weights) -> Landmarker:
+    """Shared by the tests that only call predict: they never modify it."""
+    return Landmarker(weights, device="cpu")
+
+
+def _image(h: int = 80, w: int = 100, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _check_face(face: Face) -> None:
+    assert isinstance(face, Face)
+    assert face.landmarks.shape == (N, 2) and face.landmarks.dtype == np.float64
+    assert np.isfinite(face.landmarks).all()
+    assert face.landmark_scores.shape == (N,)
+    assert ((face.landmark_scores >= 0) & (face.landmark_scores <= 1)).all()
+    assert face.global_landmarks.shape == (N, 2) and np.isfinite(face.global_landmarks).all()
+
+
+def test_predict_array_whole_image(lm):
+    faces = lm.predict(_image(80, 100))
+    assert len(faces) == 1
+    [face] = faces
+    _check_face(face)
+    np.testing.assert_array_equal(face.box, [-0.5, -0.5, 99.5, 79.5])
+    assert face.score == 1.0
+    assert lm.scheme.num_points == N
+
+
+def test_predict_path_equals_array(lm, tmp_path):
+    img = _image(60, 90, seed=3)
+    path = tmp_path / "face.png"
+    assert cv2.imwrite(str(path), np.ascontiguousarray(img[:, :, ::-1]))
+    [from_path] = lm.predict(path)
+    [from_str] = lm.predict(str(path))
+    [from_array] = lm.predict(img)
+    np.testing.assert_array_equal(from_path.box, [-0.5, -0.5, 89.5, 59.5])
+    np.testing.assert_allclose(from_path.landmarks, from_array.landmarks, atol=1e-5)
+    np.testing.assert_allclose(from_str.landmarks, from_array.landmarks, atol=1e-5)
+
+
+def test_landmarks_lie_in_the_face_frame(lm):
+    """Soft-argmax points lie in the proxy, so final points stay near the face frame (1.5× the box)."""
+    [face] = lm.predict(_image(80, 100))
+    lo, hi = face.landmarks.min(axis=0), face.landmarks.max(axis=0)
+    assert (lo > -40).all() and hi[0] < 140 and hi[1] < 120
+
+
+def test_given_boxes_one_face_per_box(lm):
+    img = _image(120, 200)
+    boxes = [[100.0, 20.0, 190.0, 110.0], [10.0, 10.0, 70.0, 70.0]]
+    faces = lm.predict(img, boxes)
+    assert len(faces) == 2
+    for face, box in zip(faces, boxes):  # equal scores: the given order is kept
+        _check_face(face)
+        np.testing.assert_array_equal(face.box, box)
+        assert face.score == 1.0
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        mx, my = face.landmarks.mean(axis=0)
+        assert abs(mx - cx) < (box[2] - box[0]) / 2 and abs(my - cy) < (box[3] - box[1]) / 2
+    assert lm.predict(img, []) == []
+
+
+def test_faces_sorted_by_detector_score(lm):
+    img = _image(120, 200)
+    dets = [Detection(np.array([10.0, 10.0, 70.0, 70.0]), 0.3), Detection(np.array([100.0, 20.0, 190.0, 110.0]), 0.9),
+            Detection(np.array([60.0, 40.0, 120.0, 100.0]), 0.6)]
+    [faces] = lm.landmarks([img], [dets])
+    assert [f.score for f in faces] == [0.9, 0.6, 0.3]
+    np.testing.assert_array_equal(faces[0].box, [100.0, 20.0, 190.0, 110.0])
+
+
+def test_custom_detector_is_used_and_sorted(weights):
+    class TwoFaces:
+        name = "two"
+
+        def detect(self, image):
+            return [Detection(np.array([0.0, 0.0, 40.0, 40.0]), 0.2),
+                    Detection(np.array([50.0, 10.0, 90.0, 50.0]), 0.8)]
+
+    lm = Landmarker(weights, device="cpu", detector=TwoFaces())
+    faces = lm.predict(_image(60, 100))
+    assert [f.score for f in faces] == [0.8, 0.2]
+    np.testing.assert_array_equal(faces[0].box, [50.0, 10.0, 90.0, 50.0])
+
+
+def test_box_partly_outside_is_clipped_with_a_warning(lm):
+    img = _image(40, 50)
+    with pytest.warns(BoxWarning, match="clipped"):
+        [face] = lm.predict(img, [[-10.0, -10.0, 30.0, 30.0]])
+    np.testing.assert_array_equal(face.box, [-0.5, -0.5, 30.0, 30.0])
+    _check_face(face)
+    with pytest.warns(BoxWarning):
+        [face] = lm.predict(img, [[20.0, 10.0, 80.0, 45.0]])
+    np.testing.assert_array_equal(face.box, [20.0, 10.0, 49.5, 39.5])
+
+
+def test_box_inside_gives_no_warning(lm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lm.predict(_image(40, 50), [[-0.5, -0.5, 49.5, 39.5]])  # exactly the image: nothing to clip
+
+
+@pytest.mark.parametrize("box", [
+    [-100.0, -100.0, -50.0, -50.0],  # wholly outside, up-left
+    [60.0, 5.0, 90.0, 30.0],  # wholly right of a 50-wide image
+    [10.0, 45.0, 30.0, 60.0],  # wholly below
+    [30.0, 10.0, 30.0, 20.0],  # x1 == x0
+    [30.0, 10.0, 20.0, 20.0],  # x1 < x0
+    [10.0, 20.0, 30.0, 5.0],  # y1 < y0
+    [10.0, 10.0, 30.0],  # three numbers
+    [10.0, float("nan"), 30.0, 30.0],
+    [10.0, 10.0, float("inf"), 30.0],
+])
+def test_bad_boxes_raise(lm, box):
+    with pytest.raises(ValueError):
+        lm.predict(_image(40, 50), [box])
+
+
+def test_predict_batch_equals_predict(lm):
+    a, b = _image(80, 100, seed=1), _image(50, 70, seed=2)
+    batch = lm.predict_batch([a, b])
+    assert len(batch) == 2 and all(len(faces) == 1 for faces in batch)
+    for faces, img in zip(batch, [a, b]):
+        [single] = lm.predict(img)
+        np.testing.assert_allclose(faces[0].landmarks, single.landmarks, atol=1e-3)
+        np.testing.assert_allclose(faces[0].landmark_scores, single.landmark_scores, atol=1e-4)
+        np.testing.assert_array_equal(faces[0].box, single.box)
+    boxed = lm.predict_batch([a, b], [[[10.0, 10.0, 60.0, 60.0]], None])
+    np.testing.assert_array_equal(boxed[0][0].box, [10.0, 10.0, 60.0, 60.0])
+    np.testing.assert_array_equal(boxed[1][0].box, [-0.5, -0.5, 69.5, 49.5])
+
+
+def test_grey_and_rgba_arrays_accepted(lm):
+    grey = _image(60, 80)[:, :, 0]
+    [g] = lm.predict(grey)
+    [rgb] = lm.predict(np.repeat(grey[:, :, None], 3, axis=2))
+    np.testing.assert_allclose(g.landmarks, rgb.landmarks, atol=1e-6)
+    colour = _image(60, 80, seed=5)
+    rgba = np.concatenate([colour, np.full((60, 80, 1), 7, np.uint8)], axis=2)
+    [x] = lm.predict(rgba)
+    [y] = lm.predict(colour)
+    np.testing.assert_allclose(x.landmarks, y.landmarks, atol=1e-6)
+    np.testing.assert_array_equal(x.box, [-0.5, -0.5, 79.5, 59.5])
+
+
+def test_bad_array_raises(lm):
+    from fflm.imageio import ImageError
+
+    with pytest.raises(ImageError):
+        lm.predict(np.zeros((10, 10, 2), np.uint8))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_gpu_raises(weights):
+    with pytest.raises(ValueError, match="cuda"):
+        Landmarker(weights, device="cuda")
+    with pytest.raises(ValueError):
+        pick_device("cuda:0")
+    assert pick_device("auto").type == "cpu"
+
+
+def test_unknown_device_raises():
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("tpu")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+@needs_cuda
+def test_cuda_pipeline_matches_cpu(weights):
+    img = _image(80, 100)
+    [cpu] = Landmarker(weights, device="cpu").predict(img)
+    gpu_lm = Landmarker(weights, device="cuda")
+    assert next(gpu_lm.model.parameters()).is_cuda
+    [gpu] = gpu_lm.predict(img)
+    _check_face(gpu)
+    np.testing.assert_allclose(gpu.landmarks, cpu.landmarks, atol=0.05)
+
+
+# --- the coordinate convention, end to end -------------------------------------------------------------------
+
+
+def _stub_stages(monkeypatch, lm: Landmarker, global_point, region_point) -> None:
+    """Replace the networks: the global stage puts point i at global_point(i) (proxy pixels), every region
+    stage puts all its points at region_point (crop pixels); scores 0.25 (global) and 0.75 (regional)."""
+    model = lm.model
+
+    def run_global(proxy: torch.Tensor) -> StageOutput:
+        b = proxy.shape[0]
+        assert proxy.shape[1:] == (3, model.config.proxy_size, model.config.proxy_size)
+        pts = torch.tensor([global_point(i) for i in range(N)], dtype=torch.float32).expand(b, N, 2).clone()
+        return StageOutput(pts, torch.full((b, N), 0.25), [pts])
+
+    def run_region(region: int, crops: torch.Tensor, stage: int = 0) -> StageOutput:
+        k = crops.shape[0]
+        assert crops.shape[1:] == (3, model.config.crop_size, model.config.crop_size)
+        n = len(model.scheme.regions[region].indices)
+        pts = torch.tensor(region_point, dtype=torch.float32).expand(k, n, 2).clone()
+        return StageOutput(pts, torch.full((k, n), 0.75), [pts])
+
+    monkeypatch.setattr(model, "run_global", run_global)
+    monkeypatch.setattr(model, "run_region", run_region)
+
+
+JAW = list(range(17))  # the 68-point scheme refines every point but the jaw
+
+
+@pytest.mark.parametrize("region_point, refined", [
+    ((15.5, 15.5), (30.0, 40.0)),  # crop centre -> centre of the region box
+    ((0.0, 0.0), (26.5125, 36.5125)),  # first crop pixel centre -> half a crop pixel in from the box corner
+])
+def test_pixel_convention_without_recentre(weights, monkeypatch, region_point, refined):
+    """Box [10, 20, 50, 60] in a 100×80 image: centre (30, 40), face frame 1.5 × 40 = 60 → [0, 10, 60, 70].
+
+    Proxy (64 px) pixel centre c maps to frame x0 + (c + 0.5)·60/64: the proxy centre 31.5 → (30, 40), proxy
+    pixel 0 → (0.46875, 10.46875). Region points all at (30, 40) have no extent, so each region box is the
+    minimum square 0.12 · 60 = 7.2 → [26.4, 36.4, 33.6, 43.6]; crop (32 px) pixel u maps to 26.4 + (u + 0.5)·0.225.
+    """
+    lm = Landmarker(weights, device="cpu", recentre=False)
+    assert (lm.model.config.proxy_size, lm.model.config.crop_size) == (64, 32)
+    assert lm.model.config.frame_scale == 1.5 and lm.model.config.region_min_side == 0.12
+    _stub_stages(monkeypatch, lm, lambda i: (0.0, 0.0) if i in JAW else (31.5, 31.5), region_point)
+    [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
+    others = [i for i in range(N) if i not in JAW]
+    np.testing.assert_allclose(face.landmarks[JAW], [[0.46875, 10.46875]] * len(JAW), atol=1e-4)
+    np.testing.assert_allclose(face.landmarks[others], [refined] * len(others), atol=1e-4)
+    np.testing.assert_allclose(face.global_landmarks[others], [[30.0, 40.0]] * len(others), atol=1e-4)
+    np.testing.assert_allclose(face.landmark_scores[JAW], 0.25)
+    np.testing.assert_allclose(face.landmark_scores[others], 0.75)
+    np.testing.assert_array_equal(face.box, [10.0, 20.0, 50.0, 60.0])
+
+
+def test_pixel_convention_whole_image(weights, monkeypatch):
+    """No box: the face is the whole 100×80 image [-0.5, -0.5, 99.5, 79.5], centre (49.5, 39.5): the
+    image's central pixel position in 0-based pixel centres."""
+    lm = Landmarker(weights, device="cpu", recentre=False)
+    _stub_stages(monkeypatch, lm, lambda i: (31.5, 31.5), (15.5, 15.5))
+    [face] = lm.predict(_image(80, 100))
+    np.testing.assert_allclose(face.landmarks, [[49.5, 39.5]] * N, atol=1e-4)
+
+
+def test_pixel_convention_with_recentre(weights, monkeypatch):
+    """Even points at proxy (15.5, 15.5), odd ones at (47.5, 47.5). First frame [0, 10, 60, 70] (as above):
+    points at (15, 25) and (45, 55), tight box side 30, re-centred frame 1.5 · 30 = 45 → [7.5, 17.5, 52.5, 62.5].
+    There the same proxy points land at 7.5 + 16 · 45/64 = 18.75 and 7.5 + 48 · 45/64 = 41.25 (x; y + 10), and
+    every region box is centred on their midpoint (30, 40)."""
+    lm = Landmarker(weights, device="cpu", recentre=True)
+    _stub_stages(monkeypatch, lm, lambda i: (15.5, 15.5) if i % 2 == 0 else (47.5, 47.5), (15.5, 15.5))
+    [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
+    expected_global = np.array([[18.75, 28.75] if i % 2 == 0 else [41.25, 51.25] for i in range(N)])
+    np.testing.assert_allclose(face.global_landmarks, expected_global, atol=1e-4)
+    np.testing.assert_allclose(face.landmarks[JAW], expected_global[JAW], atol=1e-4)
+    others = [i for i in range(N) if i not in JAW]
+    np.testing.assert_allclose(face.landmarks[others], [[30.0, 40.0]] * len(others), atol=1e-4)
+
+
+# --- runner --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_files(tmp_path):
+    paths = []
+    for k, (h, w) in enumerate([(40, 50), (30, 60), (50, 40), (36, 36), (44, 52)]):
+        p = tmp_path / f"img{k}.png"
+        assert cv2.imwrite(str(p), _image(h, w, seed=k))
+        paths.append(p)
+    return paths
+
+
+@pytest.mark.parametrize("batch_size, workers", [(8, 2), (1, 1), (2, 3)])
+def test_runner_reports_a_bad_file_and_keeps_order(lm, tmp_path, image_files, batch_size, workers):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    missing = tmp_path / "missing.png"
+    order = [image_files[0], bad, image_files[1], image_files[2], missing, image_files[3], image_files[4]]
+    seen = []
+    results = list(runner.run(lm, runner.file_items(order), batch_size=batch_size, workers=workers,
+                              visit=lambda r, px: seen.append((r.image, px.shape))))
+    assert [r.image for r in results] == [str(p) for p in order]
+    assert results[1].error and "broken.jpg" in results[1].error and results[1].faces == []
+    assert results[4].error and "missing.png" in results[4].error
+    good = [r for r in results if r.error is None]
+    assert len(good) == 5
+    for r, p in zip(good, image_files):
+        h, w = cv2.imread(str(p)).shape[:2]
+        assert (r.width, r.height) == (w, h)
+        assert len(r.faces) == 1
+        np.testing.assert_array_equal(r.faces[0].box, [-0.5, -0.5, w - 0.5, h - 0.5])
+    assert seen == [(str(p), cv2.imread(str(p)).shape) for p in image_files]  # each good image visited once, in order
+
+
+def test_runner_results_equal_predict(lm, image_files):
+    results = list(runner.run(lm, runner.file_items(image_files[:3]), batch_size=2))
+    for r, p in zip(results, image_files):
+        [face] = lm.predict(p)
+        np.testing.assert_allclose(r.faces[0].landmarks, face.landmarks, atol=1e-3)
+
+
+def test_runner_boxes_by_file_name(lm, image_files):
+    boxes = {"img0.png": [[0.0, 0.0, 20.0, 20.0], [25.0, 10.0, 45.0, 30.0]], "img1.png": [],
+             "img2.png": [[100.0, 100.0, 120.0, 120.0]]}
+    results = list(runner.run(lm, runner.file_items(image_files[:4]), boxes=boxes))
+    assert [len(r.faces) for r in results] == [2, 0, 0, 1]
+    assert results[1].error is None  # no boxes: no faces, not a failure
+    assert results[2].error and "outside" in results[2].error  # the box lies outside that image only
+    np.testing.assert_array_equal(results[3].faces[0].box, [-0.5, -0.5, 35.5, 35.5])  # not in the file: whole image
+
+
+def test_runner_folder_and_video_items(lm, tmp_path, image_files):
+    items = runner.source_items(tmp_path)
+    assert [i.image for i in items] == [str(p) for p in image_files]
+    video = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for k in range(3):
+        vw.write(np.full((48, 64, 3), 60 * k, np.uint8))
+    vw.release()
+    results = list(runner.run(lm, runner.source_items(video), batch_size=2))
+    assert [(r.image, r.frame) for r in results] == [(str(video), k) for k in range(3)]
+    assert all((r.width, r.height) == (64, 48) and len(r.faces) == 1 for r in results)
+    [single] = runner.source_items(image_files[0])
+    assert single.frame is None and single.load().shape == (40, 50, 3)
