@@ -18,6 +18,7 @@ from fflm.crop import crop_u8
 from fflm.detect.base import Detection, FaceDetector, WholeImage
 from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
+from fflm.model.hourglass import fuse_batchnorm
 from fflm.scheme import LandmarkScheme
 from fflm.weights import DEFAULT_WEIGHTS, load_model
 
@@ -69,6 +70,7 @@ class Landmarker:
                  recentre: bool = True) -> None:
         self.device = pick_device(device)
         self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
+        fuse_batchnorm(self.model)  # ~30 % faster on a CPU; inference only
         self.weights_path = Path(weights or DEFAULT_WEIGHTS)
         self.detector = detector or WholeImage()
         self.recentre = recentre

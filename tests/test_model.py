@@ -327,3 +327,24 @@ def test_preset_options():
     assert cfg.landmark_scheme == ten_point_scheme() and cfg.variant == "light"
     with pytest.raises(ValueError, match="unknown variant"):
         preset("heavy")
+
+
+def test_fused_batchnorm_gives_the_same_points():
+    """Folding BatchNorm into the convolutions (done by Landmarker) must not change the outputs."""
+    import copy
+
+    from fflm.model.hourglass import fuse_batchnorm
+
+    torch.manual_seed(0)
+    m = LandmarkNet(tiny_config()).eval()
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-1, 1)
+            mod.running_var.uniform_(0.5, 2)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.5, 0.5)
+    fused = fuse_batchnorm(copy.deepcopy(m))
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in fused.modules())
+    x = torch.rand(2, 3, 64, 64) * 255
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x)["final"], m(x)["final"], atol=1e-3, rtol=0)
