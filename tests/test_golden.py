@@ -1,0 +1,48 @@
+"""Golden outputs of the shipped weights on the shipped sample: a silent change in the model, the
+pre-processing or the coordinate mapping moves these points. After deliberately changing the weights,
+regenerate with `FFLM_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py` and review the diff."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fflm.geometry import box_iou, points_box
+from fflm.weights import DEFAULT_WEIGHTS, file_sha256
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "astronaut.png"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "astronaut.json"
+
+
+@pytest.fixture(scope="module")
+def faces():
+    import fflm
+
+    if not DEFAULT_WEIGHTS.exists():
+        pytest.fail(f"the shipped weights are missing: {DEFAULT_WEIGHTS}")
+    boxes = json.loads((ROOT / "examples" / "astronaut.boxes.json").read_text())["astronaut.png"]
+    return fflm.Landmarker(device="cpu").predict(SAMPLE, boxes=boxes)
+
+
+def test_shipped_weights_match_golden_points(faces):
+    got = {"weights_sha256": file_sha256(DEFAULT_WEIGHTS), "landmarks": faces[0].landmarks.round(3).tolist()}
+    if os.environ.get("FFLM_UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(got, indent=0) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    assert want["weights_sha256"] == got["weights_sha256"], "weights changed: regenerate the golden file"
+    np.testing.assert_allclose(faces[0].landmarks, np.array(want["landmarks"]), atol=0.05)
+
+
+def test_shipped_weights_find_the_face(faces):
+    """The points lie on the face the box marks (a sanity bound that holds for any decent model)."""
+    (face,) = faces
+    assert box_iou(points_box(face.landmarks)[None], face.box[None])[0, 0] > 0.5
+    eyes = face.landmarks[36:48].mean(axis=0)
+    mouth = face.landmarks[48:68].mean(axis=0)
+    assert eyes[1] < mouth[1] - 20  # eyes well above the mouth in this upright portrait
+    assert np.all((face.landmark_scores >= 0) & (face.landmark_scores <= 1))
