@@ -163,7 +163,6 @@ class Landmarker:
         return self.model.infer(self._proxies(images, frames), f, crop)
 
 
-
 def _recentred(frames: np.ndarray, proposed: np.ndarray, max_scale: float = 1.6, max_shift: float = 0.35) -> np.ndarray:
     """The frames proposed by the first pass's landmarks, kept within max_scale× and max_shift·side of
     the detector's: a first pass that went astray (no face in the box) cannot run off with the frame."""
