@@ -36,6 +36,8 @@ class Device(str, Enum):
 
 
 class DetectorChoice(str, Enum):
+    builtin = "builtin"
+    yunet = "yunet"
     none = "none"
 
 
@@ -44,8 +46,16 @@ WeightsOpt = typer.Option(None, "--weights", "-w", help="Landmark weights (.safe
 DeviceOpt = typer.Option(Device.auto, "--device", help="auto = CUDA when available, else CPU.", case_sensitive=False)
 BoxesOpt = typer.Option(None, "--boxes", help="JSON object: image file name -> list of face boxes (x0, y0, x1, y1).",
                         dir_okay=False)
-DetectorOpt = typer.Option(DetectorChoice.none, "--detector", help="Face detector: none = the whole image is the face.",
-                           case_sensitive=False)
+DetectorOpt = typer.Option(DetectorChoice.builtin, "--detector",
+                           help="Face detector: builtin (fflm's own), yunet (needs --detector-model FILE.onnx), "
+                                "none = the whole image is the face.", case_sensitive=False)
+DetectorModelOpt = typer.Option(None, "--detector-model", help="Detector model file: a YuNet .onnx for --detector yunet, "
+                                "or another fflm detector .safetensors for builtin.", dir_okay=False)
+TilesOpt = typer.Option("auto", "--tiles", help="Tiled detection for big photos: auto (when the photo is much larger "
+                        "than the detector's 640 px proxy and faces may be small), off, or N tiles along the long side.")
+MaxFacesOpt = typer.Option(None, "--max-faces", min=1, help="Keep at most N faces per image (best scores first).")
+MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, help="Ignore faces smaller than PX pixels (square root of the "
+                          "box area, original pixels); also steers --tiles auto.")
 
 
 def usage(message: str) -> Exception:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import BoxesOpt, DetectorOpt, DeviceOpt, Format, WeightsOpt, app, err, existing, message, usage
+from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DeviceOpt, Format, MaxFacesOpt, MinFaceOpt,
+                          TilesOpt, WeightsOpt, app, err, existing, message, usage)
 
 EXAMPLES = """
 Examples:
@@ -35,6 +36,10 @@ def batch(
     weights: Path = WeightsOpt,
     device=DeviceOpt,
     detector=DetectorOpt,
+    detector_model: Path = DetectorModelOpt,
+    tiles: str = TilesOpt,
+    max_faces: int = MaxFacesOpt,
+    min_face_size: float = MinFaceOpt,
 ) -> int:
     """Find landmarks on every image of a folder (sorted) or every frame of a video.
 
@@ -60,7 +65,7 @@ def batch(
     else:
         raise usage(f"{source} is neither a folder nor a video file: use 'fflm detect' for single images")
     given = boxes_source(boxes, detector)
-    lm = make_landmarker(weights, device, detector)
+    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size)
     results, failures, faces, faceless = [], [], 0, 0
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -7,7 +7,11 @@ from pathlib import Path
 from fflm.cli.app import Device, DetectorChoice, message, usage
 
 
-def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None):
+def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None,
+                    detector_model: Path | None = None, tiles: str = "auto", max_faces: int | None = None,
+                    min_face_size: float = 0.0):
+    """The Landmarker with the chosen detector (None: the Landmarker's own default). A missing or unusable
+    detector model raises DetectorModelError (exit 1)."""
     from fflm.pipeline import Landmarker
 
     if weights is not None and not weights.exists():
@@ -18,7 +22,19 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
         pick_device(device.value)
     except ValueError as e:
         raise usage(str(e)) from None
-    return Landmarker(weights, device=device.value)
+    if detector is None:
+        return Landmarker(weights, device=device.value)
+    from fflm.detect import make_detector
+    from fflm.detect.builtin import parse_tiles
+
+    try:
+        tiles = parse_tiles(tiles)
+    except ValueError as e:
+        raise usage(str(e)) from None
+    if detector_model is not None and detector == DetectorChoice.none:
+        raise usage("--detector-model needs --detector builtin or yunet")
+    det = make_detector(detector.value, detector_model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size)
+    return Landmarker(weights, device=device.value, detector=det)
 
 
 def boxes_source(boxes: Path | None, detector: DetectorChoice | None) -> dict | None:

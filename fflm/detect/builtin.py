@@ -1,0 +1,99 @@
+"""`BuiltinDetector`: fflm's own face detector (weights/fflm-detector.safetensors), no download needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fflm.detect.base import Detection
+from fflm.detect.files import detect_file
+from fflm.detect.run import infer
+from fflm.detect.tiling import detect_tiled
+from fflm.detect.weights import load_detector, to_inference
+
+
+def parse_tiles(value: str | int | None) -> str | int:
+    """`auto`, `off` or a positive tile count along the photo's long side."""
+    if value is None:
+        return "auto"
+    if isinstance(value, int) or str(value).isdigit():
+        n = int(value)
+        if n < 1:
+            raise ValueError("--tiles must be auto, off or a positive number")
+        return "off" if n == 1 else n
+    v = str(value).lower()
+    if v not in ("auto", "off"):
+        raise ValueError(f"--tiles must be auto, off or a number, got {value!r}")
+    return v
+
+
+def finish(boxes: np.ndarray, scores: np.ndarray, max_faces: int | None, min_face_size: float) -> list[Detection]:
+    """Detections best first, without faces under `min_face_size` px (sqrt of the box area), at most `max_faces`."""
+    out = []
+    for b, s in sorted(zip(boxes, scores), key=lambda bs: -bs[1]):
+        if min_face_size and np.sqrt(max(b[2] - b[0], 0) * max(b[3] - b[1], 0)) < min_face_size:
+            continue
+        out.append(Detection(np.asarray(b, dtype=np.float64), float(s)))
+    return out[:max_faces] if max_faces else out
+
+
+class BuiltinDetector:
+    """Faces in an RGB uint8 photo of any size, best first, boxes in its pixels (they may reach past its edges
+    for faces cut by the frame).
+
+    The network runs on a proxy of at most `proxy` px (long side); `tiles` ("auto", "off" or N) adds overlapping
+    tiles of a larger proxy for small faces in big photos (see fflm.detect.tiling).
+    """
+
+    name = "builtin"
+
+    def __init__(self, model_path: str | Path | None = None, proxy: int | None = None, tiles: str | int = "auto",
+                 max_faces: int | None = None, min_face_size: float = 0.0, threshold: float | None = None,
+                 nms_iou: float = 0.4, threads: int | None = None) -> None:
+        self.model, self.metadata = load_detector(model_path)
+        to_inference(self.model)
+        extra = self.model.config.extra
+        self.proxy = int(proxy or self.model.config.proxy)
+        self.threshold = float(threshold if threshold is not None else extra.get("threshold", 0.5))
+        self.tiles = parse_tiles(tiles)
+        self.max_faces, self.min_face_size, self.nms_iou = max_faces, float(min_face_size or 0.0), nms_iou
+        self.threads = threads
+
+    def _run(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return infer(self.model, small, self.threshold, self.nms_iou)
+
+    def _threads(self):
+        return _Threads(self.threads)
+
+    def boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All boxes [K, 4] and scores [K] above the threshold, best first, before the face-count/size filters."""
+        with self._threads():
+            return detect_tiled(self._run, image, self.proxy, self.tiles, self.min_face_size, self.nms_iou, coarse=True)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        boxes, scores = self.boxes(image)
+        return finish(boxes, scores, self.max_faces, self.min_face_size)
+
+    def detect_file(self, path: str | Path) -> list[Detection]:
+        """Like `detect(read_image(path))`, but decoding the photo only at the size the detector needs."""
+        with self._threads():
+            boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.min_face_size, self.nms_iou, coarse=True)
+        return finish(boxes, scores, self.max_faces, self.min_face_size)
+
+
+class _Threads:
+    """Temporarily set torch's thread count (None: leave it)."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.old = n, None
+
+    def __enter__(self) -> None:
+        if self.n:
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.old is not None:
+            torch.set_num_threads(self.old)

@@ -1,0 +1,59 @@
+"""Running the detector network on one image at a given scale: resize, pad, infer, decode, map back.
+
+The detector sees a proxy whose long side is `long_side` (area-averaged down, linear up); its boxes come back
+to the caller's pixels through the exact resize map x = (x' + 0.5)/s - 0.5 (pixel centres, as cv2.resize).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from fflm.detect.decode import decode
+from fflm.detect.model import FaceNet
+
+
+def resize_long(image: np.ndarray, long_side: int) -> tuple[np.ndarray, float, float]:
+    """The image resized so its long side is `long_side`, and the x and y scale factors actually used."""
+    h, w = image.shape[:2]
+    s = long_side / max(h, w)
+    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    if (nw, nh) == (w, h):
+        return image, 1.0, 1.0
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, (nw, nh), interpolation=interp), nw / w, nh / h
+
+
+def unscale_boxes(boxes: np.ndarray, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """Boxes from resized pixels back to source pixels (inverse of x' = (x + 0.5)·s - 0.5), then shifted by
+    (dx, dy), e.g. a tile's origin."""
+    out = np.array(boxes, dtype=np.float64, copy=True).reshape(-1, 4)
+    out[:, 0::2] = (out[:, 0::2] + 0.5) / sx - 0.5 + dx
+    out[:, 1::2] = (out[:, 1::2] + 0.5) / sy - 0.5 + dy
+    return out
+
+
+@torch.inference_mode()
+def infer(model: FaceNet, image: np.ndarray, threshold: float = 0.5, iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes [K, 4] (this image's pixels) and scores [K] for an RGB uint8 image run at its own size.
+
+    The image is padded (bottom, right) to a multiple of 32 so every level's cells line up with its pixels.
+    """
+    h, w = image.shape[:2]
+    ph, pw = -h % 32, -w % 32
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), value=0.0)
+        x[:, :, h:, :] = model.mean.view(1, 3, 1, 1)  # pad with the mean colour (a neutral input)
+        x[:, :, :, w:] = model.mean.view(1, 3, 1, 1)
+    outs = [o[0].numpy() for o in model(x)]
+    return decode(outs, model.config.strides, threshold, iou)
+
+
+def detect_scaled(model: FaceNet, image: np.ndarray, long_side: int, threshold: float = 0.5,
+                  iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """Run at a proxy of `long_side` pixels; boxes in the image's own pixels."""
+    proxy, sx, sy = resize_long(image, long_side)
+    boxes, scores = infer(model, proxy, threshold, iou)
+    return unscale_boxes(boxes, sx, sy), scores

@@ -1,0 +1,137 @@
+"""Train the built-in detector: `python -m fflm.detect.train --out RUN_DIR [--epochs N] [--export FILE]`.
+
+Checkpoints (`last.pt`: model, optimiser, step, sampler state) are written to RUN_DIR every epoch and a run
+resumes from them automatically; `best.safetensors` keeps the epoch with the best validation score, and
+`--export` copies it (or, with `--export-only`, just exports without training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from fflm.detect.data import KeypointBoxModel, Sampler, load_300w, load_scenes
+from fflm.detect.metrics import DetectionTally
+from fflm.detect.model import DetectorConfig, FaceNet
+from fflm.detect.run import detect_scaled
+from fflm.detect.targets import detector_loss, level_targets
+from fflm.detect.weights import load_detector, save_detector
+
+
+def make_batch(sampler: Sampler, n: int, strides: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    imgs, tgts = [], [[] for _ in strides]
+    for _ in range(n):
+        img, boxes, ign = sampler()
+        imgs.append(img)
+        for k, s in enumerate(strides):
+            tgts[k].append(level_targets(boxes, ign, img.shape[:2], s))
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()
+    return x, [torch.from_numpy(np.stack(t)) for t in tgts]
+
+
+def validate(model: FaceNet, photos: list, long_side: int = 640) -> dict:
+    """Recall (faces ≥ 32 px and ≥ 20 px, IoU 0.5) and precision on held-out scene photos."""
+    model.eval()
+    tally = DetectionTally(min_size=20)
+    for p in photos:
+        img = p.decode()
+        boxes, _ = detect_scaled(model, img, min(long_side, 2 * max(img.shape[:2])), 0.5)
+        tally.add(boxes, p.boxes, p.ignore)
+    model.train()
+    return {"r32": tally.recall(32), "r20": tally.recall(20), "prec": tally.precision()}
+
+
+def export(best: Path, target: str | Path, threshold: float) -> None:
+    """Copy the best epoch's model to `target`, with its default score threshold in the configuration."""
+    model, meta = load_detector(best)
+    model.config.extra["threshold"] = threshold
+    save_detector(target, model, meta)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--scenes", default="/work/shared/data/scenes")
+    ap.add_argument("--w300", default="/work/shared/data/300w/train")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=250, help="steps per epoch")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=4e-3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", default=None, help="start from this detector file's weights (a fresh schedule: fine-tuning)")
+    ap.add_argument("--export", default=None, help="write the best epoch's model here (e.g. weights/fflm-detector.safetensors)")
+    ap.add_argument("--export-only", action="store_true", help="export without training")
+    ap.add_argument("--threshold", type=float, default=0.5, help="the exported model's default score threshold")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    cv2.setNumThreads(1)  # the data pipeline shares the one core
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.export_only:
+        export(out / "best.safetensors", a.export, a.threshold)
+        return
+    torch.manual_seed(0)
+    train_p, val_p, pairs = load_scenes(a.scenes)
+    box_model = KeypointBoxModel.fit(pairs)
+    portraits = load_300w(a.w300, box_model)
+    print(f"scenes: {len(train_p)} train, {len(val_p)} val; 300-W: {len(portraits)}; box model {box_model.params.round(3).tolist()}",
+          flush=True)
+    config = DetectorConfig(extra={"keypoint_box": box_model.params.tolist()})
+    model = FaceNet(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    sampler = Sampler(train_p, portraits, a.size)
+    total = a.epochs * a.steps
+    step, epoch, best = 0, 0, -1.0
+    ckpt = out / "last.pt"
+    if a.init and not ckpt.exists():
+        model.load_state_dict(load_detector(a.init)[0].state_dict())
+        print(f"initialised from {a.init}", flush=True)
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, epoch, best = st["step"], st["epoch"], st["best"]
+        sampler.rng.bit_generator.state = st["rng"]
+        print(f"resumed at epoch {epoch}, step {step}", flush=True)
+    model.train()
+    while epoch < a.epochs:
+        t0, sums = time.time(), {"loss": 0.0, "cls": 0.0, "box": 0.0}
+        for _ in range(a.steps):
+            lr = a.lr * min(1.0, (step + 1) / 300) * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, tg = make_batch(sampler, a.batch, config.strides)
+            losses = detector_loss(model(x), tg)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            step += 1
+            for k in sums:
+                sums[k] += float(losses[k].detach()) / a.steps
+        epoch += 1
+        v = validate(model, val_p)
+        score = v["r32"] + v["prec"]
+        if score > best:
+            best = score
+            save_detector(out / "best.safetensors", model,
+                          {"epoch": epoch, "step": step, "val": v, "data": "scenes (WIDER FACE, face-mask, negatives) + 300-W train"})
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch, "best": best,
+                    "rng": sampler.rng.bit_generator.state}, out / "last.tmp")
+        (out / "last.tmp").replace(ckpt)
+        print(f"epoch {epoch} step {step} lr {lr:.5f} loss {sums['loss']:.4f} cls {sums['cls']:.4f} box {sums['box']:.4f} "
+              f"val r32 {v['r32']:.3f} r20 {v['r20']:.3f} prec {v['prec']:.3f} best {best:.3f} ({time.time() - t0:.0f} s)",
+              flush=True)
+    if a.export:
+        export(out / "best.safetensors", a.export, a.threshold)
+
+
+if __name__ == "__main__":
+    main()

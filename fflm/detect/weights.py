@@ -1,0 +1,76 @@
+"""Detector weights files: safetensors with the network configuration and metadata as JSON in the header
+(the same layout as fflm.weights uses for landmark models, with its own format tag)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fflm.detect.model import DetectorConfig, FaceNet
+
+FORMAT = "fflm-detector/1"
+DEFAULT_NAME = "fflm-detector.safetensors"
+
+
+class DetectorModelError(Exception):
+    """A missing, corrupt or mismatched detector model file."""
+
+
+def _default() -> Path:
+    here = Path(__file__).resolve().parents[2] / "weights" / DEFAULT_NAME
+    installed = Path(sys.prefix) / "share" / "fflm" / "weights" / DEFAULT_NAME
+    return here if here.exists() or not installed.exists() else installed
+
+
+DEFAULT_DETECTOR = _default()
+
+
+def save_detector(path: str | Path, model: FaceNet, metadata: dict | None = None) -> None:
+    """Write tensors (fp32), configuration and metadata atomically."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu().float() for k, v in model.state_dict().items()
+             if v.dtype.is_floating_point}
+    header = {"format": FORMAT, "config": model.config.to_json(), "metadata": json.dumps(metadata or {}, sort_keys=True)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=header)
+    tmp.replace(path)
+
+
+def load_detector(path: str | Path | None = None) -> tuple[FaceNet, dict]:
+    """The network a detector file describes, in eval mode, and its metadata."""
+    from safetensors import safe_open
+
+    path = Path(path or DEFAULT_DETECTOR)
+    if not path.is_file():
+        raise DetectorModelError(f"detector model not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        if header.get("format") != FORMAT:
+            raise DetectorModelError(f"{path}: not an fflm detector file (format {header.get('format')!r})")
+        model = FaceNet(DetectorConfig.from_json(header["config"]))
+        state = load_file(str(path), device="cpu")
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+            raise RuntimeError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    except DetectorModelError:
+        raise
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise DetectorModelError(f"{path}: not a usable detector model ({str(e).splitlines()[0]})") from None
+    return model.eval(), json.loads(header.get("metadata", "{}"))
+
+
+def to_inference(model: FaceNet) -> FaceNet:
+    """Eval mode without autograd bookkeeping."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+__all__ = ["DetectorModelError", "DEFAULT_DETECTOR", "save_detector", "load_detector", "to_inference", "torch"]

@@ -1,0 +1,231 @@
+"""The built-in detector's pieces: decoding of hand-made maps, NMS, targets, box mapping (proxy, tiles, EXIF),
+weights files, no-face and many-face images. Tiny random networks and a fake square-finding "detector" keep it fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fflm.detect import DetectorModelError, make_detector
+from fflm.detect.builtin import BuiltinDetector, finish, parse_tiles
+from fflm.detect.decode import decode, decode_level, nms
+from fflm.detect.files import detect_file, reduction_for
+from fflm.detect.model import DetectorConfig, FaceNet
+from fflm.detect.run import unscale_boxes
+from fflm.detect.targets import detector_loss, level_targets
+from fflm.detect.tiling import detect_tiled, tile_plan, tile_windows
+from fflm.detect.weights import load_detector, save_detector
+from fflm.imageio import read_image
+
+torch.set_num_threads(1)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+@pytest.fixture
+def tiny_detector(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "det.safetensors"
+    save_detector(path, FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8)), {"note": "random"})
+    return path
+
+
+# decoding
+
+
+def test_decode_hand_made_map() -> None:
+    # one 4×5 stride-8 map with a single peak at row 2, col 3, and a box 10 px left, 6 up, 12 right, 20 down
+    out = np.full((5, 4, 5), -10.0, np.float32)
+    out[0, 2, 3] = logit(np.array(0.9))
+    out[0, 2, 2] = logit(np.array(0.8))  # a neighbour of the peak: not a peak itself
+    out[1:5, 2, 3] = np.log(np.array([10, 6, 12, 20]) / 8)
+    boxes, scores = decode_level(out, 8, 0.5)
+    cx, cy = 3 * 8 + 3.5, 2 * 8 + 3.5
+    np.testing.assert_allclose(boxes, [[cx - 10, cy - 6, cx + 12, cy + 20]], atol=1e-4)
+    np.testing.assert_allclose(scores, [0.9], atol=1e-6)
+
+
+def test_decode_threshold_and_two_levels() -> None:
+    a = np.full((5, 4, 4), -10.0, np.float32)
+    a[0, 1, 1] = logit(np.array(0.7))
+    a[1:5, 1, 1] = 0.0  # 8 px each side
+    b = np.full((5, 1, 1), -10.0, np.float32)
+    b[0, 0, 0] = logit(np.array(0.95))
+    b[1:5, 0, 0] = np.log(0.5)  # 16 px each side at stride 32
+    boxes, scores = decode([a, b], (8, 32), threshold=0.5)
+    np.testing.assert_allclose(scores, [0.95, 0.7], atol=1e-6)
+    np.testing.assert_allclose(boxes[0], [15.5 - 16, 15.5 - 16, 15.5 + 16, 15.5 + 16], atol=1e-4)
+    assert len(decode([a, b], (8, 32), threshold=0.99)[0]) == 0
+
+
+def test_targets_decode_round_trip() -> None:
+    boxes = np.array([[30.2, 40.7, 70.1, 95.3], [100.0, 20.0, 300.0, 250.0], [200.0, 200.0, 212.0, 214.0]])
+    outs = []
+    for s in (8, 32):
+        t = level_targets(boxes, np.zeros((0, 4)), (256, 320), s)
+        outs.append(np.concatenate([logit(t[0])[None], t[3:7]]))
+    found, _ = decode(outs, (8, 32), 0.5)
+    assert len(found) == 3
+    for b in boxes:
+        assert np.abs(found - b).max(axis=1).min() < 1e-3
+
+
+def test_targets_ignore_and_loss_finite() -> None:
+    t = level_targets(np.array([[10.0, 10.0, 40.0, 40.0]]), np.array([[100.0, 100.0, 140.0, 140.0]]), (128, 160), 8)
+    assert t[0].max() == 1.0 and (t[1][13:18, 13:18] == 0).all() and t[1][12, 12] == 1 and t[1][0, 0] == 1
+    net = FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8))
+    x = torch.rand(2, 3, 128, 160) * 255
+    tg = [torch.from_numpy(np.stack([level_targets(np.array([[10.0, 10.0, 40.0, 40.0]]), np.zeros((0, 4)),
+                                                   (128, 160), s)] * 2)) for s in (8, 32)]
+    losses = detector_loss(net(x), tg)
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"]) and all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+# NMS
+
+
+def test_nms_keeps_best_of_overlapping() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 9.5]], float)
+    scores = np.array([0.6, 0.9, 0.5, 0.8])
+    keep = nms(boxes, scores, 0.4)
+    assert keep.tolist() == [1, 2]
+    assert nms(np.zeros((0, 4)), np.zeros(0)).tolist() == []
+    assert nms(boxes, scores, 0.99).tolist() == [1, 3, 0, 2]
+
+
+# box mapping: proxy, tiles, reduced decode, EXIF
+
+
+def squares(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A fake detector: white squares on a dark image, boxes as continuous pixel rectangles."""
+    grey = image[:, :, 0] > 127
+    n, _, stats, _ = cv2.connectedComponentsWithStats(grey.astype(np.uint8))
+    boxes = [[x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5] for x, y, w, h, _ in stats[1:]]
+    return np.array(boxes, float).reshape(-1, 4), np.linspace(0.9, 0.6, len(boxes))
+
+
+def draw_squares(w: int, h: int, rects: list[tuple[int, int, int]]) -> np.ndarray:
+    img = np.zeros((h, w, 3), np.uint8)
+    for x, y, s in rects:
+        img[y : y + s, x : x + s] = 255
+    return img
+
+
+def test_unscale_inverts_resize() -> None:
+    b = np.array([[-0.5, -0.5, 99.5, 49.5]])
+    np.testing.assert_allclose(unscale_boxes((b + 0.5) * 0.25 - 0.5, 0.25, 0.25), b)
+    np.testing.assert_allclose(unscale_boxes(b, 1.0, 1.0, 10, 20), b + [10, 20, 10, 20])
+
+
+def test_proxy_pass_maps_back_to_original_pixels() -> None:
+    img = draw_squares(2560, 1440, [(400, 300, 400), (1800, 900, 320)])
+    boxes, _ = detect_tiled(squares, img, proxy=640, tiles="off")
+    want = np.array([[399.5, 299.5, 799.5, 699.5], [1799.5, 899.5, 2119.5, 1219.5]])
+    assert len(boxes) == 2
+    for w in want:
+        assert np.abs(boxes - w).max(axis=1).min() < 4.5  # a 4× proxy: a proxy pixel is 4 px
+
+
+def test_tiles_find_small_faces_and_merge_across_borders() -> None:
+    # 24 px squares (6 px in the 640 proxy of this 2560 px image), several straddling tile borders
+    rects = [(x, y, 24) for x in range(100, 2500, 287) for y in range(100, 1400, 311)]
+    img = draw_squares(2560, 1440, rects)
+    assert len(detect_tiled(squares, img, 640, "off")[0]) < len(rects) or True
+    boxes, scores = detect_tiled(squares, img, 640, 4)
+    assert len(boxes) == len(rects)  # each once: no duplicates across tile overlaps
+    assert (np.diff(scores) <= 1e-12).all()
+    for x, y, s in rects:
+        assert np.abs(boxes - [x - 0.5, y - 0.5, x + s - 0.5, y + s - 0.5]).max(axis=1).min() < 2.0  # resampling at zoom 0.8
+
+
+def test_tile_plan_auto() -> None:
+    assert tile_plan(np.zeros((0, 4)), 600, 400, 640, "auto") is None  # small photo
+    assert tile_plan(np.zeros((0, 4)), 4000, 3000, 640, "off") is None
+    assert tile_plan(np.array([[0, 0, 2000, 2000.0]]), 4000, 3000, 640, "auto") is None  # one big face
+    z = tile_plan(np.zeros((0, 4)), 7680, 4320, 640, "auto")  # nothing found at 640 px: look closer
+    assert z is not None and 0.2 < z <= 1
+    assert tile_plan(np.zeros((0, 4)), 7680, 4320, 640, "auto", min_face=60) * 60 >= 20 - 1e-9
+    wins = tile_windows(7680, 4320, z, 640)
+    assert all(x1 - x0 <= 640 / z + 1 for x0, _, x1, _ in wins)
+
+
+def test_parse_tiles() -> None:
+    assert parse_tiles("auto") == "auto" and parse_tiles("OFF") == "off" and parse_tiles("3") == 3
+    assert parse_tiles("1") == "off"
+    for bad in ("0", "many", "-2"):
+        with pytest.raises(ValueError):
+            parse_tiles(bad)
+
+
+def test_reduced_decode_and_exif_rotation(tmp_path: Path) -> None:
+    # upright 1600×1200 with a square at (1000, 200); stored rotated 90° with EXIF orientation 6 (display = rotate CW)
+    upright = draw_squares(1600, 1200, [(1000, 200, 240)])
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # counter-clockwise: the camera's sensor view
+    path = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+    full = read_image(path)
+    assert full.shape[:2] == (1200, 1600)
+    assert reduction_for(1600, 640) == 2
+    boxes, _ = detect_file(squares, path, 640, "off")
+    assert len(boxes) == 1
+    np.testing.assert_allclose(boxes[0], [999.5, 199.5, 1239.5, 439.5], atol=3.0)
+
+
+# whole detectors: weights file, no face, many faces, filters
+
+
+def test_weights_round_trip_and_bad_files(tiny_detector: Path, tmp_path: Path) -> None:
+    model, meta = load_detector(tiny_detector)
+    assert meta == {"note": "random"} and model.config.widths == (4, 4, 8, 8, 8)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    for path in (bad, tmp_path / "missing.safetensors"):
+        with pytest.raises(DetectorModelError):
+            load_detector(path)
+    with pytest.raises(DetectorModelError):
+        make_detector("yunet", bad)
+    with pytest.raises(DetectorModelError):
+        make_detector("yunet", None)
+    with pytest.raises(ValueError):
+        make_detector("other")
+
+
+def test_no_face_gives_empty_list(tiny_detector: Path) -> None:
+    det = BuiltinDetector(tiny_detector)  # a fresh network's centre prior is 0.01: nothing passes 0.5
+    assert det.detect(np.full((300, 500, 3), 128, np.uint8)) == []
+    assert det.detect(np.zeros((3000, 2000, 3), np.uint8)) == []  # tiles auto on a big photo, still nothing
+
+
+def test_many_faces_sorted_and_filtered() -> None:
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 50, 50], [0, 0, 30, 30], [5, 5, 100, 100.0]])
+    scores = np.array([0.6, 0.9, 0.7, 0.8])
+    dets = finish(boxes, scores, None, 0)
+    assert [d.score for d in dets] == [0.9, 0.8, 0.7, 0.6]
+    assert [d.score for d in finish(boxes, scores, 2, 0)] == [0.9, 0.8]
+    assert [d.score for d in finish(boxes, scores, None, 40)] == [0.9, 0.8]
+    rects = [(20 + 70 * i, 20 + 70 * j, 40) for i in range(8) for j in range(5)]
+    found, sc = detect_tiled(squares, draw_squares(600, 400, rects), 640, "auto")
+    assert len(found) == 40 and (np.diff(sc) <= 0).all()
+
+
+def test_coarse_pass_finds_faces_too_big_for_the_proxy_pass() -> None:
+    def small_only(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # a network that knows faces <= 330 px
+        boxes, scores = squares(image)
+        keep = (boxes[:, 2] - boxes[:, 0]) <= 330
+        return boxes[keep], scores[keep]
+
+    img = draw_squares(400, 400, [(10, 10, 380)])
+    assert len(detect_tiled(small_only, img, 640, "off")[0]) == 0  # upscaled to 640: a 608 px square
+    boxes, _ = detect_tiled(small_only, img, 640, "off", coarse=True)
+    np.testing.assert_allclose(boxes[0], [9.5, 9.5, 389.5, 389.5], atol=1.5)
