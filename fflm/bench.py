@@ -56,7 +56,7 @@ def measure_one(path: Path, weights: str | None, device: str, repeat: int, detec
     from fflm.imageio import read_image
     from fflm.pipeline import Landmarker
 
-    lm = Landmarker(weights, device=device, detector=_detector(detector, device))
+    lm = Landmarker(weights, device=device, detector=detector)
     image = read_image(path)
     decode = _median_time(lambda: cv2.imread(str(path)), repeat)
     det_time = _median_time(lambda: lm.detector.detect(image), repeat)
@@ -71,23 +71,13 @@ def measure_one(path: Path, weights: str | None, device: str, repeat: int, detec
             "decoded_mb": image.nbytes / 2**20, "cuda_peak_mb": cuda_peak}
 
 
-def _detector(name: str, device: str):
-    if name == "none":
-        from fflm.detect.base import WholeImage
-
-        return WholeImage()
-    from fflm.detect import make_detector
-
-    return make_detector(name, device=device)
-
-
 def measure_batch(folder: Path, weights: str | None, device: str, detector: str, batch_size: int = 8) -> dict:
     """Images/s over a folder: the batch runner against a loop of single-image predict calls."""
     from fflm import runner
     from fflm.imageio import list_images
     from fflm.pipeline import Landmarker
 
-    lm = Landmarker(weights, device=device, detector=_detector(detector, device))
+    lm = Landmarker(weights, device=device, detector=detector)
     files = list_images(folder)
     lm.predict(files[0])  # warm-up
     t = time.perf_counter()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fflm.crop import crop_u8
-from fflm.detect.base import Detection, FaceDetector, WholeImage
+from fflm.detect import Detection, FaceDetector, make_detector
 from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
 from fflm.model.hourglass import fuse_batchnorm
@@ -63,16 +63,17 @@ class Landmarker:
 
     `Landmarker()` loads the shipped weights; `Landmarker.from_file(path)` any other. `predict(image)`
     takes a path or an RGB uint8 array [H, W, 3] and optional face boxes; without boxes the detector
-    finds them (by default the whole image is the face).
+    finds them: `detector` is a FaceDetector or a name of fflm.detect.make_detector ("builtin", the
+    default; "yunet" needs a model file so pass an object; "none" = the whole image is the face).
     """
 
-    def __init__(self, weights: str | Path | None = None, device: str = "auto", detector: FaceDetector | None = None,
-                 recentre: bool = True) -> None:
+    def __init__(self, weights: str | Path | None = None, device: str = "auto",
+                 detector: FaceDetector | str = "builtin", recentre: bool = True) -> None:
         self.device = pick_device(device)
         self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
         fuse_batchnorm(self.model)  # ~30 % faster on a CPU; inference only
         self.weights_path = Path(weights or DEFAULT_WEIGHTS)
-        self.detector = detector or WholeImage()
+        self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
 

@@ -35,7 +35,7 @@ def weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lm(weights) -> Landmarker:
     """Shared by the tests that only call predict: they never modify it."""
-    return Landmarker(weights, device="cpu")
+    return Landmarker(weights, device="cpu", detector="none")
 
 
 def _image(h: int = 80, w: int = 100, seed: int = 0) -> np.ndarray:
@@ -116,6 +116,16 @@ def test_custom_detector_is_used_and_sorted(weights):
     faces = lm.predict(_image(60, 100))
     assert [f.score for f in faces] == [0.8, 0.2]
     np.testing.assert_array_equal(faces[0].box, [50.0, 10.0, 90.0, 50.0])
+
+
+def test_detector_by_name_defaults_to_builtin(weights):
+    from fflm.detect.base import WholeImage
+    from fflm.detect.builtin import BuiltinDetector
+
+    assert isinstance(Landmarker(weights, device="cpu").detector, BuiltinDetector)
+    assert isinstance(Landmarker(weights, device="cpu", detector="none").detector, WholeImage)
+    with pytest.raises(ValueError, match="unknown detector"):
+        Landmarker(weights, device="cpu", detector="haar")
 
 
 def test_box_partly_outside_is_clipped_with_a_warning(lm):
@@ -203,8 +213,8 @@ def test_unknown_device_raises():
 @needs_cuda
 def test_cuda_pipeline_matches_cpu(weights):
     img = _image(80, 100)
-    [cpu] = Landmarker(weights, device="cpu").predict(img)
-    gpu_lm = Landmarker(weights, device="cuda")
+    [cpu] = Landmarker(weights, device="cpu", detector="none").predict(img)
+    gpu_lm = Landmarker(weights, device="cuda", detector="none")
     assert next(gpu_lm.model.parameters()).is_cuda
     [gpu] = gpu_lm.predict(img)
     _check_face(gpu)
@@ -250,7 +260,7 @@ def test_pixel_convention_without_recentre(weights, monkeypatch, region_point, r
     pixel 0 → (0.46875, 10.46875). Region points all at (30, 40) have no extent, so each region box is the
     minimum square 0.12 · 60 = 7.2 → [26.4, 36.4, 33.6, 43.6]; crop (32 px) pixel u maps to 26.4 + (u + 0.5)·0.225.
     """
-    lm = Landmarker(weights, device="cpu", recentre=False)
+    lm = Landmarker(weights, device="cpu", detector="none", recentre=False)
     assert (lm.model.config.proxy_size, lm.model.config.crop_size) == (64, 32)
     assert lm.model.config.frame_scale == 1.5 and lm.model.config.region_min_side == 0.12
     _stub_stages(monkeypatch, lm, lambda i: (0.0, 0.0) if i in JAW else (31.5, 31.5), region_point)
@@ -267,7 +277,7 @@ def test_pixel_convention_without_recentre(weights, monkeypatch, region_point, r
 def test_pixel_convention_whole_image(weights, monkeypatch):
     """No box: the face is the whole 100×80 image [-0.5, -0.5, 99.5, 79.5], centre (49.5, 39.5): the
     image's central pixel position in 0-based pixel centres."""
-    lm = Landmarker(weights, device="cpu", recentre=False)
+    lm = Landmarker(weights, device="cpu", detector="none", recentre=False)
     _stub_stages(monkeypatch, lm, lambda i: (31.5, 31.5), (15.5, 15.5))
     [face] = lm.predict(_image(80, 100))
     np.testing.assert_allclose(face.landmarks, [[49.5, 39.5]] * N, atol=1e-4)
@@ -278,7 +288,7 @@ def test_pixel_convention_with_recentre(weights, monkeypatch):
     points at (15, 25) and (45, 55), tight box side 30, re-centred frame 1.5 · 30 = 45 → [7.5, 17.5, 52.5, 62.5].
     There the same proxy points land at 7.5 + 16 · 45/64 = 18.75 and 7.5 + 48 · 45/64 = 41.25 (x; y + 10), and
     every region box is centred on their midpoint (30, 40)."""
-    lm = Landmarker(weights, device="cpu", recentre=True)
+    lm = Landmarker(weights, device="cpu", detector="none", recentre=True)
     _stub_stages(monkeypatch, lm, lambda i: (15.5, 15.5) if i % 2 == 0 else (47.5, 47.5), (15.5, 15.5))
     [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
     expected_global = np.array([[18.75, 28.75] if i % 2 == 0 else [41.25, 51.25] for i in range(N)])

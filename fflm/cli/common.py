@@ -10,7 +10,7 @@ from fflm.cli.app import Device, DetectorChoice, message, usage
 def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None,
                     detector_model: Path | None = None, tiles: str = "auto", max_faces: int | None = None,
                     min_face_size: float = 0.0):
-    """The Landmarker with the chosen detector (None: the Landmarker's own default). A missing or unusable
+    """The Landmarker with the chosen detector (None: the Landmarker's default, builtin). A missing or unusable
     detector model raises DetectorModelError (exit 1)."""
     from fflm.pipeline import Landmarker
 
