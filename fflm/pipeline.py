@@ -72,6 +72,7 @@ class Landmarker:
         self.device = pick_device(device)
         self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
         fuse_batchnorm(self.model)  # ~30 % faster on a CPU; inference only
+        self.model.to(memory_format=torch.channels_last)  # NHWC convolutions: ~20-40 % faster on a CPU
         self.weights_path = Path(weights or DEFAULT_WEIGHTS)
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre

@@ -56,8 +56,9 @@ def export(best: Path, target: str | Path, threshold: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--scenes", default="/work/shared/data/scenes")
-    ap.add_argument("--w300", default="/work/shared/data/300w/train")
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data"  # the checkout's sibling, as in CI
+    ap.add_argument("--scenes", default=str(shared / "scenes"))
+    ap.add_argument("--w300", default=str(shared / "300w" / "train"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--steps", type=int, default=250, help="steps per epoch")
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--widths", default="16,24,32,48,64", help="backbone channels at strides 2, 4, 8, 16, 32")
+    ap.add_argument("--fpn", type=int, default=32, help="channels of the FPN levels and heads")
     ap.add_argument("--init", default=None, help="start from this detector file's weights (a fresh schedule: fine-tuning)")
     ap.add_argument("--export", default=None, help="write the best epoch's model here (e.g. weights/fflm-detector.safetensors)")
     ap.add_argument("--export-only", action="store_true", help="export without training")
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     portraits = load_300w(a.w300, box_model)
     print(f"scenes: {len(train_p)} train, {len(val_p)} val; 300-W: {len(portraits)}; box model {box_model.params.round(3).tolist()}",
           flush=True)
-    config = DetectorConfig(extra={"keypoint_box": box_model.params.tolist()})
+    config = DetectorConfig(widths=tuple(int(w) for w in a.widths.split(",")), fpn=a.fpn,
+                            extra={"keypoint_box": box_model.params.tolist()})
     model = FaceNet(config)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     sampler = Sampler(train_p, portraits, a.size)
