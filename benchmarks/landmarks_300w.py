@@ -40,30 +40,24 @@ def jittered_boxes(samples: list, seed: int = 0) -> dict[str, list]:
 
 
 def run_dlib(samples: list) -> dict | None:
-    try:
-        import dlib
-        import face_recognition_models
-    except ImportError:
-        return None
     from fflm.imageio import read_image
+    from fflm.peers import DlibLandmarker, dlib_available
 
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    if not dlib_available():
+        return None
+    dl = DlibLandmarker(upsample=1)
     errors, t_pred, found = [], 0.0, 0
     for s in samples:
         img = read_image(s.image)
-        dets = detector(img, 1)
-        truth = s.points
-        if len(dets) == 0:
+        boxes = dl.detect(img)
+        if len(boxes) == 0:
             errors.append(np.inf)
             continue
-        boxes = np.array([[d.left(), d.top(), d.right(), d.bottom()] for d in dets], float)
-        best = int(box_iou(boxes, points_box(truth)[None])[:, 0].argmax())
+        best = int(box_iou(boxes, points_box(s.points)[None])[:, 0].argmax())
         t = time.perf_counter()
-        shape = predictor(img, dets[best])
+        pred = dl.landmarks(img, boxes[best])
         t_pred += time.perf_counter() - t
-        pred = np.array([[p.x, p.y] for p in shape.parts()], float)
-        errors.append(float(nme(pred[None], truth[None], (36, 45))[0]))
+        errors.append(float(nme(pred[None], s.points[None], (36, 45))[0]))
         found += 1
     return {"errors": np.array(errors), "ms_per_face": 1000 * t_pred / max(found, 1), "found": found}
 

@@ -65,10 +65,27 @@ def measure_one(path: Path, weights: str | None, device: str, repeat: int, detec
     total = _median_time(lambda: lm.predict(path), repeat)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if lm.device.type == "cuda" else None
-    return {"file": str(path), "width": image.shape[1], "height": image.shape[0], "faces": len(dets),
+    return {"file": str(path), "threads": torch.get_num_threads(), "width": image.shape[1], "height": image.shape[0],
+            "faces": len(dets),
             "decode_ms": 1000 * decode, "detector_ms": 1000 * det_time, "landmarks_ms_per_face": 1000 * lm_time,
             "total_ms": 1000 * total, "total_over_decode": total / decode, "peak_rss_mb": peak,
             "decoded_mb": image.nbytes / 2**20, "cuda_peak_mb": cuda_peak}
+
+
+def measure_dlib(path: Path, repeat: int) -> dict:
+    """dlib's figures for the same file (its own process): HOG detector without upsampling, then the
+    68-point shape predictor on each face; total = decode + both, as a user's script would run them."""
+    from fflm.peers import DlibLandmarker
+
+    dl = DlibLandmarker(upsample=0)
+    rgb = lambda: cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)  # noqa: E731
+    image = rgb()
+    det_time = _median_time(lambda: dl.detect(image), repeat)
+    boxes = dl.detect(image)
+    lm_time = _median_time(lambda: [dl.landmarks(image, b) for b in boxes], repeat) / max(1, len(boxes))
+    total = _median_time(lambda: [dl.landmarks(im, b) for im in [rgb()] for b in dl.detect(im)], repeat)
+    return {"version": dl.version, "faces": len(boxes), "detector_ms": 1000 * det_time, "landmarks_ms_per_face": 1000 * lm_time,
+            "total_ms": 1000 * total, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def measure_batch(folder: Path, weights: str | None, device: str, detector: str, batch_size: int = 8) -> dict:
@@ -114,16 +131,22 @@ def _child(args: list[str]) -> dict:
 
 
 def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int, ...] = SIZES, repeat: int = 5,
-              frames: int = 200, detector: str = "builtin", workdir: Path | None = None) -> dict:
-    """The whole benchmark; returns the figures (printing is the caller's)."""
+              frames: int = 200, detector: str = "builtin", workdir: Path | None = None, dlib: bool = True) -> dict:
+    """The whole benchmark; returns the figures (printing is the caller's). dlib's figures are added when
+    it is installed (fflm.peers) and `dlib` is true."""
     import torch
 
     work = Path(workdir or tempfile.mkdtemp(prefix="fflm-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
+    from fflm.peers import dlib_available
+
+    rows, dlib_rows = [], []
     for s in sizes:
         p = make_portrait(s, work / f"portrait_{s}.jpg")
         rows.append(_child(["one", str(p), weights or "", device, str(repeat), detector]))
+        if dlib and dlib_available():
+            dlib_rows.append({**_child(["dlib", str(p), str(repeat)]), "width": rows[-1]["width"],
+                              "height": rows[-1]["height"], "fflm_total_ms": rows[-1]["total_ms"]})
     batch = None
     if frames:
         folder = work / "frames_1080p"
@@ -131,10 +154,12 @@ def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int
             make_frames(folder, frames)
         batch = _child(["batch", str(folder), weights or "", device, detector])
     return {
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": rows[0]["threads"] if rows else torch.get_num_threads(),
                     "device": device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
                     "opencv": cv2.__version__, "detector": detector},
         "images": rows,
+        "dlib": dlib_rows,
         "batch": batch,
     }
 
@@ -156,6 +181,17 @@ def print_report(report: dict) -> None:
                   f"{r['peak_rss_mb']:.0f}", f"{r['decoded_mb']:.0f}",
                   "-" if r["cuda_peak_mb"] is None else f"{r['cuda_peak_mb']:.0f}")
     con.print(t)
+    if report.get("dlib"):
+        dt = Table(title=f"dlib {report['dlib'][0]['version']} on the same images: HOG detector (no upsampling) + "
+                         "68-point shape predictor",
+                   title_justify="left")
+        for c in ("image", "faces", "detector ms", "landmarks ms/face", "total ms", "peak RSS MB", "fflm total / dlib"):
+            dt.add_column(c, justify="right")
+        for r in report["dlib"]:
+            dt.add_row(f"{r['width']}×{r['height']}", str(r["faces"]), f"{r['detector_ms']:.1f}",
+                       f"{r['landmarks_ms_per_face']:.1f}", f"{r['total_ms']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                       f"{r['fflm_total_ms'] / r['total_ms']:.2f}")
+        con.print(dt)
     b = report.get("batch")
     if b:
         bt = Table(title=f"{b['images']} frames of 1920×1080", title_justify="left")
@@ -172,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "one":
             path, weights, device, repeat, detector = rest
             res = measure_one(Path(path), weights or None, device, int(repeat), detector)
+        elif kind == "dlib":
+            path, repeat = rest
+            res = measure_dlib(Path(path), int(repeat))
         else:
             folder, weights, device, detector = rest
             res = measure_batch(Path(folder), weights or None, device, detector)

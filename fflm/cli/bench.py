@@ -25,7 +25,8 @@ def bench(
     sizes: str = typer.Option("512,1024,2048,4096,8192", "--sizes", help="Long sides of the test portraits."),
     repeat: int = typer.Option(5, "--repeat", min=1, help="Timed runs per figure (the median is shown)."),
     frames: int = typer.Option(200, "--frames", min=0, help="1080p frames for the batch test (0: skip)."),
-    detector: str = typer.Option("builtin", "--detector", help="Face detector to time (builtin, yunet, none)."),
+    detector: str = typer.Option("builtin", "--detector", help="Face detector to time: builtin or none (whole image)."),
+    dlib: bool = typer.Option(True, "--dlib/--no-dlib", help="Also time dlib on the same images when it is installed."),
     workdir: Path = typer.Option(None, "--workdir", help="Keep the generated images here (default: a temp folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> int:
@@ -38,7 +39,12 @@ def bench(
         from fflm.cli.app import usage
 
         raise usage(f"--sizes takes comma-separated pixel sizes, got {sizes!r}") from None
-    report = run_bench(str(weights) if weights else None, device.value, size_list, repeat, frames, detector, workdir)
+    if detector not in ("builtin", "none"):
+        from fflm.cli.app import usage
+
+        raise usage(f"--detector for bench is builtin or none, got {detector!r}")
+    report = run_bench(str(weights) if weights else None, device.value, size_list, repeat, frames, detector, workdir,
+                       dlib)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
     else:

@@ -1,0 +1,113 @@
+"""`fflm bench` end to end on tiny sizes (figures are checked for shape and sense, never for speed), and
+the peer adapter it uses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fflm.bench import make_portrait
+from fflm.cli import main
+from fflm.model import LandmarkNet
+from fflm.peers import dlib_available
+from fflm.weights import save_model
+
+from conftest import tiny_config
+
+needs_dlib = pytest.mark.skipif(not dlib_available(), reason="dlib-bin / face-recognition-models not installed")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_model(path, LandmarkNet(tiny_config()).eval(), {"note": "tiny test model"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(weights, tmp_path_factory) -> dict:
+    """One small bench run, shared: two sizes, three frames, whole-image faces, dlib when installed."""
+    import subprocess
+    import sys
+
+    work = tmp_path_factory.mktemp("bench")
+    out = subprocess.run([sys.executable, "-m", "fflm", "bench", "--weights", str(weights), "--device", "cpu",
+                          "--sizes", "300,640", "--repeat", "1", "--frames", "3", "--detector", "none",
+                          "--workdir", str(work), "--json"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_bench_rows_per_size(report):
+    rows = report["images"]
+    assert [max(r["width"], r["height"]) for r in rows] == [300, 640]
+    for r in rows:
+        assert r["faces"] == 1  # detector none: the whole image is one face
+        assert r["height"] == round(r["width"] * 0.75)
+        for k in ("decode_ms", "detector_ms", "landmarks_ms_per_face", "total_ms", "peak_rss_mb"):
+            assert np.isfinite(r[k]) and r[k] > 0, k
+        assert r["total_over_decode"] == pytest.approx(r["total_ms"] / r["decode_ms"])
+        assert r["decoded_mb"] == pytest.approx(r["width"] * r["height"] * 3 / 2**20)
+        assert r["cuda_peak_mb"] is None
+
+
+def test_bench_machine_and_batch(report):
+    m = report["machine"]
+    assert m["device"] == "cpu" and m["torch"] == torch.__version__ and m["detector"] == "none"
+    assert m["threads"] == report["images"][0]["threads"] >= 1  # the measuring processes' own setting
+    b = report["batch"]
+    assert b["images"] == 3
+    assert b["loop_img_s"] > 0 and b["batch_img_s"] > 0
+    assert b["speedup"] == pytest.approx(b["batch_img_s"] / b["loop_img_s"])
+
+
+@needs_dlib
+def test_bench_dlib_rows_on_the_same_images(report):
+    assert [(r["width"], r["height"]) for r in report["dlib"]] == [(r["width"], r["height"]) for r in report["images"]]
+    for r in report["dlib"]:
+        assert r["total_ms"] > 0 and r["faces"] >= 0
+
+
+def test_bench_table_output(weights, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # Rich would fold the wide table to the captured stream's 80 columns
+    assert main(["bench", "--weights", str(weights), "--device", "cpu", "--sizes", "256", "--repeat", "1",
+                 "--frames", "0", "--detector", "none", "--no-dlib", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "fflm bench: cpu" in out and "256×192" in out and "dlib" not in out
+
+
+@pytest.mark.parametrize("args", [["--sizes", "big"], ["--detector", "yunet"], ["--repeat", "0"]])
+def test_bench_usage_errors(args, capsys):
+    assert main(["bench", "--frames", "0", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fflm")
+
+
+def test_make_portrait_size_and_content(tmp_path):
+    import cv2
+
+    p = make_portrait(400, tmp_path / "p.jpg")
+    img = cv2.imread(str(p))
+    assert img.shape == (300, 400, 3)
+    assert img.std() > 20  # a real picture, not a blank canvas
+
+
+@needs_dlib
+def test_dlib_adapter_finds_the_sample_face():
+    from pathlib import Path
+
+    from fflm.imageio import read_image
+    from fflm.peers import DlibLandmarker
+
+    img = read_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")
+    dl = DlibLandmarker(upsample=0)
+    boxes = dl.detect(img)
+    assert len(boxes) >= 1
+    pts = dl.landmarks(img, boxes[0])
+    assert pts.shape == (68, 2)
+    x0, y0, x1, y1 = boxes[0]
+    assert (pts[:, 0] > x0 - 20).all() and (pts[:, 0] < x1 + 20).all()
