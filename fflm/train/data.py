@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,19 +30,20 @@ from fflm.scheme import LandmarkScheme
 class Sample:
     image: Path
     points: np.ndarray  # [N, 2], 0-based pixel centres
+    source: str = field(default="", compare=False)  # where the points came from ("file.pts", "file.csv:3", ...)
 
 
 def read_annotations(source: str | Path, num_points: int | None = None) -> list[Sample]:
     """Samples from a 300-W style folder, a CSV file or a JSON file (see the module docstring)."""
     source = Path(source)
+    if not source.exists():
+        raise AnnotationError(f"no such annotation folder or file: {source}")
     if source.is_dir():
         samples = _read_folder(source)
     elif source.suffix.lower() == ".csv":
         samples = _read_csv(source)
     elif source.suffix.lower() == ".json":
         samples = _read_json(source)
-    elif not source.exists():
-        raise AnnotationError(f"no such annotation folder or file: {source}")
     else:
         raise AnnotationError(f"{source}: annotations must be a folder, a .csv or a .json file")
     if not samples:
@@ -50,16 +51,20 @@ def read_annotations(source: str | Path, num_points: int | None = None) -> list[
     if num_points is not None:
         for s in samples:
             if len(s.points) != num_points:
-                raise AnnotationError(f"{s.image}: {len(s.points)} points, the scheme has {num_points}")
+                raise AnnotationError(f"{s.source or s.image}: {len(s.points)} points, the scheme has {num_points}")
     return samples
 
 
 def _read_folder(folder: Path) -> list[Sample]:
+    images: dict[str, Path] = {}  # by exact stem ("a.pts" pairs with "a.jpg", not "a.0.jpg"; no glob patterns)
+    for p in sorted(folder.iterdir()):
+        if is_image_path(p):
+            images.setdefault(p.stem, p)
     samples = []
     for pts in sorted(folder.glob("*.pts")):
-        images = [p for p in pts.parent.glob(pts.stem + ".*") if is_image_path(p)]
-        if images:
-            samples.append(Sample(sorted(images)[0], read_pts(pts)))
+        if pts.stem not in images:
+            raise AnnotationError(f"{pts}: no image with the same stem beside it")
+        samples.append(Sample(images[pts.stem], read_pts(pts), str(pts)))
     return samples
 
 
@@ -81,7 +86,10 @@ def _read_csv(path: Path) -> list[Sample]:
                 raise AnnotationError(f"{path}:{no}: non-numeric coordinate") from None
             if not np.isfinite(values).all():
                 raise AnnotationError(f"{path}:{no}: non-finite coordinate")
-            samples.append(Sample(path.parent / row[0], values.reshape(-1, 2)))
+            image = path.parent / row[0]
+            if not image.is_file():
+                raise AnnotationError(f"{path}:{no}: image not found: {image}")
+            samples.append(Sample(image, values.reshape(-1, 2), f"{path}:{no}"))
     return samples
 
 
@@ -98,9 +106,12 @@ def _read_json(path: Path) -> list[Sample]:
             pts = np.asarray(item["landmarks"], dtype=np.float64)
             if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
                 raise ValueError
-            samples.append(Sample(path.parent / str(item["image"]), pts))
+            image = path.parent / str(item["image"])
         except (KeyError, TypeError, ValueError):
             raise AnnotationError(f"{path}: item {i}: needs 'image' and 'landmarks' as [[x, y], ...]") from None
+        if not image.is_file():
+            raise AnnotationError(f"{path}: item {i}: image not found: {image}")
+        samples.append(Sample(image, pts, f"{path}: item {i}"))
     return samples
 
 
