@@ -19,6 +19,7 @@ from fflm.detect import Detection, FaceDetector, make_detector
 from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
 from fflm.model.hourglass import fuse_batchnorm
+from fflm.model.network import StageOutput
 from fflm.scheme import LandmarkScheme
 from fflm.weights import DEFAULT_WEIGHTS, load_model
 
@@ -68,7 +69,8 @@ class Landmarker:
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
-                 detector: FaceDetector | str = "builtin", recentre: bool = True) -> None:
+                 detector: FaceDetector | str = "builtin", recentre: bool = True,
+                 recentre_tolerance: float = 0.0) -> None:
         self.device = pick_device(device)
         self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
         fuse_batchnorm(self.model)  # ~30 % faster on a CPU; inference only
@@ -76,6 +78,7 @@ class Landmarker:
         self.weights_path = Path(weights or DEFAULT_WEIGHTS)
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
+        self.recentre_tolerance = recentre_tolerance
         self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
 
     @classmethod
@@ -120,8 +123,10 @@ class Landmarker:
 
     @torch.inference_mode()
     def landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[list[Face]]:
-        """Landmarks for given detections: the face frame comes from each box; with `recentre` a first global
-        pass re-centres and re-scales the frame on its own landmarks before the full model runs."""
+        """Landmarks for given detections. The face frame comes from each box (or the detector's landmark-box
+        estimate). With `recentre`, the global stage's points propose a frame of their own; faces whose frame
+        that moves by more than `recentre_tolerance` of its side get a second global pass on it, the others
+        keep the first pass. The regional stage then runs once for all faces."""
         owners = [(i, d) for i, ds in enumerate(detections) for d in ds]
         results: list[list[Face]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
@@ -135,11 +140,18 @@ class Landmarker:
 
     def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
         fs = self.model.config.frame_scale
-        frames = np.stack([square_box(d.box, fs) for d in dets])
+        frames = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
+        g = self.model.run_global(self._proxies(images, frames))
         if self.recentre:
-            pts = self._global_points(images, frames)
-            frames = _recentred(frames, square_box(points_box(pts), fs))
-        out = self._run(images, frames)
+            pts = self._to_image(g.points, frames)
+            proposed = _recentred(frames, square_box(points_box(pts), fs))
+            redo = np.flatnonzero(_moved(frames, proposed, self.recentre_tolerance))
+            if len(redo):
+                again = self.model.run_global(self._proxies([images[i] for i in redo], proposed[redo]))
+                g = _replace(g, again, torch.as_tensor(redo, device=self.device))
+                frames = frames.copy()
+                frames[redo] = proposed[redo]
+        out = self._run(images, frames, g)
         final = out["final"].float().cpu().numpy().astype(np.float64)
         glob = out["global"][-1].float().cpu().numpy().astype(np.float64)
         scores = out["scores"].float().cpu().numpy().astype(np.float64)
@@ -149,12 +161,11 @@ class Landmarker:
         p = self.model.config.proxy_size
         return torch.cat([crop_u8(im, fr[None], p, self.device) for im, fr in zip(images, frames)])
 
-    def _global_points(self, images: Sequence[np.ndarray], frames: np.ndarray) -> np.ndarray:
-        g = self.model.run_global(self._proxies(images, frames))
+    def _to_image(self, proxy_points: torch.Tensor, frames: np.ndarray) -> np.ndarray:
         f = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
-        return local_to_box(g.points, f, self.model.config.proxy_size).cpu().numpy().astype(np.float64)
+        return local_to_box(proxy_points, f, self.model.config.proxy_size).cpu().numpy().astype(np.float64)
 
-    def _run(self, images: Sequence[np.ndarray], frames: np.ndarray) -> dict:
+    def _run(self, images: Sequence[np.ndarray], frames: np.ndarray, g: StageOutput) -> dict:
         s = self.model.config.crop_size
 
         def crop(boxes: torch.Tensor) -> torch.Tensor:
@@ -162,7 +173,26 @@ class Landmarker:
             return torch.stack([crop_u8(im, bx, s, self.device) for im, bx in zip(images, b)])
 
         f = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
-        return self.model.infer(self._proxies(images, frames), f, crop)
+        return self.model.infer(None, f, crop, global_out=g)
+
+
+def _moved(frames: np.ndarray, proposed: np.ndarray, tolerance: float) -> np.ndarray:
+    """Faces whose proposed frame differs from theirs by more than `tolerance` of the side, in centre or size."""
+    side = frames[:, 2] - frames[:, 0]
+    shift = np.abs((proposed[:, :2] + proposed[:, 2:]) / 2 - (frames[:, :2] + frames[:, 2:]) / 2).max(axis=1)
+    resize = np.abs(proposed[:, 2] - proposed[:, 0] - side)
+    return (shift > tolerance * side) | (resize > tolerance * side)
+
+
+def _replace(g: StageOutput, again: StageOutput, index: torch.Tensor) -> StageOutput:
+    """`g` with the faces at `index` taken from `again` (the second global pass)."""
+    def put(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a = a.clone()
+        a[index] = b
+        return a
+
+    return StageOutput(put(g.points, again.points), put(g.scores, again.scores),
+                       [put(a, b) for a, b in zip(g.stack_points, again.stack_points)])
 
 
 def _recentred(frames: np.ndarray, proposed: np.ndarray, max_scale: float = 1.6, max_shift: float = 0.35) -> np.ndarray:

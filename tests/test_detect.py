@@ -229,3 +229,34 @@ def test_coarse_pass_finds_faces_too_big_for_the_proxy_pass() -> None:
     assert len(detect_tiled(small_only, img, 640, "off")[0]) == 0  # upscaled to 640: a 608 px square
     boxes, _ = detect_tiled(small_only, img, 640, "off", coarse=True)
     np.testing.assert_allclose(boxes[0], [9.5, 9.5, 389.5, 389.5], atol=1.5)
+
+
+def test_landmark_box_fit_and_map_round_trip() -> None:
+    """fit_landmark_box recovers the (scale, dx, dy) that made the pairs, and to_landmark_box applies it:
+    box [0, 0, 100, 80] (side 100, centre (50, 40)) with (0.8, 0.01, 0.12) → side 80 centred at (51, 52)."""
+    from fflm.detect.builtin import fit_landmark_box, to_landmark_box
+
+    np.testing.assert_allclose(to_landmark_box(np.array([0.0, 0.0, 100.0, 80.0]), (0.8, 0.01, 0.12)),
+                               [11.0, 12.0, 91.0, 92.0])
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(9):
+        x, y, s = rng.uniform(0, 500), rng.uniform(0, 500), rng.uniform(20, 300)
+        box = np.array([x, y, x + s, y + 0.9 * s])
+        pairs.append((box, to_landmark_box(box, (0.79, -0.02, 0.11))))
+    assert fit_landmark_box(pairs) == pytest.approx([0.79, -0.02, 0.11], abs=1e-4)
+
+
+def test_detections_carry_the_landmark_box_from_the_header(tiny_detector: Path, tmp_path: Path) -> None:
+    from fflm.detect.builtin import to_landmark_box
+
+    boxes, scores = np.array([[10.0, 20.0, 110.0, 140.0]]), np.array([0.9])
+    [plain] = finish(boxes, scores, None, 0.0)
+    assert plain.landmark_box is None
+    [hinted] = finish(boxes, scores, None, 0.0, (0.8, 0.0, 0.1))
+    np.testing.assert_allclose(hinted.landmark_box, to_landmark_box(boxes[0], (0.8, 0.0, 0.1)))
+    model, meta = load_detector(tiny_detector)
+    model.config.extra["landmark_box"] = [0.8, 0.0, 0.1]
+    save_detector(tmp_path / "cal.safetensors", model, meta)
+    assert BuiltinDetector(tmp_path / "cal.safetensors").landmark_box == [0.8, 0.0, 0.1]
+    assert BuiltinDetector(tiny_detector).landmark_box is None

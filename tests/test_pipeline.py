@@ -363,3 +363,54 @@ def test_runner_folder_and_video_items(lm, tmp_path, image_files):
     assert all((r.width, r.height) == (64, 48) and len(r.faces) == 1 for r in results)
     [single] = runner.source_items(image_files[0])
     assert single.frame is None and single.load().shape == (40, 50, 3)
+
+
+def test_frame_comes_from_the_detectors_landmark_box(weights, monkeypatch):
+    """A detection's landmark_box, when given, frames the face instead of its box: the same stubbed points
+    land where test_pixel_convention_without_recentre puts them for the box [10, 20, 50, 60]."""
+
+    class Hinted:
+        name = "hinted"
+
+        def detect(self, image):
+            return [Detection(np.array([0.0, 0.0, 99.0, 79.0]), 0.9, np.array([10.0, 20.0, 50.0, 60.0]))]
+
+    lm = Landmarker(weights, device="cpu", detector=Hinted(), recentre=False)
+    _stub_stages(monkeypatch, lm, lambda i: (0.0, 0.0) if i in JAW else (31.5, 31.5), (15.5, 15.5))
+    [face] = lm.predict(_image(80, 100))
+    np.testing.assert_allclose(face.landmarks[JAW], [[0.46875, 10.46875]] * len(JAW), atol=1e-4)
+    np.testing.assert_array_equal(face.box, [0.0, 0.0, 99.0, 79.0])  # the reported box stays the detector's
+
+
+@pytest.mark.parametrize("tolerance, passes", [(0.0, 2), (0.2, 2), (0.3, 1)])
+def test_second_global_pass_only_when_the_frame_moves(weights, monkeypatch, tolerance, passes):
+    """The stub of test_pixel_convention_with_recentre moves the frame [0, 10, 60, 70] to [7.5, 17.5, 52.5, 62.5]:
+    centre unchanged, side 60 → 45, i.e. by 0.25 of the side. A tolerance below that re-runs the global stage
+    on the new frame; above it the first pass is kept (global points then on the first frame's grid)."""
+    lm = Landmarker(weights, device="cpu", detector="none", recentre=True, recentre_tolerance=tolerance)
+    _stub_stages(monkeypatch, lm, lambda i: (15.5, 15.5) if i % 2 == 0 else (47.5, 47.5), (15.5, 15.5))
+    calls = []
+    stub = lm.model.run_global
+    monkeypatch.setattr(lm.model, "run_global", lambda proxy: calls.append(len(proxy)) or stub(proxy))
+    [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
+    assert len(calls) == passes
+    first = np.array([[15.0, 25.0] if i % 2 == 0 else [45.0, 55.0] for i in range(N)])
+    second = np.array([[18.75, 28.75] if i % 2 == 0 else [41.25, 51.25] for i in range(N)])
+    np.testing.assert_allclose(face.global_landmarks, second if passes == 2 else first, atol=1e-4)
+
+
+def test_second_pass_only_for_the_faces_that_moved(weights, monkeypatch):
+    """Two faces in one call: only the one whose frame moves goes through the global stage again, and each
+    face keeps its own result."""
+    from fflm import pipeline
+
+    lm = Landmarker(weights, device="cpu", detector="none", recentre=True, recentre_tolerance=0.1)
+    frames = np.array([[0.0, 0.0, 60.0, 60.0], [0.0, 0.0, 60.0, 60.0]])
+    proposed = np.array([[1.0, 1.0, 61.0, 61.0], [20.0, 0.0, 80.0, 60.0]])
+    assert pipeline._moved(frames, proposed, 0.1).tolist() == [False, True]
+    g = StageOutput(torch.zeros(2, 3, 2), torch.zeros(2, 3), [torch.zeros(2, 3, 2)])
+    again = StageOutput(torch.ones(1, 3, 2), torch.ones(1, 3), [torch.ones(1, 3, 2)])
+    merged = pipeline._replace(g, again, torch.tensor([1]))
+    assert merged.points[0].abs().sum() == 0 and (merged.points[1] == 1).all()
+    assert (merged.scores[1] == 1).all() and (merged.stack_points[0][1] == 1).all()
+    assert g.points.abs().sum() == 0  # the first pass's output is not modified in place

@@ -12,10 +12,16 @@ from fflm.geometry import image_box
 
 @dataclass
 class Detection:
-    """One face: box [x0, y0, x1, y1] in image pixels (fflm's convention), score in [0, 1]."""
+    """One face: box [x0, y0, x1, y1] in image pixels (fflm's convention), score in [0, 1].
+
+    `landmark_box`, when the detector knows how its boxes relate to faces' landmarks, is its estimate of
+    the tight box of the 68 iBUG landmarks (brows to chin, jaw to jaw): the landmark model frames the
+    face from it, so the first global pass already sees the face at the scale it was trained on.
+    """
 
     box: np.ndarray
     score: float
+    landmark_box: np.ndarray | None = None
 
 
 class FaceDetector(Protocol):

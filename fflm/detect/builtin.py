@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,14 +30,37 @@ def parse_tiles(value: str | int | None) -> str | int:
     return v
 
 
-def finish(boxes: np.ndarray, scores: np.ndarray, max_faces: int | None, min_face_size: float) -> list[Detection]:
-    """Detections best first, without faces under `min_face_size` px (sqrt of the box area), at most `max_faces`."""
+def finish(boxes: np.ndarray, scores: np.ndarray, max_faces: int | None, min_face_size: float,
+           landmark_box: Sequence[float] | None = None) -> list[Detection]:
+    """Detections best first, without faces under `min_face_size` px (sqrt of the box area), at most `max_faces`;
+    with `landmark_box` (see `to_landmark_box`) each carries its estimated landmark box."""
     out = []
     for b, s in sorted(zip(boxes, scores), key=lambda bs: -bs[1]):
         if min_face_size and np.sqrt(max(b[2] - b[0], 0) * max(b[3] - b[1], 0)) < min_face_size:
             continue
-        out.append(Detection(np.asarray(b, dtype=np.float64), float(s)))
+        b = np.asarray(b, dtype=np.float64)
+        out.append(Detection(b, float(s), None if landmark_box is None else to_landmark_box(b, landmark_box)))
     return out[:max_faces] if max_faces else out
+
+
+def to_landmark_box(box: np.ndarray, params: Sequence[float]) -> np.ndarray:
+    """The square estimate of the landmarks' tight box from a detector box: params (scale, dx, dy) give its
+    side as scale × the box's larger side and its centre moved by (dx, dy) × that side (fit_landmark_box)."""
+    scale, dx, dy = params
+    side = max(box[2] - box[0], box[3] - box[1])
+    c = (box[:2] + box[2:]) / 2 + np.array([dx, dy]) * side
+    h = scale * side / 2
+    return np.array([c[0] - h, c[1] - h, c[0] + h, c[1] + h])
+
+
+def fit_landmark_box(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """(scale, dx, dy) for to_landmark_box: medians over (detector box, tight landmark box) pairs."""
+    rows = []
+    for box, tight in pairs:
+        side = max(box[2] - box[0], box[3] - box[1])
+        rows.append([max(tight[2] - tight[0], tight[3] - tight[1]) / side,
+                     *(((tight[:2] + tight[2:]) - (box[:2] + box[2:])) / 2 / side)])
+    return [round(float(v), 4) for v in np.median(np.array(rows), axis=0)]
 
 
 class BuiltinDetector:
@@ -60,6 +84,7 @@ class BuiltinDetector:
         self.tiles = parse_tiles(tiles)
         self.max_faces, self.min_face_size, self.nms_iou = max_faces, float(min_face_size or 0.0), nms_iou
         self.threads = threads
+        self.landmark_box = extra.get("landmark_box")  # (scale, dx, dy) measured on 300-W at export, if any
 
     def _run(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return infer(self.model, small, self.threshold, self.nms_iou)
@@ -74,13 +99,13 @@ class BuiltinDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         boxes, scores = self.boxes(image)
-        return finish(boxes, scores, self.max_faces, self.min_face_size)
+        return finish(boxes, scores, self.max_faces, self.min_face_size, self.landmark_box)
 
     def detect_file(self, path: str | Path) -> list[Detection]:
         """Like `detect(read_image(path))`, but decoding the photo only at the size the detector needs."""
         with self._threads():
             boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.min_face_size, self.nms_iou, coarse=True)
-        return finish(boxes, scores, self.max_faces, self.min_face_size)
+        return finish(boxes, scores, self.max_faces, self.min_face_size, self.landmark_box)
 
 
 class _Threads:

@@ -47,11 +47,36 @@ def validate(model: FaceNet, photos: list, long_side: int = 640) -> dict:
     return {"r32": tally.recall(32), "r20": tally.recall(20), "prec": tally.precision()}
 
 
-def export(best: Path, target: str | Path, threshold: float) -> None:
-    """Copy the best epoch's model to `target`, with its default score threshold in the configuration."""
+def export(best: Path, target: str | Path, threshold: float, w300: str | Path | None = None) -> None:
+    """Copy the best epoch's model to `target`, with its default score threshold in the configuration and,
+    given 300-W faces, the measured relation of its boxes to the landmarks' tight box (`landmark_box`)."""
     model, meta = load_detector(best)
     model.config.extra["threshold"] = threshold
     save_detector(target, model, meta)
+    if w300:
+        model.config.extra["landmark_box"] = calibrate_landmark_box(target, w300)
+        save_detector(target, model, meta)
+
+
+def calibrate_landmark_box(detector: str | Path, w300: str | Path, every: int = 4) -> list[float]:
+    """fit_landmark_box over every `every`-th 300-W face: the detection overlapping its landmark box most."""
+    from fflm.detect.builtin import BuiltinDetector, fit_landmark_box
+    from fflm.geometry import box_iou, points_box
+    from fflm.imageio import read_image
+    from fflm.pts import read_pts
+
+    det = BuiltinDetector(detector, tiles="off")
+    pairs = []
+    for pts in sorted(Path(w300).glob("*.pts"))[::every]:
+        tight = points_box(read_pts(pts))
+        boxes, _ = det.boxes(read_image(pts.with_suffix(".jpg")))
+        if len(boxes):
+            iou = box_iou(boxes, tight[None])[:, 0]
+            if iou.max() > 0.3:
+                pairs.append((boxes[int(iou.argmax())], tight))
+    params = fit_landmark_box(pairs)
+    print(f"landmark box from {len(pairs)} 300-W faces: scale, dx, dy = {params}", flush=True)
+    return params
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.export_only:
-        export(out / "best.safetensors", a.export, a.threshold)
+        export(out / "best.safetensors", a.export, a.threshold, a.w300)
         return
     torch.manual_seed(0)
     train_p, val_p, pairs = load_scenes(a.scenes)
@@ -134,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
               f"val r32 {v['r32']:.3f} r20 {v['r20']:.3f} prec {v['prec']:.3f} best {best:.3f} ({time.time() - t0:.0f} s)",
               flush=True)
     if a.export:
-        export(out / "best.safetensors", a.export, a.threshold)
+        export(out / "best.safetensors", a.export, a.threshold, a.w300)
 
 
 if __name__ == "__main__":

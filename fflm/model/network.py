@@ -80,8 +80,8 @@ class LandmarkNet(nn.Module):
             boxes.append(torch.cat([centre - half, centre + half], dim=-1))
         return torch.stack(boxes, dim=1)
 
-    def infer(self, proxy: torch.Tensor, frames: torch.Tensor, crop: Callable[[torch.Tensor], torch.Tensor],
-              jitter: float = 0.0, centre_jitter: float = 0.0) -> dict[str, Any]:
+    def infer(self, proxy: torch.Tensor | None, frames: torch.Tensor, crop: Callable[[torch.Tensor], torch.Tensor],
+              jitter: float = 0.0, centre_jitter: float = 0.0, global_out: StageOutput | None = None) -> dict[str, Any]:
         """The whole flow for B faces: global stage on proxies [B, 3, P, P] of the face frames [B, 4] (image
         pixels), region boxes from its points, crops through `crop(boxes [B, R, 4]) -> [B, R, 3, S, S]`, and the
         regional stages. One call per region network for all faces.
@@ -90,9 +90,10 @@ class LandmarkNet(nn.Module):
         its centre moved by centre_jitter·side·N(0, 1) (paper 3.2). Returns, in image pixels: `global` points
         per stack, `refined` per regional stage ([B, N_refined, 2]), `final` [B, N, 2], `scores` [B, N]
         (regional confidence where refined, global elsewhere), `global_scores`, and the region `boxes`.
+        `global_out`: the global stage's output when the caller already has it (then `proxy` is unused).
         """
         p = self.config.proxy_size
-        g = self.run_global(proxy)
+        g = global_out if global_out is not None else self.run_global(proxy)
         global_pts = [local_to_box(s, frames, p) for s in g.stack_points]
         current, scores = global_pts[-1], g.scores.clone()
         refined_all, boxes_all = [], []
