@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -18,6 +19,17 @@ Examples:
 
   fflm eval my_faces.csv --weights runs/x/best.safetensors --json > report.json
 """
+
+
+def _json_safe(v):
+    """NaN (an aggregate over no found face) as null: NaN is not JSON."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    return v
 
 
 @app.command("eval", epilog=EXAMPLES)
@@ -58,7 +70,7 @@ def evaluate(
     if plot is not None:
         plot_ced(plot, {"fflm": report.nme_io})
     if as_json:
-        typer.echo(json.dumps(d, indent=1))
+        typer.echo(json.dumps(_json_safe(d), indent=1))
         return 0
     from rich.console import Console
     from rich.table import Table

@@ -42,7 +42,8 @@ def train(
     variant: Variant = typer.Option(Variant.regular, "--variant", help="regular or light (depthwise-separable)."),
     resolution: int = typer.Option(256, "--resolution", min=64, max=4096, help="Training frame side in pixels."),
     crop_size: int = typer.Option(128, "--crop-size", min=16, max=512, help="Regional crop side in pixels."),
-    epochs: int = typer.Option(30, "--epochs", min=1, help="Epochs (with --resume: extend the run to this many)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs (default 30). With --resume: extend the run to "
+                               "this many (default: the run's own).", show_default=False),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Faces per step."),
     lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Peak learning rate (Adam; warm-up then cosine to --lr-min)."),
     lr_min: float = typer.Option(1e-5, "--lr-min", min=0.0, help="Final learning rate."),
@@ -54,7 +55,7 @@ def train(
     device: Device = DeviceOpt,
     workers: int = typer.Option(0, "--workers", min=0, help="Data-loading processes."),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: torch's default)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
     max_val: int = typer.Option(0, "--max-val", min=0, help="Validate on at most this many faces (0: all)."),
 ) -> int:
     """Train the landmark model (paper Eq. 1 by default) and export the best epoch as .safetensors."""
@@ -67,10 +68,13 @@ def train(
             raise usage(f"no such file or directory: {p}")
     cfg = TrainConfig(
         data=str(data) if data else "", val=str(val) if val else None, out=str(resume or out), scheme=scheme,
-        variant=variant.value, resolution=resolution, crop_size=crop_size, epochs=epochs, batch_size=batch_size,
+        variant=variant.value, resolution=resolution, crop_size=crop_size, batch_size=batch_size,
+        # a resumed run trains to max(--epochs, its own): 1 when --epochs is not given keeps its own
+        epochs=epochs if epochs is not None else (1 if resume is not None else 30),
         lr=lr, lr_min=lr_min, loss=loss.value, init=str(init) if init else None, device=device.value, seed=seed,
         workers=workers, threads=threads, max_val=max_val,
     )
     best = run_train(cfg, resume=resume is not None, log=message)
-    message(f"fflm: best weights: {best}")
+    if best.exists():  # not yet after Ctrl-C in the first epoch
+        message(f"fflm: best weights: {best}")
     return 0

@@ -161,9 +161,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         val_samples = val_samples[: cfg.max_val]
     fs = model.config.frame_scale
     train_ds = LandmarkDataset(train_samples, scheme, cfg.resolution, fs, Augment(**cfg.augment), cfg.seed)
+    # workers are not persistent: a persistent worker keeps its copy of train_ds and never sees train_ds.epoch
+    # change, so every epoch would get the first epoch's augmentation
+    shuffle = torch.Generator()  # re-seeded every epoch from (seed, epoch): a resumed run sees the same order
     loader = DataLoader(train_ds, cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
-                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+                        num_workers=cfg.workers, generator=shuffle)
     val_loader = (DataLoader(LandmarkDataset(val_samples, scheme, cfg.resolution, fs, None), 16, num_workers=0)
                   if val_samples else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -187,35 +189,40 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                     "step": step, "rng": torch.get_rng_state()}, tmp)
         tmp.replace(ckpt_path)
 
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with _Interrupt() as stop, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                         TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                        disable=not progress) as bar:
+                                        console=Console(stderr=True), disable=not progress) as bar:  # stdout is for data
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             train_ds.epoch = epoch
+            shuffle.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch]).generate_state(1)[0]))
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), info="")
             t0, sums, n = time.time(), {}, 0
-            for images, pts in loader:
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step, total_steps, cfg)
-                images, pts = images.to(device, non_blocking=True).float(), pts.to(device)
-                outputs = model(images, cfg.jitter, cfg.centre_jitter)
-                loss, parts = landmark_loss(outputs, pts, float(cfg.resolution), scheme.refined_indices,
-                                            scheme.norm_points, cfg.loss)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                opt.step()
-                step += 1
-                n += 1
-                for k, v in {"loss": loss.item(), **parts}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                bar.update(task, advance=1, info=f"loss {sums['loss'] / n:.5f}")
-                if stop.hit:
-                    break
+            try:
+                for images, pts in loader:
+                    for g in opt.param_groups:
+                        g["lr"] = lr_at(step, total_steps, cfg)
+                    images, pts = images.to(device, non_blocking=True).float(), pts.to(device)
+                    outputs = model(images, cfg.jitter, cfg.centre_jitter)
+                    loss, parts = landmark_loss(outputs, pts, float(cfg.resolution), scheme.refined_indices,
+                                                scheme.norm_points, cfg.loss)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip_grad:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                    opt.step()
+                    step += 1
+                    n += 1
+                    for k, v in {"loss": loss.item(), **parts}.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    bar.update(task, advance=1, info=f"loss {sums['loss'] / n:.5f}")
+                    if stop.hit:
+                        break
+            except KeyboardInterrupt:  # raised past the SIGINT flag (e.g. by the data loader): the same as Ctrl-C
+                stop.hit = True
             if stop.hit:  # the interrupted epoch is not counted: resume repeats it
                 save_checkpoint(epoch)
                 log(f"interrupted: checkpoint saved in {ckpt_path}; continue with --resume {out}")

@@ -1,0 +1,534 @@
+"""The training loop (fflm.train.loop) and `fflm train`, with conftest's tiny model on a few tiny faces built on
+the fly: the run directory, the exported weights and their metadata, the loss going down, resume, Ctrl-C,
+`--init` from weights of another shape, seeds, and the command's bad inputs.
+
+Runs are kept to a handful of steps at 64 px (each epoch also writes a checkpoint, two .safetensors and a plot).
+`loop.preset` (the shipped recipes, far too big for a test) is replaced by the tiny configuration for the whole
+module; `--init tiny.safetensors` takes the other road to the same tiny model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fflm.cli import main
+from fflm.model import LandmarkNet
+from fflm.pts import format_pts
+from fflm.scheme import IBUG68
+from fflm.train import loop
+from fflm.train.data import Augment, LandmarkDataset
+from fflm.train.loop import TrainConfig, TrainError, build_model, lr_at, train
+from fflm.weights import load_model, read_header, save_model
+
+from conftest import tiny_config
+
+N = 68
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RUN_FILES = {"config.json", "checkpoint.pt", "log.csv", "curves.png", "best.safetensors", "last.safetensors"}
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def shape68() -> np.ndarray:
+    """A plausible 68-point iBUG face in unit coordinates (centre 0, about 1 wide)."""
+    t = np.linspace(np.pi, 0, 17)
+    jaw = np.stack([0.45 * np.cos(t), 0.1 + 0.45 * np.sin(t)], 1)
+    brows = [np.stack([np.linspace(a, a + 0.3, 5), np.full(5, -0.28)], 1) for a in (-0.38, 0.08)]
+    nose = [np.stack([np.zeros(4), np.linspace(-0.12, 0.1, 4)], 1), np.stack([np.linspace(-0.08, 0.08, 5), np.full(5, 0.15)], 1)]
+    a = np.linspace(np.pi, -np.pi, 7)[:-1]
+    eye = np.stack([0.1 * np.cos(a), 0.04 * np.sin(a)], 1)
+    b = np.linspace(np.pi, -np.pi, 13)[:-1]
+    c = np.linspace(np.pi, -np.pi, 9)[:-1]
+    mouth = [np.stack([0.2 * np.cos(b), 0.32 + 0.08 * np.sin(b)], 1), np.stack([0.12 * np.cos(c), 0.32 + 0.03 * np.sin(c)], 1)]
+    return np.concatenate([jaw, *brows, *nose, eye + [-0.22, -0.12], eye + [0.22, -0.12], *mouth])
+
+
+def faces(folder: Path, n: int, distinct: int | None = None, size: int = 72, seed: int = 0) -> Path:
+    """A 300-W style folder of n faces (image + 1-based .pts); with `distinct`, face k repeats face k % distinct."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        rng = np.random.default_rng((seed, k % (distinct or n)))
+        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        pts = size / 2 + shape68() * size * 0.55 + rng.normal(0, 0.8, (N, 2))
+        for x, y in pts:
+            cv2.circle(img, (int(round(x)), int(round(y))), 1, (255, 255, 255), -1)
+        assert cv2.imwrite(str(folder / f"f{k}.png"), img)
+        (folder / f"f{k}.pts").write_text(format_pts(pts))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def tiny_preset(monkeypatch):
+    """New runs build conftest's tiny model instead of the shipped recipe."""
+    monkeypatch.setattr(loop, "preset", lambda variant, scheme, crop_size: tiny_config(scheme=scheme.to_dict(), crop_size=crop_size))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("faces")
+    return faces(root / "train", 4), faces(root / "val", 2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_model(path, LandmarkNet(tiny_config()).eval(), {"note": "tiny test model"})
+    return path
+
+
+def config(out: Path, train_dir: Path, **kw) -> TrainConfig:
+    base = dict(data=str(train_dir), out=str(out), resolution=64, crop_size=32, epochs=2, batch_size=2, warmup_steps=2)
+    return TrainConfig(**{**base, **kw})
+
+
+def run(cfg: TrainConfig, resume: bool = False) -> tuple[Path, list[str]]:
+    messages: list[str] = []
+    return train(cfg, resume=resume, progress=False, log=messages.append), messages
+
+
+def log_rows(out: Path) -> list[dict]:
+    with open(out / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def is_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert cv2.imread(str(path)) is not None
+
+
+def ctrl_c() -> None:
+    """What Ctrl-C does: SIGINT to this process. Only when training has its own handler installed: under Python's
+    default one this would raise KeyboardInterrupt and stop the whole pytest session."""
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, signal.SIG_DFL, signal.SIG_IGN, None):
+        raise RuntimeError("no SIGINT handler installed during training: Ctrl-C would abort without a checkpoint")
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def interrupt_at_step(monkeypatch, k: int) -> None:
+    """Press Ctrl-C during training step k (1-based, counted over the whole run)."""
+    real, calls = loop.landmark_loss, [0]
+
+    def loss(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == k:
+            ctrl_c()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "landmark_loss", loss)
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out and "Traceback" not in err
+    return rc, out, err
+
+
+def one_error(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fflm") and "error" in lines[0], err
+    return lines[0]
+
+
+def tiny_args(train_dir: Path, out: Path, *more) -> list:
+    return ["train", "--data", train_dir, "--out", out, "--resolution", 64, "--crop-size", 32, "--batch-size", 2,
+            "--device", "cpu", *more]
+
+
+# --- configuration and schedule ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [dict(loss="l3"), dict(resolution=32), dict(resolution=5000), dict(epochs=0), dict(batch_size=0)])
+def test_train_config_rejects(bad):
+    with pytest.raises(TrainError):
+        TrainConfig(data="x", **bad)
+
+
+def test_train_config_defaults():
+    cfg = TrainConfig(data="x")
+    assert (cfg.resolution, cfg.crop_size, cfg.epochs, cfg.batch_size, cfg.loss, cfg.lr, cfg.seed) == (256, 128, 30, 8, "l2", 1e-3, 0)
+    assert cfg.augment == asdict(Augment())
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(data="x", lr=1e-3, lr_min=1e-5, warmup_steps=4)
+    assert [lr_at(s, 104, cfg) for s in range(4)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])  # linear warm-up
+    assert lr_at(4, 104, cfg) == pytest.approx(1e-3)
+    assert lr_at(54, 104, cfg) == pytest.approx((1e-3 + 1e-5) / 2)  # cosine half way
+    assert lr_at(104, 104, cfg) == pytest.approx(1e-5) and lr_at(500, 104, cfg) == pytest.approx(1e-5)
+    after = [lr_at(s, 104, cfg) for s in range(4, 105)]
+    assert all(a >= b for a, b in zip(after, after[1:]))
+
+
+# --- a run and what it leaves --------------------------------------------------------------------------------
+
+
+def test_run_directory(tmp_path, data):
+    train_dir, val_dir = data
+    cfg = config(tmp_path / "run", train_dir, val=str(val_dir))
+    best, messages = run(cfg)
+    out = tmp_path / "run"
+    assert best == out / "best.safetensors"
+    assert {p.name for p in out.iterdir()} == RUN_FILES  # no temporary file left
+    assert json.loads((out / "config.json").read_text()) == asdict(cfg)
+    rows = log_rows(out)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for key in ("loss", "global", "regional", "lr", "val_nme", "val_nme_global", "val_nme_refined_pts",
+                "val_nme_global_on_refined_pts", "seconds"):
+        assert all(np.isfinite(float(r[key])) for r in rows), key
+    for r in rows:  # Eq. 1: the loss is the global term plus the refined term
+        assert float(r["loss"]) == pytest.approx(float(r["global"]) + float(r["regional"]), rel=1e-6)
+    assert len(messages) == 2 and messages[0].startswith("epoch 1") and "val_nme" in messages[0]
+    is_png(out / "curves.png")
+
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert (state["epoch"], state["step"]) == (2, 4)  # 4 faces, batch 2: 2 steps an epoch
+    assert state["best"] == pytest.approx(min(float(r["val_nme"]) for r in rows), abs=1e-3)
+    assert set(state) >= {"model", "optimizer", "rng"}
+
+    model, meta = load_model(out / "last.safetensors")
+    assert isinstance(model, LandmarkNet) and model.config == tiny_config(crop_size=32)
+    assert meta["epoch"] == 2 and (meta["samples"], meta["val_samples"]) == (4, 2)
+    assert meta["train"] == asdict(cfg)
+    assert meta["val_nme"] == pytest.approx(float(rows[-1]["val_nme"]), abs=1e-4)
+    last = load_file(str(out / "last.safetensors"))
+    for k, v in state["model"].items():
+        torch.testing.assert_close(last[k], v)  # the exported model is the checkpoint's
+    best_model, best_meta = load_model(best)
+    best_epoch = 1 + int(np.argmin([float(r["val_nme"]) for r in rows]))
+    assert best_meta["epoch"] == best_epoch
+
+    # the exported model runs
+    with torch.inference_mode():
+        pts = model(torch.zeros(1, 3, 64, 64))["final"]
+    assert pts.shape == (1, N, 2)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the SIGINT handler was put back
+
+
+def test_run_without_validation_keeps_the_lowest_loss(tmp_path, data):
+    train_dir, _ = data
+    run(config(tmp_path / "run", train_dir))
+    rows = log_rows(tmp_path / "run")
+    assert "val_nme" not in rows[0]
+    best = 1 + int(np.argmin([float(r["loss"]) for r in rows]))
+    assert read_header(tmp_path / "run" / "best.safetensors")[1]["epoch"] == best
+    assert read_header(tmp_path / "run" / "last.safetensors")[1]["epoch"] == 2
+
+
+def test_info_reads_training_metadata(tmp_path, data, capsys, monkeypatch):
+    train_dir, val_dir = data
+    run(config(tmp_path / "run", train_dir, val=str(val_dir), epochs=1))
+    rc, out, err = cli(capsys, "info", tmp_path / "run" / "best.safetensors", "--json")
+    assert rc == 0 and err == ""
+    d = json.loads(out)
+    t = d["training"]
+    assert (t["epoch"], t["samples"], t["val_samples"]) == (1, 4, 2)
+    assert t["train"]["resolution"] == 64 and t["train"]["data"] == str(train_dir)
+    assert "val_nme" in t and d["model"]["crop_size"] == 32 and d["scheme"]["points"] == N
+    monkeypatch.setenv("COLUMNS", "200")
+    rc, out, _ = cli(capsys, "info", tmp_path / "run" / "last.safetensors")
+    assert rc == 0 and "training" in out and "val_nme" in out and '"resolution":' in out
+
+
+def test_loss_goes_down(tmp_path):
+    """Two faces seen over and over, no augmentation: the training loss falls epoch after epoch."""
+    train_dir = faces(tmp_path / "two", 8, distinct=2)
+    cfg = config(tmp_path / "run", train_dir, epochs=3, lr=1e-2, lr_min=1e-2, warmup_steps=1, jitter=0.0,
+                 centre_jitter=0.0, augment=asdict(Augment.none()))
+    run(cfg)
+    losses = [float(r["loss"]) for r in log_rows(tmp_path / "run")]
+    assert losses[1] < losses[0] and losses[2] < losses[1], losses
+    assert losses[2] < 0.9 * losses[0], losses
+
+
+# --- resume and Ctrl-C ---------------------------------------------------------------------------------------
+
+
+def test_resume_continues_at_the_right_epoch(tmp_path, data):
+    train_dir, _ = data
+    run(config(tmp_path / "run", train_dir, epochs=1))
+    assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1"]
+    _, messages = run(config(tmp_path / "run", train_dir, epochs=2), resume=True)
+    assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1", "2"]
+    assert messages[0].startswith(f"resuming {tmp_path / 'run'} at epoch 2/2")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert (state["epoch"], state["step"]) == (2, 4)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 1  # the recipe as first written
+    assert read_header(tmp_path / "run" / "last.safetensors")[1]["train"]["epochs"] == 2
+
+    # the same as a run never stopped: model, optimiser, schedule, random state and data order all carried over
+    run(config(tmp_path / "straight", train_dir, epochs=2))
+    a, b = log_rows(tmp_path / "run"), log_rows(tmp_path / "straight")
+    for key in ("loss", "global", "regional", "lr"):
+        assert [float(r[key]) for r in a] == pytest.approx([float(r[key]) for r in b], rel=1e-5), key
+    resumed, straight = load_file(str(tmp_path / "run" / "last.safetensors")), load_file(str(tmp_path / "straight" / "last.safetensors"))
+    for k in straight:
+        torch.testing.assert_close(resumed[k], straight[k], rtol=1e-4, atol=1e-5)
+
+
+def test_resume_a_finished_run_does_nothing(tmp_path, data):
+    train_dir, _ = data
+    run(config(tmp_path / "run", train_dir, epochs=1))
+    before = (tmp_path / "run" / "last.safetensors").read_bytes()
+    best, _ = run(config(tmp_path / "run", train_dir, epochs=1), resume=True)
+    assert best == tmp_path / "run" / "best.safetensors"
+    assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1"]
+    assert (tmp_path / "run" / "last.safetensors").read_bytes() == before
+
+
+def test_resume_and_run_directory_errors(tmp_path, data):
+    train_dir, _ = data
+    with pytest.raises(TrainError, match="no checkpoint"):
+        run(config(tmp_path / "empty", train_dir), resume=True)
+    run(config(tmp_path / "run", train_dir, epochs=1))
+    with pytest.raises(TrainError, match="already holds a run"):
+        run(config(tmp_path / "run", train_dir, epochs=1))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_repeats_the_epoch(tmp_path, data, monkeypatch):
+    train_dir, _ = data
+    interrupt_at_step(monkeypatch, 3)  # the first step of epoch 2
+    best, messages = run(config(tmp_path / "run", train_dir, epochs=3))
+    out = tmp_path / "run"
+    assert any(m.startswith(f"interrupted: checkpoint saved in {out / 'checkpoint.pt'}") for m in messages), messages
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert (state["epoch"], state["step"]) == (1, 3)  # the interrupted epoch does not count
+    assert [r["epoch"] for r in log_rows(out)] == ["1"]
+    assert read_header(out / "last.safetensors")[1]["epoch"] == 1
+    assert not any(p.suffix == ".tmp" for p in out.iterdir())
+
+    _, messages = run(config(out, train_dir, epochs=3), resume=True)
+    assert messages[0].startswith(f"resuming {out} at epoch 2/3")
+    assert [r["epoch"] for r in log_rows(out)] == ["1", "2", "3"]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 3
+
+
+def test_keyboard_interrupt_while_loading_data_saves_a_checkpoint(tmp_path, data, monkeypatch):
+    """A KeyboardInterrupt raised inside the loop (here by the data loader) is handled like Ctrl-C."""
+    train_dir, _ = data
+    real, calls = LandmarkDataset.__getitem__, [0]
+
+    def getitem(self, i):
+        calls[0] += 1
+        if calls[0] == 5:  # the first face of epoch 2
+            raise KeyboardInterrupt
+        return real(self, i)
+
+    monkeypatch.setattr(LandmarkDataset, "__getitem__", getitem)
+    try:
+        _, messages = run(config(tmp_path / "run", train_dir, epochs=2))
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped the training loop without a checkpoint")
+    assert any(m.startswith("interrupted: checkpoint saved") for m in messages), messages
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# --- --init and seeds ----------------------------------------------------------------------------------------
+
+
+def small_mouth_scheme(path: Path) -> Path:
+    """The 68 points with the inner mouth (60-67) left out of the refined mouth region: the mouth's regional
+    network has 12 outputs instead of 20."""
+    d = IBUG68.to_dict()
+    d["name"] = "ibug68-outer-mouth"
+    d["regions"][3]["indices"] = list(range(48, 60))
+    path.write_text(json.dumps(d))
+    return path
+
+
+def test_init_from_weights_of_another_shape(tmp_path, data, weights):
+    train_dir, _ = data
+    scheme = small_mouth_scheme(tmp_path / "scheme.json")
+    cfg = config(tmp_path / "run", train_dir, scheme=str(scheme), init=str(weights), epochs=1)
+    torch.manual_seed(123)
+    model, notes = build_model(cfg)
+    source = load_file(str(weights))
+    own = model.state_dict()
+    kept = [k for k in own if k in source and source[k].shape == own[k].shape]
+    fresh = sorted(set(own) - set(kept))
+    assert fresh and all(k.startswith("regional_nets.0.3.") for k in fresh)  # only the mouth's output layer changed
+    for k in kept:
+        torch.testing.assert_close(own[k], source[k], rtol=0, atol=0)
+    for k in fresh:
+        assert own[k].shape != source[k].shape
+    [note] = notes
+    assert f"kept {len(kept)} tensors, re-initialised {len(fresh)}" in note and fresh[0] in note
+    assert model.config.crop_size == 32 and model.scheme.regions[3].indices == tuple(range(48, 60))
+
+    _, messages = run(cfg)  # and it trains, saying what it kept
+    assert messages[0] == note
+    model, meta = load_model(tmp_path / "run" / "best.safetensors")
+    assert model.scheme.name == "ibug68-outer-mouth" and meta["train"]["init"] == str(weights)
+
+
+def test_init_from_weights_of_the_same_shape_keeps_everything(tmp_path, data, weights):
+    train_dir, _ = data
+    model, [note] = build_model(config(tmp_path / "run", train_dir, init=str(weights)))
+    source = load_file(str(weights))
+    assert f"kept {len(source)} tensors, re-initialised 0" in note
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, source[k], rtol=0, atol=0)
+
+
+def test_seed_gives_identical_runs(tmp_path, data):
+    """With augmentation and box jitter on: the same seed twice gives the same run, another seed another run."""
+    train_dir, _ = data
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        run(config(tmp_path / name, train_dir, seed=seed))
+    logs = {n: [(r["loss"], r["global"], r["regional"]) for r in log_rows(tmp_path / n)] for n in "abc"}
+    weights = {n: load_file(str(tmp_path / n / "last.safetensors")) for n in "abc"}
+    assert logs["a"] == logs["b"]
+    assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])
+    assert logs["a"] != logs["c"]
+    assert not all(torch.equal(weights["a"][k], weights["c"][k]) for k in weights["a"])
+
+
+def test_data_loading_workers_give_the_same_run(tmp_path, data):
+    """--workers only moves data loading to other processes: the faces (and their augmentation, which changes
+    from epoch to epoch) are the same, so is the run."""
+    train_dir, _ = data
+    for name, workers in (("inline", 0), ("workers", 1)):
+        run(config(tmp_path / name, train_dir, workers=workers))
+    a, b = log_rows(tmp_path / "inline"), log_rows(tmp_path / "workers")
+    assert [float(r["loss"]) for r in a] == pytest.approx([float(r["loss"]) for r in b], rel=1e-5)
+
+
+# --- fflm train ----------------------------------------------------------------------------------------------
+
+
+def test_cli_train_end_to_end(capsys, tmp_path, data, weights):
+    train_dir, val_dir = data
+    out = tmp_path / "run"
+    rc, stdout, err = cli(capsys, *tiny_args(train_dir, out, "--val", val_dir, "--epochs", 1, "--init", weights,
+                                             "--seed", 3, "--lr", 2e-3, "--loss", "wing", "--max-val", 1))
+    assert rc == 0, err
+    assert stdout == ""  # data only on stdout: a training run has none
+    assert "error" not in err.lower()
+    assert f"--init {weights}: kept" in err and "re-initialised 0" in err
+    assert err.strip().splitlines()[-1] == f"fflm: best weights: {out / 'best.safetensors'}"
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["epochs"], cfg["seed"], cfg["lr"], cfg["loss"], cfg["resolution"], cfg["crop_size"], cfg["max_val"]) == \
+        (1, 3, 2e-3, "wing", 64, 32, 1)
+    model, meta = load_model(out / "best.safetensors")
+    assert meta["val_samples"] == 1 and model.config.crop_size == 32
+
+
+def test_cli_resume_keeps_the_runs_epochs(capsys, tmp_path, data, monkeypatch):
+    """`fflm train --resume RUN` after Ctrl-C finishes the run as planned (--epochs 2), no more."""
+    train_dir, _ = data
+    out = tmp_path / "run"
+    interrupt_at_step(monkeypatch, 3)  # Ctrl-C in epoch 2
+    rc, _, err = cli(capsys, *tiny_args(train_dir, out, "--epochs", 2))
+    assert rc in (0, 130) and "interrupted: checkpoint saved" in err
+    assert [r["epoch"] for r in log_rows(out)] == ["1"]
+    rc, _, err = cli(capsys, "train", "--resume", out, "--device", "cpu")  # (Ctrl-C came once: at step 3 only)
+    assert rc == 0, err
+    assert "resuming" in err and "at epoch 2/2" in err
+    assert [r["epoch"] for r in log_rows(out)] == ["1", "2"]
+    rc, _, err = cli(capsys, "train", "--resume", out, "--epochs", 3, "--device", "cpu")  # extend the run
+    assert rc == 0 and [r["epoch"] for r in log_rows(out)] == ["1", "2", "3"]
+
+
+def test_cli_ctrl_c_in_the_first_epoch(capsys, tmp_path, data, monkeypatch):
+    train_dir, _ = data
+    out = tmp_path / "run"
+    interrupt_at_step(monkeypatch, 1)
+    rc, stdout, err = cli(capsys, *tiny_args(train_dir, out, "--epochs", 2))
+    assert rc in (0, 130) and stdout == ""
+    assert "error" not in err.lower()
+    assert f"continue with --resume {out}" in err
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 0
+    assert not (out / "best.safetensors").exists()
+    assert "best.safetensors" not in err  # no best weights to point at yet
+
+
+def test_cli_init_from_another_scheme_says_what_was_reinitialised(capsys, tmp_path, data, weights):
+    train_dir, _ = data
+    scheme = small_mouth_scheme(tmp_path / "scheme.json")
+    rc, _, err = cli(capsys, *tiny_args(train_dir, tmp_path / "run", "--epochs", 1, "--init", weights,
+                                        "--scheme", scheme))
+    assert rc == 0, err
+    [line] = [l for l in err.splitlines() if l.startswith("--init")]
+    assert "re-initialised" in line and "regional_nets.0.3." in line and "re-initialised 0" not in line
+
+
+def _malformed(d: Path) -> Path:
+    faces(d, 2)
+    (d / "f1.pts").write_text("version: 1\nn_points: 68\n{\n1 2\nthree 4\n}\n")
+    return d
+
+
+def _wrong_count(d: Path) -> Path:
+    faces(d, 2)
+    (d / "f0.pts").write_text("version: 1\nn_points: 2\n{\n1 2\n3 4\n}\n")
+    return d
+
+
+@pytest.mark.parametrize("case, rc, words", [
+    ("no_data", 2, "--data"),
+    ("missing_data", 2, "no such file or directory"),
+    ("missing_val", 2, "no such file or directory"),
+    ("missing_init", 2, "no such file or directory"),
+    ("empty_data", 1, "no annotated images"),
+    ("malformed_pts", 1, "f1.pts:5"),
+    ("wrong_point_count", 1, "2 points"),
+    ("unknown_scheme", 1, "no built-in scheme or file named 'nope'"),
+    ("bad_scheme_file", 1, "scheme"),
+    ("bad_loss", 2, "--loss"),
+    ("small_resolution", 2, "--resolution"),
+    ("init_not_weights", 1, "not a readable safetensors file"),
+    ("resume_nothing", 1, "no checkpoint.pt"),
+    ("run_exists", 1, "already holds a run"),
+])
+def test_cli_train_bad_inputs(capsys, tmp_path, data, case, rc, words):
+    train_dir, _ = data
+    out = tmp_path / "run"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad_scheme.json").write_text('{"num_points": 68, "norm_points": [36]}')
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    args = {
+        "no_data": ["train", "--out", out],
+        "missing_data": tiny_args(tmp_path / "nope", out),
+        "missing_val": tiny_args(train_dir, out, "--val", tmp_path / "nope"),
+        "missing_init": tiny_args(train_dir, out, "--init", tmp_path / "nope.safetensors"),
+        "empty_data": tiny_args(tmp_path / "empty", out),
+        "malformed_pts": tiny_args(_malformed(tmp_path / "malformed"), out),
+        "wrong_point_count": tiny_args(_wrong_count(tmp_path / "count"), out),
+        "unknown_scheme": tiny_args(train_dir, out, "--scheme", "nope"),
+        "bad_scheme_file": tiny_args(train_dir, out, "--scheme", tmp_path / "bad_scheme.json"),
+        "bad_loss": tiny_args(train_dir, out, "--loss", "l3"),
+        "small_resolution": tiny_args(train_dir, out, "--resolution", 32),
+        "init_not_weights": tiny_args(train_dir, out, "--init", tmp_path / "junk.safetensors"),
+        "resume_nothing": ["train", "--resume", tmp_path / "empty"],
+        "run_exists": tiny_args(train_dir, out, "--epochs", 1),
+    }[case]
+    if case == "run_exists":
+        assert cli(capsys, *args)[0] == 0
+    code, stdout, err = cli(capsys, *args)
+    assert (code, stdout) == (rc, "")
+    assert words in one_error(err)
+    if case not in ("run_exists",):
+        assert not (out / "checkpoint.pt").exists()
+
+
+def test_cli_train_help(capsys):
+    rc, out, _ = cli(capsys, "train", "--help")
+    assert rc == 0 and "Examples" in out
+    for opt in ("--data", "--val", "--resume", "--init", "--epochs", "--resolution", "--crop-size", "--seed"):
+        assert opt in out, opt
