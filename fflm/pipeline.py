@@ -70,7 +70,7 @@ class Landmarker:
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  detector: FaceDetector | str = "builtin", recentre: bool = True,
-                 recentre_tolerance: float = 0.0) -> None:
+                 recentre_tolerance: float = 0.05) -> None:
         self.device = pick_device(device)
         self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
         fuse_batchnorm(self.model)  # ~30 % faster on a CPU; inference only
