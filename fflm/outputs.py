@@ -158,7 +158,7 @@ def write_image(path: str | Path, rgb: np.ndarray) -> None:
     """Encode by the file's extension (JPEG, PNG, …) and write atomically."""
     path = Path(path)
     try:
-        ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+        ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     except cv2.error:
         ok = False
     if not ok:

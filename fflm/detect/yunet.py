@@ -51,7 +51,7 @@ class YuNetDetector:
     def _run(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = small.shape[:2]
         self.net.setInputSize((w, h))
-        _, faces = self.net.detect(np.ascontiguousarray(small[:, :, ::-1]))
+        _, faces = self.net.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
         if faces is None or len(faces) == 0:
             return np.zeros((0, 4)), np.zeros(0)
         f = np.asarray(faces, np.float64)
