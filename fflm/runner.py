@@ -1,7 +1,7 @@
 """Running the Landmarker over many images or video frames: decoding overlapped with inference.
 
-Decoding happens in a thread pool (OpenCV releases the GIL) a few batches ahead; decoded images are
-grouped into batches for the networks. A file that fails is reported as a result with `error`, and the
+Decoding and face detection happen in a thread pool (OpenCV and torch release the GIL) a few batches
+ahead, overlapping the landmark networks, which take the decoded images in batches. A file that fails is reported as a result with `error`, and the
 run goes on.
 """
 
@@ -73,30 +73,34 @@ def run(landmarker: Landmarker, items: Iterable[Item], boxes: dict[str, list] | 
                 item = next(it)
             except StopIteration:
                 return
-            pending.append((item, pool.submit(item.load)))
+            pending.append((item, pool.submit(_prepare, landmarker, item, boxes)))
 
     try:
         fill()
         while pending:
             batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
             fill()
-            yield from _process(landmarker, batch, boxes, visit)
+            yield from _process(landmarker, batch, visit)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _process(landmarker: Landmarker, batch: list[tuple[Item, Future]], boxes: dict[str, list] | None,
-             visit: Visit | None) -> list[ImageResult]:
+def _prepare(landmarker: Landmarker, item: Item, boxes: dict[str, list] | None) -> tuple[np.ndarray, list]:
+    """Decode one item and find its faces (in a worker thread)."""
+    image = item.load()
+    given = None if boxes is None else boxes.get(Path(item.image).name)
+    return image, landmarker.detections(image, given, label=item.image)
+
+
+def _process(landmarker: Landmarker, batch: list[tuple[Item, Future]], visit: Visit | None) -> list[ImageResult]:
     results: list[ImageResult] = []
     arrays, dets, slots = [], [], []
     for item, fut in batch:
         result = ImageResult(item.image, frame=item.frame, name=item.name)
         results.append(result)
         try:
-            image = fut.result()
+            image, d = fut.result()
             result.height, result.width = image.shape[:2]
-            given = None if boxes is None else boxes.get(Path(item.image).name)
-            d = landmarker.detections(image, given, label=item.image)
         except (ImageError, ValueError, OSError) as e:
             result.error = str(e)
             continue
