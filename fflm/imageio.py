@@ -67,7 +67,7 @@ def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
         raise ImageError(f"empty file: {path}")
     bgr = cv2.imdecode(data, flags[reduce])  # OpenCV 5 refuses truncated JPEGs rather than filling them grey
     if bgr is not None:
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # ~20× faster than a numpy channel flip on 8K
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: no second full-size buffer; ~20× faster than a numpy flip
     return _read_with_pillow(path, reduce)
 
 
@@ -124,7 +124,7 @@ def video_frames(path: str | Path):
             ok, bgr = cap.read()
             if not ok:
                 break
-            yield n, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield n, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
             n += 1
         if n == 0:
             raise ImageError(f"no frames could be decoded from {path}")
