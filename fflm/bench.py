@@ -174,12 +174,12 @@ def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int
     }
 
 
-def print_report(report: dict) -> None:
+def print_report(report: dict, con=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     m = report["machine"]
-    con = Console(highlight=False)
+    con = con or Console(highlight=False)
     t = Table(title=f"fflm bench: {m['device']}, {m['cpus']} CPUs, {m['threads']} torch threads, torch {m['torch']}, "
                     f"OpenCV {m['opencv']}, detector {m['detector']}", title_justify="left")
     for c in ("image", "faces", "decode ms", "detector ms", "landmarks ms/face", "total ms", "total/decode",

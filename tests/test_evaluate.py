@@ -417,6 +417,14 @@ def test_eval_table(capsys, annotated, weights):
         assert word in flat, word
 
 
+def test_eval_table_piped_is_not_cut(capsys, annotated, weights, monkeypatch):
+    """Piped (not a terminal) and without COLUMNS, the table is 160 columns wide, not Rich's default 80."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    folder, _ = annotated
+    rc, out, _ = cli(capsys, "eval", folder, "--weights", weights, "--device", "cpu")
+    assert rc == 0 and "NME inter-ocular" in out and "…" not in out
+
+
 def test_eval_json(capsys, annotated, weights):
     folder, _ = annotated
     rc, out, err = cli(capsys, "eval", folder, "-w", weights, "--json", "--device", "cpu")

@@ -22,6 +22,14 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False)
 
 
+def out_console() -> Console:
+    """The console for tables that are a command's output (stdout): a terminal's own width, else 160 columns
+    so that a table piped to a file is not cut to Rich's default 80."""
+    import sys
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
 class Format(str, Enum):
     json = "json"
     jsonl = "jsonl"

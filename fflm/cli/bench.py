@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import DeviceOpt, WeightsOpt, app
+from fflm.cli.app import DeviceOpt, WeightsOpt, app, out_console
 
 EXAMPLES = """
 Examples:
@@ -48,5 +48,5 @@ def bench(
     if as_json:
         typer.echo(json.dumps(report, indent=1))
     else:
-        print_report(report)
+        print_report(report, out_console())
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import DeviceOpt, WeightsOpt, app, err, usage
+from fflm.cli.app import DeviceOpt, WeightsOpt, app, err, out_console, usage
 
 EXAMPLES = """
 Examples:
@@ -72,7 +72,6 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(_json_safe(d), indent=1))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"fflm eval: {data} ({d['found']}/{d['faces']} faces, boxes: {boxes})", title_justify="left")
@@ -91,7 +90,7 @@ def evaluate(
         g.add_row("refined points, global stage", f"{d['refined_points']['global_stage']:.3f}")
     for k, v in d["by_face_size"].items():
         g.add_row(f"face {k} px ({v['faces']})", f"{v['mean']:.3f}")
-    out = Console(highlight=False)
+    out = out_console()
     out.print(t)
     out.print(g)
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import app, usage
+from fflm.cli.app import app, out_console, usage
 
 
 @app.command(epilog="Examples:\n\n  fflm info\n\n  fflm info runs/my-run/best.safetensors --json")
@@ -37,7 +37,5 @@ def info(
                 t.add_row(f"  {k}", v if isinstance(v, str) else json.dumps(v))
         else:
             t.add_row(section, str(values))
-    from rich.console import Console
-
-    Console(highlight=False).print(t)  # the table is the command's output: stdout
+    out_console().print(t)  # the table is the command's output: stdout
     return 0
