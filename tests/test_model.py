@@ -348,3 +348,37 @@ def test_fused_batchnorm_gives_the_same_points():
     x = torch.rand(2, 3, 64, 64) * 255
     with torch.inference_mode():
         torch.testing.assert_close(fused(x)["final"], m(x)["final"], atol=1e-3, rtol=0)
+
+
+def test_flip_averaged_global_stage_is_mirror_equivariant(tiny_model):
+    """Whatever the weights, the flip-averaged estimate on a mirrored proxy is the mirror image of the estimate
+    on the proxy: f(Mx) = M f(x), with M mirroring x (pixel centre c → P - 1 - c) and relabelling by flip pairs."""
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 64, 64) * 255
+    perm = tiny_model.scheme.flip_permutation()
+    with torch.inference_mode():
+        a = tiny_model.run_global(x, flip=True)
+        b = tiny_model.run_global(x.flip(-1), flip=True)
+        plain = tiny_model.run_global(x)
+    mirrored = b.points[:, perm].clone()
+    mirrored[..., 0] = 63 - mirrored[..., 0]
+    torch.testing.assert_close(a.points, mirrored, atol=1e-4, rtol=0)
+    torch.testing.assert_close(a.scores, b.scores[:, perm], atol=1e-5, rtol=0)
+    assert not torch.allclose(a.points, plain.points, atol=1e-3)  # the average really differs from one pass
+
+
+def test_flip_average_hand_computed(tiny_model, monkeypatch):
+    """Stubbed network: every point at (10, 20) on the proxy and (40, 30) on the mirrored proxy (P = 64). The
+    mirrored estimate maps back to (63 - 40, 30) = (23, 30), so the average is (16.5, 25) for every point."""
+    from fflm.model.network import StageOutput
+
+    def run(net, head, x):
+        b = len(x) // 2
+        pts = torch.cat([torch.tensor([10.0, 20.0]).expand(b, 68, 2), torch.tensor([40.0, 30.0]).expand(b, 68, 2)])
+        scores = torch.cat([torch.full((b, 68), 0.2), torch.full((b, 68), 0.6)])
+        return StageOutput(pts, scores, [pts])
+
+    monkeypatch.setattr(tiny_model, "_run", run)
+    out = tiny_model.run_global(torch.zeros(3, 3, 64, 64), flip=True)
+    torch.testing.assert_close(out.points, torch.tensor([16.5, 25.0]).expand(3, 68, 2))
+    torch.testing.assert_close(out.scores, torch.full((3, 68), 0.4))

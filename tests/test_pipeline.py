@@ -229,7 +229,7 @@ def _stub_stages(monkeypatch, lm: Landmarker, global_point, region_point) -> Non
     stage puts all its points at region_point (crop pixels); scores 0.25 (global) and 0.75 (regional)."""
     model = lm.model
 
-    def run_global(proxy: torch.Tensor) -> StageOutput:
+    def run_global(proxy: torch.Tensor, flip: bool = False) -> StageOutput:
         b = proxy.shape[0]
         assert proxy.shape[1:] == (3, model.config.proxy_size, model.config.proxy_size)
         pts = torch.tensor([global_point(i) for i in range(N)], dtype=torch.float32).expand(b, N, 2).clone()
@@ -391,7 +391,7 @@ def test_second_global_pass_only_when_the_frame_moves(weights, monkeypatch, tole
     _stub_stages(monkeypatch, lm, lambda i: (15.5, 15.5) if i % 2 == 0 else (47.5, 47.5), (15.5, 15.5))
     calls = []
     stub = lm.model.run_global
-    monkeypatch.setattr(lm.model, "run_global", lambda proxy: calls.append(len(proxy)) or stub(proxy))
+    monkeypatch.setattr(lm.model, "run_global", lambda proxy, flip=False: calls.append(len(proxy)) or stub(proxy))
     [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
     assert len(calls) == passes
     first = np.array([[15.0, 25.0] if i % 2 == 0 else [45.0, 55.0] for i in range(N)])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DeviceOpt, Format, MaxFacesOpt, MinFaceOpt,
+from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DeviceOpt, FlipOpt, Format, MaxFacesOpt, MinFaceOpt,
                           TilesOpt, WeightsOpt, app, err, existing, message, usage)
 
 EXAMPLES = """
@@ -40,6 +40,7 @@ def batch(
     tiles: str = TilesOpt,
     max_faces: int = MaxFacesOpt,
     min_face_size: float = MinFaceOpt,
+    flip: bool = FlipOpt,
 ) -> int:
     """Find landmarks on every image of a folder (sorted) or every frame of a video.
 
@@ -65,7 +66,7 @@ def batch(
     else:
         raise usage(f"{source} is neither a folder nor a video file: use 'fflm detect' for single images")
     given = boxes_source(boxes, detector)
-    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size)
+    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip)
     results, failures, faces, faceless = [], [], 0, 0
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -9,7 +9,7 @@ from fflm.cli.app import Device, DetectorChoice, message, usage
 
 def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None,
                     detector_model: Path | None = None, tiles: str = "auto", max_faces: int | None = None,
-                    min_face_size: float = 0.0):
+                    min_face_size: float = 0.0, flip: bool = False):
     """The Landmarker with the chosen detector (None: the Landmarker's default, builtin). A missing or unusable
     detector model raises DetectorModelError (exit 1)."""
     from fflm.pipeline import Landmarker
@@ -23,7 +23,7 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
     except ValueError as e:
         raise usage(str(e)) from None
     if detector is None:
-        return Landmarker(weights, device=device.value)
+        return Landmarker(weights, device=device.value, flip=flip)
     from fflm.detect import make_detector
     from fflm.detect.builtin import parse_tiles
 
@@ -34,7 +34,7 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
     if detector_model is not None and detector == DetectorChoice.none:
         raise usage("--detector-model needs --detector builtin or yunet")
     det = make_detector(detector.value, detector_model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size)
-    return Landmarker(weights, device=device.value, detector=det)
+    return Landmarker(weights, device=device.value, detector=det, flip=flip)
 
 
 def boxes_source(boxes: Path | None, detector: DetectorChoice | None) -> dict | None:

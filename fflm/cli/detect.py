@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DeviceOpt, Format, MaxFacesOpt, MinFaceOpt,
+from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DeviceOpt, FlipOpt, Format, MaxFacesOpt, MinFaceOpt,
                           TilesOpt, WeightsOpt, app, existing, message, usage)
 
 EXAMPLES = """
@@ -41,6 +41,7 @@ def detect(
     tiles: str = TilesOpt,
     max_faces: int = MaxFacesOpt,
     min_face_size: float = MinFaceOpt,
+    flip: bool = FlipOpt,
 ) -> int:
     """Find facial landmarks on images. Coordinates are original pixels, 0-based pixel centres."""
     from fflm import runner
@@ -59,7 +60,7 @@ def detect(
         if overlay.suffix.lower() not in OVERLAY_TYPES:
             raise usage(f"--overlay: cannot write a colour image as {overlay.suffix} (use {', '.join(OVERLAY_TYPES)})")
     given = boxes_source(boxes, detector)
-    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size)
+    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip)
     results = []
     failed = 0
     draw = None

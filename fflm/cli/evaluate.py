@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import DeviceOpt, WeightsOpt, app, err, out_console, usage
+from fflm.cli.app import DeviceOpt, FlipOpt, WeightsOpt, app, err, out_console, usage
 
 EXAMPLES = """
 Examples:
@@ -39,6 +39,7 @@ def evaluate(
     boxes: str = typer.Option("landmarks", "--boxes", help="landmarks (truth's tight box), detector, or a boxes JSON file."),
     as_json: bool = typer.Option(False, "--json", help="Print the report (with per-image errors) as JSON."),
     plot: Path = typer.Option(None, "--plot", help="Write the cumulative error curve as PNG."),
+    flip: bool = FlipOpt,
     device=DeviceOpt,
 ) -> int:
     """Measure a model on annotated faces: NME, failure rate and AUC, per region, stage and face size.
@@ -59,7 +60,7 @@ def evaluate(
         from fflm.cli.common import boxes_source
 
         box_source = boxes_source(Path(boxes), None)
-    lm = make_landmarker(weights, device, None)
+    lm = make_landmarker(weights, device, None, flip=flip)
     samples = read_annotations(data, lm.scheme.num_points)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(samples))

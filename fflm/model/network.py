@@ -55,9 +55,23 @@ class LandmarkNet(nn.Module):
         last_pts, last_prob = pts[-1]
         return StageOutput(last_pts, confidence(last_prob, last_pts, net.stride), [p for p, _ in pts])
 
-    def run_global(self, proxy: torch.Tensor) -> StageOutput:
-        """Global stage on proxies [B, 3, P, P]; points in proxy pixels."""
-        return self._run(self.global_net, self.global_head, proxy)
+    def run_global(self, proxy: torch.Tensor, flip: bool = False) -> StageOutput:
+        """Global stage on proxies [B, 3, P, P]; points in proxy pixels. With `flip` (test-time augmentation) the
+        mirrored proxies go through in the same call and each estimate is averaged with its mirror image,
+        matched through the scheme's flip pairs (pixel centre x mirrors to P - 1 - x)."""
+        if not flip:
+            return self._run(self.global_net, self.global_head, proxy)
+        b, side = len(proxy), proxy.shape[-1]
+        both = self._run(self.global_net, self.global_head, torch.cat([proxy, proxy.flip(-1)]))
+        perm = self.scheme.flip_permutation()
+
+        def average(points: torch.Tensor) -> torch.Tensor:
+            mirrored = points[b:, perm].clone()
+            mirrored[..., 0] = (side - 1) - mirrored[..., 0]
+            return (points[:b] + mirrored) / 2
+
+        return StageOutput(average(both.points), (both.scores[:b] + both.scores[b:, perm]) / 2,
+                           [average(p) for p in both.stack_points])
 
     def run_region(self, region: int, crops: torch.Tensor, stage: int = 0) -> StageOutput:
         """Regional stage `stage` of region `region` on crops [K, 3, S, S]; points in crop pixels."""
