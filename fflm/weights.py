@@ -51,8 +51,8 @@ def save_model(path: str | Path, model: LandmarkNet, metadata: dict | None = Non
     tmp.replace(path)
 
 
-def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
-    """Configuration and metadata of a weights file, without loading its tensors."""
+def raw_header(path: str | Path) -> dict:
+    """The string metadata of any safetensors file (its `format` tells landmark weights from a detector)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -60,9 +60,15 @@ def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
         raise WeightsError(f"weights file not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
+            return f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
+    """Configuration and metadata of a weights file, without loading its tensors."""
+    path = Path(path)
+    header = raw_header(path)
     if header.get("format") != FORMAT:
         raise WeightsError(f"{path}: not an fflm landmark weights file (format {header.get('format')!r})")
     try:

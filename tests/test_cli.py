@@ -421,6 +421,24 @@ def test_info_table(capsys, weights):
         assert word in out
 
 
+def test_info_on_a_detector_file(capsys, tmp_path):
+    from fflm.detect.model import DetectorConfig, FaceNet
+    from fflm.detect.weights import save_detector
+
+    path = tmp_path / "det.safetensors"
+    net = FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8, extra={"threshold": 0.6, "landmark_box": [0.8, 0.0, 0.1]}))
+    save_detector(path, net, {"epoch": 3})
+    rc, out, _ = cli(capsys, "info", path, "--json")
+    d = json.loads(out)
+    assert rc == 0 and d["training"] == {"epoch": 3}
+    assert d["detector"]["parameters"] == sum(p.numel() for p in net.parameters())
+    assert (d["detector"]["threshold"], d["detector"]["landmark_box"]) == (0.6, [0.8, 0.0, 0.1])
+    assert d["file"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_bytes(path.read_bytes()[:100])  # truncated: one line, exit 1
+    rc, _, err = cli(capsys, "info", path)
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+
+
 def test_info_json(capsys, weights):
     rc, out, _ = cli(capsys, "info", weights, "--json")
     assert rc == 0

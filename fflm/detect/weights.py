@@ -65,6 +65,25 @@ def load_detector(path: str | Path | None = None) -> tuple[FaceNet, dict]:
     return model.eval(), json.loads(header.get("metadata", "{}"))
 
 
+def describe_detector(path: str | Path) -> dict:
+    """A summary of a detector file for `fflm info`: file, network, decoding defaults and training metadata."""
+    from fflm.weights import file_sha256
+
+    path = Path(path)
+    model, metadata = load_detector(path)
+    c, extra = model.config, model.config.extra
+    return {
+        "file": {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)},
+        "detector": {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "widths": list(c.widths), "fpn": c.fpn, "strides": list(c.strides), "proxy": c.proxy,
+            "threshold": extra.get("threshold", 0.5),
+            "landmark_box": extra.get("landmark_box", "not measured (frames from the box itself)"),
+        },
+        "training": metadata,
+    }
+
+
 def to_inference(model: FaceNet) -> FaceNet:
     """Eval mode without autograd bookkeeping."""
     model.eval()
@@ -73,4 +92,5 @@ def to_inference(model: FaceNet) -> FaceNet:
     return model
 
 
-__all__ = ["DetectorModelError", "DEFAULT_DETECTOR", "save_detector", "load_detector", "to_inference", "torch"]
+__all__ = ["DetectorModelError", "DEFAULT_DETECTOR", "save_detector", "load_detector", "describe_detector",
+           "to_inference", "torch"]
