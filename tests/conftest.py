@@ -30,6 +30,32 @@ def tiny_config(**overrides) -> ModelConfig:
     return ModelConfig(**kw)
 
 
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    """The tiny model saved once for the whole run (tests only read it; the machine is slow: keep setup cheap)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_model(path, LandmarkNet(tiny_config()).eval(), {"note": "tiny test model"})
+    return path
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """fflm in-process: (exit code, stdout, stderr); never a traceback."""
+    from fflm.cli import main
+
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out and "Traceback" not in err
+    return rc, out, err
+
+
+def one_error(err: str) -> str:
+    """The single stderr line of a failed command."""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fflm") and "error" in lines[0], err
+    return lines[0]
+
+
 @pytest.fixture
 def tiny_model() -> LandmarkNet:
     torch.manual_seed(0)

@@ -11,21 +11,10 @@ import torch
 
 from fflm.bench import make_portrait
 from fflm.cli import main
-from fflm.model import LandmarkNet
 from fflm.peers import dlib_available
-from fflm.weights import save_model
 
-from conftest import tiny_config
 
 needs_dlib = pytest.mark.skipif(not dlib_available(), reason="dlib-bin / face-recognition-models not installed")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_model(path, LandmarkNet(tiny_config()).eval(), {"note": "tiny test model"})
-    return path
 
 
 @pytest.fixture(scope="module")

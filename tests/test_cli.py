@@ -26,7 +26,7 @@ from fflm.imageio import read_image
 from fflm.model import HourglassConfig, LandmarkNet
 from fflm.outputs import csv_header, read_csv
 from fflm.pts import read_pts
-from fflm.weights import FORMAT, save_model
+from fflm.weights import FORMAT
 
 from conftest import tiny_config
 
@@ -34,15 +34,6 @@ N = 68
 
 
 # --- fixtures and helpers ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    """conftest's tiny model, built once for the module."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_model(path, LandmarkNet(tiny_config()).eval(), {"note": "tiny test model"})
-    return path
 
 
 def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

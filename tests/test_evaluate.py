@@ -14,19 +14,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from fflm.cli import main
 from fflm.detect.base import Detection
 from fflm.evaluate import SIZE_BUCKETS, EvalReport, auc, ced, evaluate, failure_rate, nme, plot_ced, summary
-from fflm.model import LandmarkNet
 from fflm.pipeline import Face, Landmarker
 from fflm.pts import format_pts
 from fflm.scheme import IBUG68
 from fflm.train.data import read_annotations
-from fflm.weights import save_model
 
-from conftest import tiny_config
+from conftest import one_error, run_cli as cli
 
 N = 68
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -83,14 +79,6 @@ def annotated(tmp_path) -> tuple[Path, dict[str, np.ndarray]]:
     return d, truth
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_model(path, LandmarkNet(tiny_config()).eval(), {"note": "tiny test model"})
-    return path
-
-
 class FakeLandmarker:
     """Answers with the truth plus known offsets: `final` for the final points, `glob` for the global stage's.
     `found` (image name -> bool) drops faces; `dets` (image name -> boxes) are its detector's faces."""
@@ -141,19 +129,6 @@ def diag(points: np.ndarray) -> float:
 def wide_console(monkeypatch):
     """Tables as wide as they need (rich wraps and truncates cells at 80 columns when stdout is no terminal)."""
     monkeypatch.setenv("COLUMNS", "200")
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out and "Traceback" not in err
-    return rc, out, err
-
-
-def one_error(err: str) -> str:
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fflm") and "error" in lines[0], err
-    return lines[0]
 
 
 def strict_json(text: str):

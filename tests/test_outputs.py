@@ -8,7 +8,6 @@ import json
 import os
 import stat
 
-import cv2
 import numpy as np
 import pytest
 

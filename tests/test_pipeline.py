@@ -13,23 +13,11 @@ import torch
 from fflm import runner
 from fflm.detect.base import Detection
 from fflm.model.network import StageOutput
-from fflm.model import LandmarkNet
 from fflm.pipeline import BoxWarning, Face, Landmarker, pick_device
-from fflm.weights import save_model
 
-from conftest import tiny_config
 
 N = 68
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """conftest's tiny model, built once for the module (the machine is slow: keep setup cheap)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_model(path, LandmarkNet(tiny_config()).eval(), {"note": "tiny test model"})
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -399,12 +387,11 @@ def test_second_global_pass_only_when_the_frame_moves(weights, monkeypatch, tole
     np.testing.assert_allclose(face.global_landmarks, second if passes == 2 else first, atol=1e-4)
 
 
-def test_second_pass_only_for_the_faces_that_moved(weights, monkeypatch):
+def test_second_pass_only_for_the_faces_that_moved():
     """Two faces in one call: only the one whose frame moves goes through the global stage again, and each
     face keeps its own result."""
     from fflm import pipeline
 
-    lm = Landmarker(weights, device="cpu", detector="none", recentre=True, recentre_tolerance=0.1)
     frames = np.array([[0.0, 0.0, 60.0, 60.0], [0.0, 0.0, 60.0, 60.0]])
     proposed = np.array([[1.0, 1.0, 61.0, 61.0], [20.0, 0.0, 80.0, 60.0]])
     assert pipeline._moved(frames, proposed, 0.1).tolist() == [False, True]

@@ -21,16 +21,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fflm.cli import main
 from fflm.model import LandmarkNet
 from fflm.pts import format_pts
 from fflm.scheme import IBUG68
 from fflm.train import loop
 from fflm.train.data import Augment, LandmarkDataset
 from fflm.train.loop import TrainConfig, TrainError, build_model, lr_at, train
-from fflm.weights import load_model, read_header, save_model
+from fflm.weights import load_model, read_header
 
-from conftest import tiny_config
+from conftest import one_error, run_cli as cli, tiny_config
 
 N = 68
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -80,14 +79,6 @@ def data(tmp_path_factory) -> tuple[Path, Path]:
     return faces(root / "train", 4), faces(root / "val", 2, seed=1)
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_model(path, LandmarkNet(tiny_config()).eval(), {"note": "tiny test model"})
-    return path
-
-
 def config(out: Path, train_dir: Path, **kw) -> TrainConfig:
     base = dict(data=str(train_dir), out=str(out), resolution=64, crop_size=32, epochs=2, batch_size=2, warmup_steps=2)
     return TrainConfig(**{**base, **kw})
@@ -127,19 +118,6 @@ def interrupt_at_step(monkeypatch, k: int) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "landmark_loss", loss)
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out and "Traceback" not in err
-    return rc, out, err
-
-
-def one_error(err: str) -> str:
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fflm") and "error" in lines[0], err
-    return lines[0]
 
 
 def tiny_args(train_dir: Path, out: Path, *more) -> list:

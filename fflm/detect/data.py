@@ -170,7 +170,7 @@ class Sampler:
         return canvas, s_eff, dx, dy
 
     def _scene(self, p: Photo):
-        rng, S = self.rng, self.size
+        rng = self.rng
         img = p.decode()
         h, w = img.shape[:2]
         s = float(np.exp(rng.uniform(np.log(0.5), np.log(3.0))))
