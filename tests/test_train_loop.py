@@ -393,7 +393,8 @@ def test_cli_train_end_to_end(capsys, tmp_path, data, weights):
     train_dir, val_dir = data
     out = tmp_path / "run"
     rc, stdout, err = cli(capsys, *tiny_args(train_dir, out, "--val", val_dir, "--epochs", 1, "--init", weights,
-                                             "--seed", 3, "--lr", 2e-3, "--loss", "wing", "--max-val", 1))
+                                             "--seed", 3, "--lr", 2e-3, "--loss", "wing", "--max-val", 1,
+                                             "--warmup", 7))
     assert rc == 0, err
     assert stdout == ""  # data only on stdout: a training run has none
     assert "error" not in err.lower()
@@ -401,8 +402,8 @@ def test_cli_train_end_to_end(capsys, tmp_path, data, weights):
     assert err.strip().splitlines()[-1] == f"fflm: best weights: {out / 'best.safetensors'}"
     assert {p.name for p in out.iterdir()} == RUN_FILES
     cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["epochs"], cfg["seed"], cfg["lr"], cfg["loss"], cfg["resolution"], cfg["crop_size"], cfg["max_val"]) == \
-        (1, 3, 2e-3, "wing", 64, 32, 1)
+    assert (cfg["epochs"], cfg["seed"], cfg["lr"], cfg["loss"], cfg["resolution"], cfg["crop_size"], cfg["max_val"],
+            cfg["warmup_steps"]) == (1, 3, 2e-3, "wing", 64, 32, 1, 7)
     model, meta = load_model(out / "best.safetensors")
     assert meta["val_samples"] == 1 and model.config.crop_size == 32
 

@@ -47,6 +47,7 @@ def train(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Faces per step."),
     lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Peak learning rate (Adam; warm-up then cosine to --lr-min)."),
     lr_min: float = typer.Option(1e-5, "--lr-min", min=0.0, help="Final learning rate."),
+    warmup: int = typer.Option(200, "--warmup", min=0, help="Linear warm-up steps before the cosine decay."),
     loss: Loss = typer.Option(Loss.l2, "--loss", help="l2 (paper Eq. 1), l1, wing or ion (inter-ocular L2)."),
     init: Path = typer.Option(None, "--init", help="Start from these weights (layers whose shape changed are re-initialised).",
                               dir_okay=False),
@@ -71,8 +72,8 @@ def train(
         variant=variant.value, resolution=resolution, crop_size=crop_size, batch_size=batch_size,
         # a resumed run trains to max(--epochs, its own): 1 when --epochs is not given keeps its own
         epochs=epochs if epochs is not None else (1 if resume is not None else 30),
-        lr=lr, lr_min=lr_min, loss=loss.value, init=str(init) if init else None, device=device.value, seed=seed,
-        workers=workers, threads=threads, max_val=max_val,
+        lr=lr, lr_min=lr_min, warmup_steps=warmup, loss=loss.value, init=str(init) if init else None,
+        device=device.value, seed=seed, workers=workers, threads=threads, max_val=max_val,
     )
     best = run_train(cfg, resume=resume is not None, log=message)
     if best.exists():  # not yet after Ctrl-C in the first epoch
