@@ -29,7 +29,7 @@ from fflm.train.data import Augment, LandmarkDataset
 from fflm.train.loop import TrainConfig, TrainError, build_model, lr_at, train
 from fflm.weights import load_model, read_header
 
-from conftest import one_error, run_cli as cli, tiny_config
+from conftest import one_error, run_cli as cli, shape68, tiny_config
 
 N = 68
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,20 +37,6 @@ RUN_FILES = {"config.json", "checkpoint.pt", "log.csv", "curves.png", "best.safe
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-
-
-def shape68() -> np.ndarray:
-    """A plausible 68-point iBUG face in unit coordinates (centre 0, about 1 wide)."""
-    t = np.linspace(np.pi, 0, 17)
-    jaw = np.stack([0.45 * np.cos(t), 0.1 + 0.45 * np.sin(t)], 1)
-    brows = [np.stack([np.linspace(a, a + 0.3, 5), np.full(5, -0.28)], 1) for a in (-0.38, 0.08)]
-    nose = [np.stack([np.zeros(4), np.linspace(-0.12, 0.1, 4)], 1), np.stack([np.linspace(-0.08, 0.08, 5), np.full(5, 0.15)], 1)]
-    a = np.linspace(np.pi, -np.pi, 7)[:-1]
-    eye = np.stack([0.1 * np.cos(a), 0.04 * np.sin(a)], 1)
-    b = np.linspace(np.pi, -np.pi, 13)[:-1]
-    c = np.linspace(np.pi, -np.pi, 9)[:-1]
-    mouth = [np.stack([0.2 * np.cos(b), 0.32 + 0.08 * np.sin(b)], 1), np.stack([0.12 * np.cos(c), 0.32 + 0.03 * np.sin(c)], 1)]
-    return np.concatenate([jaw, *brows, *nose, eye + [-0.22, -0.12], eye + [0.22, -0.12], *mouth])
 
 
 def faces(folder: Path, n: int, distinct: int | None = None, size: int = 72, seed: int = 0) -> Path:
