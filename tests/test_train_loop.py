@@ -141,6 +141,7 @@ def test_lr_schedule():
 
 def test_run_directory(tmp_path, data):
     train_dir, val_dir = data
+    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN when pytest runs in the background
     cfg = config(tmp_path / "run", train_dir, val=str(val_dir))
     best, messages = run(cfg)
     out = tmp_path / "run"
@@ -178,7 +179,7 @@ def test_run_directory(tmp_path, data):
     with torch.inference_mode():
         pts = model(torch.zeros(1, 3, 64, 64))["final"]
     assert pts.shape == (1, N, 2)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the SIGINT handler was put back
+    assert signal.getsignal(signal.SIGINT) is before  # the SIGINT handler was put back
 
 
 def test_run_without_validation_keeps_the_lowest_loss(tmp_path, data):
@@ -263,11 +264,12 @@ def test_resume_and_run_directory_errors(tmp_path, data):
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_repeats_the_epoch(tmp_path, data, monkeypatch):
     train_dir, _ = data
+    before = signal.getsignal(signal.SIGINT)
     interrupt_at_step(monkeypatch, 3)  # the first step of epoch 2
     best, messages = run(config(tmp_path / "run", train_dir, epochs=3))
     out = tmp_path / "run"
     assert any(m.startswith(f"interrupted: checkpoint saved in {out / 'checkpoint.pt'}") for m in messages), messages
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert (state["epoch"], state["step"]) == (1, 3)  # the interrupted epoch does not count
     assert [r["epoch"] for r in log_rows(out)] == ["1"]
@@ -283,6 +285,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_repeats_the_epoch(tmp_path, data, 
 def test_keyboard_interrupt_while_loading_data_saves_a_checkpoint(tmp_path, data, monkeypatch):
     """A KeyboardInterrupt raised inside the loop (here by the data loader) is handled like Ctrl-C."""
     train_dir, _ = data
+    before = signal.getsignal(signal.SIGINT)
     real, calls = LandmarkDataset.__getitem__, [0]
 
     def getitem(self, i):
@@ -299,7 +302,7 @@ def test_keyboard_interrupt_while_loading_data_saves_a_checkpoint(tmp_path, data
     assert any(m.startswith("interrupted: checkpoint saved") for m in messages), messages
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"] == 1
     assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 # --- --init and seeds ----------------------------------------------------------------------------------------
