@@ -62,6 +62,9 @@ DetectorModelOpt = typer.Option(None, "--detector-model", help="Detector model f
 TilesOpt = typer.Option("auto", "--tiles", help="Tiled detection for big photos: auto (when the photo is much larger "
                         "than the detector's 640 px proxy and faces may be small), off, or N tiles along the long side.")
 MaxFacesOpt = typer.Option(None, "--max-faces", min=1, help="Keep at most N faces per image (best scores first).")
+DetectorThresholdOpt = typer.Option(None, "--detector-threshold", min=0.0, max=1.0,
+                                    help="Face score threshold (default: the detector's own, 0.6 for builtin and "
+                                    "yunet); lower finds more faces, with more false ones.")
 FlipOpt = typer.Option(False, "--flip", help="Also run the global stage on the mirrored face and average the two "
                        "(test-time augmentation): more accurate, one more global pass per face.")
 MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, help="Ignore faces smaller than PX pixels (square root of the "

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DeviceOpt, FlipOpt, Format, MaxFacesOpt, MinFaceOpt,
-                          TilesOpt, WeightsOpt, app, err, existing, message, usage)
+from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt, Format,
+                          MaxFacesOpt, MinFaceOpt, TilesOpt, WeightsOpt, app, err, existing, message, usage)
 
 EXAMPLES = """
 Examples:
@@ -41,6 +41,7 @@ def batch(
     max_faces: int = MaxFacesOpt,
     min_face_size: float = MinFaceOpt,
     flip: bool = FlipOpt,
+    detector_threshold: float = DetectorThresholdOpt,
 ) -> int:
     """Find landmarks on every image of a folder (sorted) or every frame of a video.
 
@@ -66,7 +67,8 @@ def batch(
     else:
         raise usage(f"{source} is neither a folder nor a video file: use 'fflm detect' for single images")
     given = boxes_source(boxes, detector)
-    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip)
+    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
+                         detector_threshold)
     results, failures, faces, faceless = [], [], 0, 0
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -9,7 +9,7 @@ from fflm.cli.app import Device, DetectorChoice, message, usage
 
 def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None,
                     detector_model: Path | None = None, tiles: str = "auto", max_faces: int | None = None,
-                    min_face_size: float = 0.0, flip: bool = False):
+                    min_face_size: float = 0.0, flip: bool = False, detector_threshold: float | None = None):
     """The Landmarker with the chosen detector (None: the Landmarker's default, builtin). A missing or unusable
     detector model raises DetectorModelError (exit 1)."""
     from fflm.pipeline import Landmarker
@@ -31,9 +31,11 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
         tiles = parse_tiles(tiles)
     except ValueError as e:
         raise usage(str(e)) from None
-    if detector_model is not None and detector == DetectorChoice.none:
-        raise usage("--detector-model needs --detector builtin or yunet")
-    det = make_detector(detector.value, detector_model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size)
+    if detector == DetectorChoice.none and (detector_model is not None or detector_threshold is not None):
+        raise usage("--detector-model and --detector-threshold need --detector builtin or yunet")
+    extra = {} if detector_threshold is None else {"threshold": detector_threshold}
+    det = make_detector(detector.value, detector_model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size,
+                        **extra)
     return Landmarker(weights, device=device.value, detector=det, flip=flip)
 
 

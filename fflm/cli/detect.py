@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DeviceOpt, FlipOpt, Format, MaxFacesOpt, MinFaceOpt,
-                          TilesOpt, WeightsOpt, app, existing, message, usage)
+from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt, Format,
+                          MaxFacesOpt, MinFaceOpt, TilesOpt, WeightsOpt, app, existing, message, usage)
 
 EXAMPLES = """
 Examples:
@@ -42,6 +42,7 @@ def detect(
     max_faces: int = MaxFacesOpt,
     min_face_size: float = MinFaceOpt,
     flip: bool = FlipOpt,
+    detector_threshold: float = DetectorThresholdOpt,
 ) -> int:
     """Find facial landmarks on images. Coordinates are original pixels, 0-based pixel centres."""
     from fflm import runner
@@ -60,7 +61,8 @@ def detect(
         if overlay.suffix.lower() not in OVERLAY_TYPES:
             raise usage(f"--overlay: cannot write a colour image as {overlay.suffix} (use {', '.join(OVERLAY_TYPES)})")
     given = boxes_source(boxes, detector)
-    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip)
+    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
+                         detector_threshold)
     results = []
     failed = 0
     draw = None
