@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fflm.evaluate import evaluate, nme, summary
-from fflm.geometry import box_iou, points_box
+from fflm.geometry import best_overlap, points_box
 from fflm.pipeline import Landmarker
 from fflm.train.data import read_annotations
 
@@ -53,7 +53,7 @@ def run_dlib(samples: list) -> dict | None:
         if len(boxes) == 0:
             errors.append(np.inf)
             continue
-        best = int(box_iou(boxes, points_box(s.points)[None])[:, 0].argmax())
+        best = best_overlap(boxes, points_box(s.points), min_iou=-1.0)  # any detection: the one overlapping most
         t = time.perf_counter()
         pred = dl.landmarks(img, boxes[best])
         t_pred += time.perf_counter() - t

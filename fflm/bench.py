@@ -79,20 +79,18 @@ def measure_one(path: Path, weights: str | None, device: str, repeat: int, detec
 def measure_dlib(path: Path, repeat: int) -> dict:
     """dlib's figures for the same file (its own process): HOG detector without upsampling, then the
     68-point shape predictor on each face; total = decode + both, as a user's script would run them."""
+    from fflm.imageio import read_image
     from fflm.peers import DlibLandmarker
 
     dl = DlibLandmarker(upsample=0)
 
-    def rgb() -> np.ndarray:
-        return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-
     def run() -> list:
-        image = rgb()
+        image = read_image(path)  # the same decode as fflm's
         return [dl.landmarks(image, b) for b in dl.detect(image)]
 
     run()  # first, so the peak memory is that of one run, as for fflm
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    image = rgb()
+    image = read_image(path)
     det_time = _median_time(lambda: dl.detect(image), repeat)
     boxes = dl.detect(image)
     lm_time = _median_time(lambda: [dl.landmarks(image, b) for b in boxes], repeat) / max(1, len(boxes))

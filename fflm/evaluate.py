@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fflm.geometry import box_iou, points_box
+from fflm.geometry import best_overlap, points_box
 
 SIZE_BUCKETS = ((0, 256), (256, 512), (512, 1024), (1024, float("inf")))
 
@@ -134,12 +134,8 @@ def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_s
                 dets.append([Detection(tbox, 1.0)])
                 continue
             cand = landmarker.detections(a, None if boxes == "detector" else boxes.get(Path(s.image).name, []))
-            if cand:
-                iou = box_iou(np.stack([d.box for d in cand]), tbox[None])[:, 0]
-                best = int(iou.argmax())
-                dets.append([cand[best]] if iou[best] > 0.1 else [])
-            else:
-                dets.append([])
+            best = best_overlap(np.array([d.box for d in cand]).reshape(-1, 4), tbox, min_iou=0.1)
+            dets.append([] if best is None else [cand[best]])
         for k, faces in enumerate(landmarker.landmarks(arrays, dets)):
             if faces:
                 preds[start + k] = faces[0].landmarks

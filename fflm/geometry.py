@@ -97,6 +97,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
+def best_overlap(boxes: np.ndarray, box: np.ndarray, min_iou: float = 0.0) -> int | None:
+    """Index of the box in `boxes` [K, 4] overlapping `box` most, or None when none overlaps by more than
+    `min_iou` (or there are no boxes): which detection is a known face's."""
+    if len(boxes) == 0:
+        return None
+    iou = box_iou(boxes, np.asarray(box)[None])[:, 0]
+    best = int(iou.argmax())
+    return best if iou[best] > min_iou else None
+
+
 def affine_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a 2×3 affine matrix (OpenCV's warpAffine convention, pixel centres) to points [..., 2]."""
     return points @ matrix[:, :2].T + matrix[:, 2]

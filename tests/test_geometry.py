@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from fflm.geometry import (
     affine_points,
+    best_overlap,
     box_iou,
     box_to_local,
     clip_box,
@@ -226,6 +227,17 @@ def test_box_iou_hand_values():
         [4 / 16, 4 / 16, 4 / 16, 0.0],  # contained boxes: inter = area of the small one
     ])
     np.testing.assert_allclose(iou, want, atol=1e-12)
+
+
+def test_best_overlap_picks_the_most_overlapping_box_above_the_bar():
+    truth = np.array([0.0, 0.0, 10.0, 10.0])
+    boxes = np.array([[20.0, 20.0, 30.0, 30.0], [5.0, 0.0, 15.0, 10.0], [0.0, 0.0, 10.0, 8.0]])  # IoU 0, 1/3, 0.8
+    assert best_overlap(boxes, truth) == 2
+    assert best_overlap(boxes[:2], truth) == 1
+    assert best_overlap(boxes[:2], truth, min_iou=0.4) is None
+    assert best_overlap(boxes[:1], truth) is None  # no overlap at all
+    assert best_overlap(boxes[:1], truth, min_iou=-1.0) == 0  # any box
+    assert best_overlap(np.zeros((0, 4)), truth) is None
 
 
 def test_box_iou_symmetric_and_single_boxes():

@@ -61,7 +61,7 @@ def export(best: Path, target: str | Path, threshold: float, w300: str | Path | 
 def calibrate_landmark_box(detector: str | Path, w300: str | Path, every: int = 4) -> list[float]:
     """fit_landmark_box over every `every`-th 300-W face: the detection overlapping its landmark box most."""
     from fflm.detect.builtin import BuiltinDetector, fit_landmark_box
-    from fflm.geometry import box_iou, points_box
+    from fflm.geometry import best_overlap, points_box
     from fflm.imageio import read_image
     from fflm.pts import read_pts
 
@@ -70,10 +70,9 @@ def calibrate_landmark_box(detector: str | Path, w300: str | Path, every: int = 
     for pts in sorted(Path(w300).glob("*.pts"))[::every]:
         tight = points_box(read_pts(pts))
         boxes, _ = det.boxes(read_image(pts.with_suffix(".jpg")))
-        if len(boxes):
-            iou = box_iou(boxes, tight[None])[:, 0]
-            if iou.max() > 0.3:
-                pairs.append((boxes[int(iou.argmax())], tight))
+        best = best_overlap(boxes, tight, min_iou=0.3)
+        if best is not None:
+            pairs.append((boxes[best], tight))
     params = fit_landmark_box(pairs)
     print(f"landmark box from {len(pairs)} 300-W faces: scale, dx, dy = {params}", flush=True)
     return params
