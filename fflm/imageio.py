@@ -62,6 +62,10 @@ def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
     flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
     if reduce not in flags:
         raise ValueError("reduce must be 1, 2, 4 or 8")
+    if reduce == 1:
+        rgb = _decode_in_place(path)
+        if rgb is not None:
+            return rgb
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
         raise ImageError(f"empty file: {path}")
@@ -71,12 +75,63 @@ def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
     return _read_with_pillow(path, reduce)
 
 
-def _read_with_pillow(path: Path, reduce: int) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def _decode_in_place(path: Path) -> np.ndarray | None:
+    """A complete JPEG decoded by OpenCV straight into an array of its upright size, or None to take the
+    regular path. Why: imread/imdecode decode into a C++ buffer that the Python binding then copies, so peak
+    memory is twice the image (290 MB for an 8K photo); imread(path, dst) writes into `dst` instead.
+    That overload reports no failure, hence the guards: PIL must read a JPEG header of that size, the file
+    must end with the EOI marker (OpenCV refuses a JPEG cut short, which this call would fill grey), and the
+    last row must have been written (a zeroed array's untouched pages also cost no memory)."""
+    size = _jpeg_size(path)
+    if size is None or not _ends_with_eoi(path):
+        return None
+    dst = np.zeros((size[1], size[0], 3), np.uint8)
+    try:
+        out = cv2.imread(str(path), dst, cv2.IMREAD_COLOR_RGB)
+    except cv2.error:  # a size other than PIL's
+        return None
+    if out is not dst or not out[-1].any():  # not written (or a black last row: let the regular path decide)
+        return None
+    return out
 
-    # fflm exists for very large photos: Pillow's decompression-bomb guard (89 MP warning, 179 MP error)
-    # would refuse a 12K frame, so it is off for the files a user asked us to read
+
+def _ends_with_eoi(path: Path) -> bool:
+    """Whether the file's last two bytes are JPEG's end-of-image marker (a file cut short lacks it)."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() < 4:
+            return False
+        f.seek(-2, 2)
+        return f.read(2) == b"\xff\xd9"
+
+
+def _jpeg_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an upright JPEG from its header and EXIF orientation, None for other files."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with _pillow().open(path) as im:
+            if im.format == "JPEG":
+                w, h = im.size
+                return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        pass
+    return None
+
+
+def _pillow():
+    """PIL.Image with its decompression-bomb guard (89 MP warning, 179 MP error) off: fflm exists for very
+    large photos, and the guard would refuse a 12K frame that a user asked us to read."""
+    from PIL import Image
+
     Image.MAX_IMAGE_PIXELS = None
+    return Image
+
+
+def _read_with_pillow(path: Path, reduce: int) -> np.ndarray:
+    from PIL import ImageOps, UnidentifiedImageError
+
+    Image = _pillow()
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
@@ -93,15 +148,9 @@ def _read_with_pillow(path: Path, reduce: int) -> np.ndarray:
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of the upright image: from a JPEG's header and EXIF orientation, else by decoding
     (Pillow's plugins disagree on whether the size they report is already oriented)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.format == "JPEG":
-                w, h = im.size
-                return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        pass
+    size = _jpeg_size(Path(path))
+    if size is not None:
+        return size
     a = read_image(path)
     return a.shape[1], a.shape[0]
 

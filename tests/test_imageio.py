@@ -38,6 +38,7 @@ def _write_cv2(path: Path, rgb: np.ndarray) -> Path:
 def no_opencv_decode(monkeypatch):
     """Make OpenCV fail to decode anything, so read_image takes its Pillow fallback."""
     monkeypatch.setattr(imageio.cv2, "imdecode", lambda *a, **k: None)
+    monkeypatch.setattr(imageio, "_decode_in_place", lambda *a, **k: None)
 
 
 # --- decoding ------------------------------------------------------------------------------------------------
@@ -227,6 +228,54 @@ def test_read_image_bad_reduce(tmp_path):
 
 
 # --- errors --------------------------------------------------------------------------------------------------
+
+
+def _imdecode_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.parametrize("orientation", [1, 3])
+def test_full_size_jpeg_is_decoded_in_place_exactly_as_imdecode(tmp_path, orientation):
+    path = tmp_path / "a.jpg"
+    im = Image.fromarray(_rgb(30, 40, seed=orientation))
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, exif=exif, quality=90)
+    fast = imageio._decode_in_place(path)
+    assert fast is not None and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, _imdecode_rgb(path))
+    np.testing.assert_array_equal(read_image(path), fast)
+
+
+def test_in_place_decode_declines_what_it_cannot_check(tmp_path):
+    """Cases where imread(path, dst) would fail silently or raise go the regular way, with the same pixels."""
+    png = _write_cv2(tmp_path / "a.png", _rgb())
+    assert imageio._decode_in_place(png) is None  # not a JPEG
+    rotated = tmp_path / "rot.jpg"
+    _oriented_jpeg(rotated, 6)  # a transpose: OpenCV wants the stored shape
+    assert imageio._decode_in_place(rotated) is None
+    np.testing.assert_array_equal(read_image(rotated), _imdecode_rgb(rotated))
+    black = _rgb(32, 32)
+    black[-16:] = 0  # a whole block row, so that the last row decodes to exact zeros
+    dark = _write_cv2(tmp_path / "dark.jpg", black)  # a written black last row looks like an unwritten one
+    assert imageio._decode_in_place(dark) is None
+    np.testing.assert_array_equal(read_image(dark), _imdecode_rgb(dark))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(_write_cv2(tmp_path / "whole.jpg", _rgb(64, 64)).read_bytes()[:-300])  # no end-of-image marker
+    assert imageio._decode_in_place(cut) is None
+
+
+def test_full_size_jpeg_decode_peaks_at_one_image(tmp_path):
+    """OpenCV's imread/imdecode hold the image twice (a C++ buffer, then the numpy copy); read_image must not."""
+    import subprocess
+    import sys
+
+    path = _write_cv2(tmp_path / "big.jpg", np.tile(_rgb(64, 64), (40, 60, 1)))  # 3840×2560: 28 MiB decoded
+    code = ("import resource, sys; from fflm.imageio import read_image; "
+            "r = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024; "
+            "before = r(); a = read_image(sys.argv[1]); print((r() - before) / a.nbytes)")
+    ratio = float(subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout)
+    assert ratio < 1.4, ratio  # 2.0 with the plain imdecode path
 
 
 def test_truncated_jpeg_raises(tmp_path):
