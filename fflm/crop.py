@@ -34,6 +34,16 @@ def reduction_factor(boxes: np.ndarray, size: int) -> int:
     return max(1, int(extent / size))
 
 
+def _whole_blocks(lo: int, hi: int, f: int, limit: int) -> tuple[int, int, int]:
+    """[lo, hi) grown to a multiple of f within [0, limit) (forward, else backward), and the padding still needed."""
+    extra = -(hi - lo) % f
+    if hi + extra <= limit:
+        return lo, hi + extra, 0
+    if lo - extra >= 0:
+        return lo - extra, hi, 0
+    return lo, hi, extra
+
+
 def crop_u8(image: np.ndarray, boxes: np.ndarray, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Crops [K, 3, S, S] (float, 0..255) under boxes [K, 4] (image pixels) of a uint8 [H, W, 3] image.
 
@@ -45,17 +55,23 @@ def crop_u8(image: np.ndarray, boxes: np.ndarray, size: int, device: torch.devic
     x0, y0, x1, y1 = window_for(boxes, w, h, margin=2 * f)  # two shrunk pixels of margin for bilinear
     if x1 <= x0 or y1 <= y0:  # wholly outside the image
         return torch.zeros((len(boxes), 3, size, size), device=device)
+    if f > 1:  # whole f×f blocks: widen the window inside the image, pad (repeating its edge) only where it cannot
+        x0, x1, pad_x = _whole_blocks(x0, x1, f, w)
+        y0, y1, pad_y = _whole_blocks(y0, y1, f, h)
     window = image[y0:y1, x0:x1]
     if f > 1:
-        wh, ww = window.shape[:2]
-        # pad (black, as outside the image) to whole f×f blocks rather than cut pixels under the box away
-        window = cv2.copyMakeBorder(window, 0, -wh % f, 0, -ww % f, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        if pad_x or pad_y:
+            window = cv2.copyMakeBorder(window, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
         window = cv2.resize(window, (window.shape[1] // f, window.shape[0] // f), interpolation=cv2.INTER_AREA)
     # window pixel i has its centre at image x0 + f·i + (f - 1)/2: map box edges the same way
     local = boxes.copy()
     local[:, 0::2] = (local[:, 0::2] - x0 - (f - 1) / 2) / f
     local[:, 1::2] = (local[:, 1::2] - y0 - (f - 1) / 2) / f
-    ratio = max(1, math.ceil(float(np.max(local[:, 2:] - local[:, :2])) / size))  # known here: no device sync
+    # sub-samples per crop pixel: after the pre-shrink a crop pixel spans 1-2 window pixels; bilinear alone up to
+    # 1.5 (on 300w/hires NME 3.801 % against 3.809 % with 2 sub-samples from 1.0, and a third of the time)
+    ratio = max(1, round(float(np.max(local[:, 2:] - local[:, :2])) / size))  # known here: no device sync
+    # the image's edges in window coordinates: within them no blending with black, beyond them black
+    inside = (-x0 / f - 0.5, -y0 / f - 0.5, (w - x0) / f - 0.5, (h - y0) / f - 0.5)
     t = torch.from_numpy(np.ascontiguousarray(window)).to(device, non_blocking=True)
     t = t.permute(2, 0, 1)[None].float()
-    return roi_align(t, torch.as_tensor(local, dtype=torch.float32, device=device), None, size, min(ratio, 16))
+    return roi_align(t, torch.as_tensor(local, dtype=torch.float32, device=device), None, size, min(ratio, 16), inside)

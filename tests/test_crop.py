@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fflm.crop
-from fflm.crop import crop_u8, reduction_factor, window_for
+from fflm.crop import _whole_blocks, crop_u8, reduction_factor, window_for
 from fflm.model.roi_align import roi_align
 
 H, W = 600, 800
@@ -27,9 +27,10 @@ def as_float(img: np.ndarray, dtype=torch.float32) -> torch.Tensor:
 
 
 def reference(img: np.ndarray, boxes, size: int, ratio: int | None = None) -> torch.Tensor:
-    """roi_align over the whole float image (what crop_u8 avoids doing)."""
+    """roi_align over the whole float image (what crop_u8 avoids doing), black beyond its edges."""
     b = torch.tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
-    return roi_align(as_float(img, torch.float64), b, None, size, ratio).float()
+    h, w = img.shape[:2]
+    return roi_align(as_float(img, torch.float64), b, None, size, ratio, inside=(-0.5, -0.5, w - 0.5, h - 0.5)).float()
 
 
 # ---------------------------------------------------------------- no pre-reduction: same as roi_align
@@ -46,7 +47,9 @@ def test_small_boxes_equal_roi_align_on_whole_image(smooth_u8, boxes, size):
     assert reduction_factor(np.array(boxes), size) == 1
     out = crop_u8(smooth_u8, np.array(boxes), size)
     assert out.shape == (len(boxes), 3, size, size) and out.dtype == torch.float32
-    torch.testing.assert_close(out, reference(smooth_u8, boxes, size), rtol=0, atol=0.02)
+    b = np.array(boxes)
+    ratio = max(1, round(float((b[:, 2:] - b[:, :2]).max()) / size))  # one bilinear sample up to 1.5 px per crop px
+    torch.testing.assert_close(out, reference(smooth_u8, boxes, size, ratio), rtol=0, atol=0.02)
 
 
 def test_random_image_aligned_box_is_exact_slice(face_image):
@@ -98,11 +101,12 @@ def test_large_boxes_close_to_supersampled_roi_align(smooth_u8, box, size):
     pytest.param([100.3, 50.7, 180.2, 130.6], 32, id="f1"),
     pytest.param([100.0, 100.0, 356.0, 356.0], 32, id="f4-window-multiple"),
     pytest.param([250.0, 200.0, 570.0, 520.0], 32, id="f5-window-multiple"),
-    # f = 8; window columns 98..358 (261 px) trimmed to 256 px: image columns 354, 355 inside the box are lost
-    pytest.param([100.0, 100.0, 356.0, 356.0], 16, id="f8-trimmed"),
-    # f = 8; window 90..643 trimmed to 90..641 (outside the box), but the last reduced pixel centre is at 637.5
-    # and the box reaches 640.45: samples beyond 637.5 interpolate with zero padding
-    pytest.param([92.18, 6.25, 640.45, 554.52], 32, id="f8-margin"),
+    # f = 16; window 68..389 (321 px) grown forward to 68..404, whole blocks
+    pytest.param([100.0, 100.0, 356.0, 356.0], 16, id="f16-grown"),
+    # f = 17; x window 58..676 grown to 58..687; y window 0..590 grown to 0..595
+    pytest.param([92.18, 6.25, 640.45, 554.52], 32, id="f17-grown"),
+    # f = 21; the window reaches the image's right and bottom edges, so it grows backwards (254..800, 201..600)
+    pytest.param([300.0, 250.0, 799.5, 599.5], 16, id="f21-grown-backwards"),
 ])
 def test_uniform_image_gives_uniform_crop(box, size):
     """Any box wholly inside a constant image must crop to that constant, pre-reduced or not."""
@@ -134,6 +138,24 @@ def test_pre_reduction_keeps_coordinates_exact(box, size, tol):
     np.testing.assert_allclose(out[0, inner, inner].numpy(), np.broadcast_to(cx[inner], (n, n)), rtol=0, atol=tol)
     np.testing.assert_allclose(out[1, inner, inner].numpy(), np.broadcast_to(cy[inner, None], (n, n)), rtol=0, atol=tol)
     np.testing.assert_allclose(out[2].numpy(), 77.0, rtol=0, atol=1e-3)
+
+
+def test_window_padded_to_whole_blocks_keeps_the_grid():
+    """The whole 800×600 image at 32 px: f = 18 and the window is padded by 10 and 12 pixels beyond the image
+    (repeating its edge). A constant image must crop to its constant up to its very edges: neither the
+    padding nor the half shrunk pixel at each edge (9 image pixels) may blend in black."""
+    img = np.full((H, W, 3), 100, np.uint8)
+    box = np.array([[-0.5, -0.5, W - 0.5, H - 0.5]])
+    assert reduction_factor(box, 32) == 18
+    out = crop_u8(img, box, 32)
+    torch.testing.assert_close(out, torch.full((1, 3, 32, 32), 100.0), rtol=0, atol=1e-3)
+
+
+def test_whole_blocks_hand_values():
+    assert _whole_blocks(68, 389, 16, 800) == (68, 404, 0)  # forward
+    assert _whole_blocks(258, 800, 21, 800) == (254, 800, 0)  # backward, at the far edge
+    assert _whole_blocks(0, 800, 18, 800) == (0, 800, 10)  # neither: pad
+    assert _whole_blocks(10, 30, 5, 100) == (10, 30, 0)  # already whole
 
 
 # ---------------------------------------------------------------- only the window becomes a tensor

@@ -243,3 +243,18 @@ def test_gradient_to_image_block_average():
     want = torch.zeros_like(img)
     want[:, :, 3:19, 2:18] = 1 / 16
     torch.testing.assert_close(img.grad, want, **F64)
+
+
+def test_inside_repeats_edges_within_the_picture_and_weighs_cells_beyond_it():
+    """A constant 10×10 image of 50. Box [5.5, 9.5]² at 4 px, 2 sub-samples: the last sub-sample (9.25) lies
+    between the last pixel centre and the image's edge (9.5). Zero padding blends it with black (37.5, so the
+    last column averages 43.75); with `inside` it reads 50. Box [-1, 9]² at 5 px, 2 sub-samples: the first
+    sub-sample's cell [-1, 0] is half outside the picture (edge -0.5), so column 0 is (0.5 + 1)/2 · 50."""
+    img = torch.full((1, 1, 10, 10), 50.0)
+    edge = (-0.5, -0.5, 9.5, 9.5)
+    box = torch.tensor([[5.5, 5.5, 9.5, 9.5]])
+    assert roi_align(img, box, None, 4, 2)[0, 0, 0].tolist() == pytest.approx([50.0, 50.0, 50.0, 43.75], abs=1e-3)
+    assert roi_align(img, box, None, 4, 2, inside=edge)[0, 0, 0].tolist() == pytest.approx([50.0] * 4, abs=1e-3)
+    out = roi_align(img, torch.tensor([[-1.0, -1.0, 9.0, 9.0]]), None, 5, 2, inside=edge)[0, 0]
+    assert out[2].tolist() == pytest.approx([37.5, 50.0, 50.0, 50.0, 50.0], abs=1e-3)
+    assert out[0, 0].item() == pytest.approx(37.5 * 0.75, abs=1e-3)  # half a cell outside in x and in y

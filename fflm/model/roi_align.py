@@ -28,12 +28,16 @@ def roi_align(
     batch_index: torch.Tensor | None = None,
     size: int | tuple[int, int] = 128,
     ratio: int | None = None,
+    inside: tuple[float, float, float, float] | None = None,
 ) -> torch.Tensor:
     """Crops [K, C, S_h, S_w] of images [N, C, H, W] under boxes [K, 4] (image `batch_index[k]`; every box
     on the first image when None).
 
     Outside the image counts as zero. `ratio` None picks the sub-sampling from the largest box (which
-    reads the boxes back to the host: pass it when they live on a GPU).
+    reads the boxes back to the host: pass it when they live on a GPU). `inside` (x0, y0, x1, y1), for
+    images that are windows of a larger picture: the picture's extent in the images' pixel coordinates.
+    Samples within it repeat the images' edge pixels rather than blend with black over the last half pixel
+    (a half pixel of a shrunk window is many pixels of the picture); samples outside it are zero.
     """
     sw, sh = (size, size) if isinstance(size, int) else size
     k_boxes = boxes.shape[0]
@@ -48,15 +52,27 @@ def roi_align(
     gx = (xs + 0.5) * (2.0 / w) - 1.0  # grid_sample, align_corners=False: -1 is the left edge of pixel 0
     gy = (ys + 0.5) * (2.0 / h) - 1.0
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1).to(images.dtype)
+    padding = "zeros" if inside is None else "border"
     if batch_index is None:  # all boxes on the one image: a single call, no host synchronisation
         s = F.grid_sample(images[:1], grid.reshape(1, k_boxes * sh * k, sw * k, 2), mode="bilinear",
-                          padding_mode="zeros", align_corners=False)
+                          padding_mode=padding, align_corners=False)
         out = s.reshape(c, k_boxes, sh * k, sw * k).transpose(0, 1)
     else:  # one grid_sample per source image, with all its boxes stacked along the grid's height
         out = images.new_empty((k_boxes, c, sh * k, sw * k))
         for n in torch.unique(batch_index).tolist():
             sel = (batch_index == n).nonzero().flatten()
             g = grid[sel].reshape(1, len(sel) * sh * k, sw * k, 2)
-            s = F.grid_sample(images[n : n + 1], g, mode="bilinear", padding_mode="zeros", align_corners=False)
+            s = F.grid_sample(images[n : n + 1], g, mode="bilinear", padding_mode=padding, align_corners=False)
             out = out.index_copy(0, sel, s.reshape(c, len(sel), sh * k, sw * k).transpose(0, 1))
+    if inside is not None:  # each sub-sample weighted by the part of its cell inside the picture
+        in_x = _coverage(xs, (boxes[:, 2:3] - boxes[:, 0:1]) / (sw * k), inside[0], inside[2]).to(out.dtype)
+        in_y = _coverage(ys, (boxes[:, 3:4] - boxes[:, 1:2]) / (sh * k), inside[1], inside[3]).to(out.dtype)
+        out = out * (in_y[:, None, :, None] * in_x[:, None, None, :])
     return F.avg_pool2d(out, k) if k > 1 else out
+
+
+def _coverage(centres: torch.Tensor, step: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Fraction of each cell [c - step/2, c + step/2] (one sub-sample's share of the box) within [lo, hi]."""
+    half = step / 2
+    return ((torch.minimum(centres + half, centres.new_tensor(hi)) - torch.maximum(centres - half, centres.new_tensor(lo)))
+            / step).clamp(0.0, 1.0)
