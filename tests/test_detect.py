@@ -260,3 +260,44 @@ def test_detections_carry_the_landmark_box_from_the_header(tiny_detector: Path, 
     save_detector(tmp_path / "cal.safetensors", model, meta)
     assert BuiltinDetector(tmp_path / "cal.safetensors").landmark_box == [0.8, 0.0, 0.1]
     assert BuiltinDetector(tiny_detector).landmark_box is None
+
+
+def test_inference_preparation_keeps_the_maps() -> None:
+    """BatchNorm folded and channels-last (what BuiltinDetector serves) must not change the network's maps."""
+    import copy
+
+    from fflm.inference import for_inference
+
+    torch.manual_seed(0)
+    net = FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8)).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    served = for_inference(copy.deepcopy(net))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in served.modules())
+    x = torch.rand(1, 3, 96, 128) * 255
+    with torch.inference_mode():
+        for a, b in zip(served(x), net(x)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_prepare_normalises_and_pads_with_the_mean_colour() -> None:
+    from fflm.detect.run import prepare
+
+    net = FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8, mean=(100.0, 50.0, 10.0), std=2.0))
+    image = np.array([[[100, 50, 10], [104, 50, 0]], [[0, 0, 0], [255, 255, 255]], [[100, 52, 10], [98, 50, 12]]], np.uint8)
+    x = prepare(net, image)
+    assert x.shape == (1, 3, 32, 32)
+    assert x[0, :, 0, 1].tolist() == [2.0, 0.0, -5.0]
+    assert x[0, :, 1, 1].tolist() == [77.5, 102.5, 122.5]
+    assert x[0, :, 2, 0].tolist() == [0.0, 1.0, 0.0]
+    assert float(x[0, :, 3:].abs().max()) == 0.0 and float(x[0, :, :, 2:].abs().max()) == 0.0  # mean colour
+    # the same maps as the training path on the image padded with the mean colour
+    padded = torch.tensor(net.config.mean).view(1, 3, 1, 1).repeat(1, 1, 32, 32)
+    padded[0, :, :3, :2] = torch.from_numpy(image).permute(2, 0, 1).float()
+    with torch.inference_mode():
+        for a, b in zip(net.eval().run_normalised(x), net(padded)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

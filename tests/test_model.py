@@ -333,7 +333,7 @@ def test_fused_batchnorm_gives_the_same_points():
     """Folding BatchNorm into the convolutions (done by Landmarker) must not change the outputs."""
     import copy
 
-    from fflm.model.hourglass import fuse_batchnorm
+    from fflm.inference import fuse_batchnorm
 
     torch.manual_seed(0)
     m = LandmarkNet(tiny_config()).eval()

@@ -12,7 +12,8 @@ from fflm.detect.base import Detection
 from fflm.detect.files import detect_file
 from fflm.detect.run import infer
 from fflm.detect.tiling import detect_tiled
-from fflm.detect.weights import load_detector, to_inference
+from fflm.detect.weights import load_detector
+from fflm.inference import for_inference
 
 
 def parse_tiles(value: str | int | None) -> str | int:
@@ -77,7 +78,7 @@ class BuiltinDetector:
                  max_faces: int | None = None, min_face_size: float = 0.0, threshold: float | None = None,
                  nms_iou: float = 0.4, threads: int | None = None) -> None:
         self.model, self.metadata = load_detector(model_path)
-        to_inference(self.model)
+        for_inference(self.model)
         extra = self.model.config.extra
         self.proxy = int(proxy or self.model.config.proxy)
         self.threshold = float(threshold if threshold is not None else extra.get("threshold", 0.5))

@@ -91,7 +91,10 @@ class FaceNet(nn.Module):
         self.register_buffer("mean", torch.tensor(c.mean).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = (x - self.mean) / self.config.std
+        return self.run_normalised((x - self.mean) / self.config.std)
+
+    def run_normalised(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps of an input already normalised as (RGB - mean) / std (see `fflm.detect.run.prepare`)."""
         c8 = self.s8(self.s4(self.s2(x)))
         c16 = self.s16(c8)
         c32 = self.s32(c16)

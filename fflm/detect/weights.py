@@ -84,13 +84,4 @@ def describe_detector(path: str | Path) -> dict:
     }
 
 
-def to_inference(model: FaceNet) -> FaceNet:
-    """Eval mode without autograd bookkeeping."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-__all__ = ["DetectorModelError", "DEFAULT_DETECTOR", "save_detector", "load_detector", "describe_detector",
-           "to_inference", "torch"]
+__all__ = ["DetectorModelError", "DEFAULT_DETECTOR", "save_detector", "load_detector", "describe_detector", "torch"]

@@ -19,18 +19,6 @@ def conv_bn_relu(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int =
     return nn.Sequential(*layers)
 
 
-def fuse_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold every conv-BN pair of `conv_bn_relu` blocks into the convolution (inference only: the module
-    then has no BatchNorm layers and its state dict no longer matches a weights file)."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    for m in module.modules():
-        if isinstance(m, nn.Sequential) and len(m) >= 2 and isinstance(m[0], nn.Conv2d) and isinstance(m[1], nn.BatchNorm2d):
-            m[0] = fuse_conv_bn_eval(m[0].eval(), m[1].eval())
-            m[1] = nn.Identity()
-    return module
-
-
 class Residual(nn.Module):
     """Bottleneck residual block; `light` replaces the 3×3 convolution by depthwise 3×3 + pointwise 1×1.
 
