@@ -47,9 +47,18 @@ def _whole_blocks(lo: int, hi: int, f: int, limit: int) -> tuple[int, int, int]:
 def crop_u8(image: np.ndarray, boxes: np.ndarray, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Crops [K, 3, S, S] (float, 0..255) under boxes [K, 4] (image pixels) of a uint8 [H, W, 3] image.
 
-    Parts of a box outside the image are black, as in training.
+    Parts of a box outside the image are black, as in training. Each box has its own window and shrink
+    factor: a mouth box half as large again as the eyes' does not make the eyes sample at its rate (on a 2K
+    and an 8K portrait, a pass of the landmark model ~6 ms faster than one window around all four regions).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 1:
+        return _crop_window(image, boxes, size, device)
+    return torch.cat([_crop_window(image, b[None], size, device) for b in boxes])
+
+
+def _crop_window(image: np.ndarray, boxes: np.ndarray, size: int, device: torch.device | str) -> torch.Tensor:
+    """Crops of `boxes` from one window around them all, shrunk by one factor."""
     h, w = image.shape[:2]
     f = reduction_factor(boxes, size)
     x0, y0, x1, y1 = window_for(boxes, w, h, margin=2 * f)  # two shrunk pixels of margin for bilinear

@@ -38,18 +38,18 @@ def reference(img: np.ndarray, boxes, size: int, ratio: int | None = None) -> to
 
 @pytest.mark.parametrize("boxes,size", [
     ([[100.3, 50.7, 180.2, 130.6]], 48),  # inside
-    ([[10.0, 20.0, 40.0, 50.0], [300.5, 400.25, 350.5, 450.25]], 16),  # two boxes, one window around both
+    ([[10.0, 20.0, 40.0, 50.0], [300.5, 400.25, 322.5, 422.25]], 16),  # two boxes, each from its own window
     ([[-40.2, -30.5, 60.1, 69.8]], 64),  # partly outside, top-left
     ([[750.7, 560.2, 830.9, 640.4]], 48),  # partly outside, bottom-right
     ([[-5.0, 100.0, 805.0, 140.0]], 64),  # wider than the image (short side decides: no reduction)
 ])
 def test_small_boxes_equal_roi_align_on_whole_image(smooth_u8, boxes, size):
-    assert reduction_factor(np.array(boxes), size) == 1
+    assert all(reduction_factor(np.array([b]), size) == 1 for b in boxes)
     out = crop_u8(smooth_u8, np.array(boxes), size)
     assert out.shape == (len(boxes), 3, size, size) and out.dtype == torch.float32
-    b = np.array(boxes)
-    ratio = max(1, round(float((b[:, 2:] - b[:, :2]).max()) / size))  # one bilinear sample up to 1.5 px per crop px
-    torch.testing.assert_close(out, reference(smooth_u8, boxes, size, ratio), rtol=0, atol=0.02)
+    for k, b in enumerate(np.array(boxes)):
+        ratio = max(1, round(float((b[2:] - b[:2]).max()) / size))  # one bilinear sample up to 1.5 px per crop px
+        torch.testing.assert_close(out[k : k + 1], reference(smooth_u8, [b], size, ratio), rtol=0, atol=0.02)
 
 
 def test_random_image_aligned_box_is_exact_slice(face_image):
@@ -217,3 +217,11 @@ def test_partly_outside_is_black_outside(smooth_u8):
     out = crop_u8(smooth_u8, box, 64)
     torch.testing.assert_close(out[..., :31], torch.zeros(1, 3, 64, 31), rtol=0, atol=1e-3)
     assert (out[..., 32:] > 10).all()
+
+
+def test_a_crop_does_not_depend_on_the_other_boxes(smooth_u8):
+    """Eyes and a mouth 1.5× larger: each box is cut at its own rate, as if it were alone."""
+    boxes = np.array([[100.0, 100.0, 245.0, 245.0], [300.0, 100.0, 441.0, 241.0], [150.0, 300.0, 352.0, 502.0]])
+    together = crop_u8(smooth_u8, boxes, 32)
+    for k, b in enumerate(boxes):
+        torch.testing.assert_close(together[k : k + 1], crop_u8(smooth_u8, b[None], 32), rtol=0, atol=0)
