@@ -382,3 +382,41 @@ def test_flip_average_hand_computed(tiny_model, monkeypatch):
     out = tiny_model.run_global(torch.zeros(3, 3, 64, 64), flip=True)
     torch.testing.assert_close(out.points, torch.tensor([16.5, 25.0]).expand(3, 68, 2))
     torch.testing.assert_close(out.scores, torch.full((3, 68), 0.4))
+
+
+@pytest.mark.parametrize("light, stacks, stages", [(False, 1, 1), (True, 2, 2)])
+def test_stacked_regions_give_the_same_points(light, stacks, stages):
+    """The grouped network that runs all regions in one call (inference) must give each region's own points.
+    Regions hold 6 to 20 points, so the heads (and with two stacks the heat-map merges) are zero-padded."""
+    import copy
+
+    from fflm.inference import for_inference
+
+    torch.manual_seed(0)
+    net = HourglassConfig(width=8, depth=1, stem_stride=4, light=light, stacks=stacks)
+    m = LandmarkNet(tiny_config(regional_net=net, regional_stages=stages)).eval()
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-1, 1)
+            mod.running_var.uniform_(0.5, 2)
+    served = for_inference(copy.deepcopy(m))
+    crops = torch.rand(3, len(m.scheme.regions), 3, 32, 32) * 255
+    with torch.inference_mode():
+        for stage in range(stages):
+            separate = served.run_regions(crops, stage)
+            served.stack_regions()
+            together = served.run_regions(crops, stage)
+            served.__dict__.pop("_stacked")
+            for a, b in zip(together, separate):
+                torch.testing.assert_close(a.points, b.points, atol=1e-3, rtol=0)
+                torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=0)
+                for p, q in zip(a.stack_points, b.stack_points):
+                    torch.testing.assert_close(p, q, atol=1e-3, rtol=0)
+
+
+def test_stacking_refuses_unfolded_batchnorm():
+    from fflm.inference import stack_convnets
+
+    m = LandmarkNet(tiny_config())
+    with pytest.raises(ValueError, match="BatchNorm"):
+        stack_convnets(list(m.regional_nets[0]))

@@ -223,15 +223,17 @@ def _stub_stages(monkeypatch, lm: Landmarker, global_point, region_point) -> Non
         pts = torch.tensor([global_point(i) for i in range(N)], dtype=torch.float32).expand(b, N, 2).clone()
         return StageOutput(pts, torch.full((b, N), 0.25), [pts])
 
-    def run_region(region: int, crops: torch.Tensor, stage: int = 0) -> StageOutput:
-        k = crops.shape[0]
-        assert crops.shape[1:] == (3, model.config.crop_size, model.config.crop_size)
-        n = len(model.scheme.regions[region].indices)
-        pts = torch.tensor(region_point, dtype=torch.float32).expand(k, n, 2).clone()
-        return StageOutput(pts, torch.full((k, n), 0.75), [pts])
+    def run_regions(crops: torch.Tensor, stage: int = 0) -> list[StageOutput]:
+        k, r = crops.shape[:2]
+        assert crops.shape[1:] == (len(model.scheme.regions), 3, model.config.crop_size, model.config.crop_size)
+        out = []
+        for region in model.scheme.regions:
+            pts = torch.tensor(region_point, dtype=torch.float32).expand(k, len(region.indices), 2).clone()
+            out.append(StageOutput(pts, torch.full((k, len(region.indices)), 0.75), [pts]))
+        return out
 
     monkeypatch.setattr(model, "run_global", run_global)
-    monkeypatch.setattr(model, "run_region", run_region)
+    monkeypatch.setattr(model, "run_regions", run_regions)
 
 
 JAW = list(range(17))  # the 68-point scheme refines every point but the jaw

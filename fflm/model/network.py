@@ -50,10 +50,13 @@ class LandmarkNet(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255, persistent=False)
 
     def _run(self, net: HourglassNet, head: SoftArgmax, x: torch.Tensor) -> StageOutput:
-        heatmaps = net((x - self.mean) / self.std)
-        pts = [head(h, net.stride) for h in heatmaps]
+        return self._points(net((x - self.mean) / self.std), head, net.stride)
+
+    @staticmethod
+    def _points(heatmaps: list[torch.Tensor], head: SoftArgmax, stride: int) -> StageOutput:
+        pts = [head(h, stride) for h in heatmaps]
         last_pts, last_prob = pts[-1]
-        return StageOutput(last_pts, confidence(last_prob, last_pts, net.stride), [p for p, _ in pts])
+        return StageOutput(last_pts, confidence(last_prob, last_pts, stride), [p for p, _ in pts])
 
     def run_global(self, proxy: torch.Tensor, flip: bool = False) -> StageOutput:
         """Global stage on proxies [B, 3, P, P]; points in proxy pixels. With `flip` (test-time augmentation) the
@@ -76,6 +79,28 @@ class LandmarkNet(nn.Module):
     def run_region(self, region: int, crops: torch.Tensor, stage: int = 0) -> StageOutput:
         """Regional stage `stage` of region `region` on crops [K, 3, S, S]; points in crop pixels."""
         return self._run(self.regional_nets[stage][region], self.regional_heads[stage][region], crops)
+
+    def run_regions(self, crops: torch.Tensor, stage: int = 0) -> list[StageOutput]:
+        """Regional stage `stage` of every region on crops [K, R, 3, S, S]: one StageOutput per region. After
+        `stack_regions` the R networks run as one grouped network (one call, inference only)."""
+        stacked = self.__dict__.get("_stacked")  # a plain attribute: not part of the module tree or state dict
+        if stacked is None:
+            return [self.run_region(r, crops[:, r], stage) for r in range(len(self.scheme.regions))]
+        k, r, c, h, w = crops.shape
+        x = ((crops - self.mean[:, None]) / self.std[:, None]).reshape(k, r * c, h, w)
+        maps = stacked[stage](x.contiguous(memory_format=torch.channels_last))
+        width = maps[0].shape[1] // r
+        heads = self.regional_heads[stage]
+        return [self._points([m[:, i * width : i * width + len(region.indices)] for m in maps], heads[i],
+                             self.regional_nets[stage][i].stride)
+                for i, region in enumerate(self.scheme.regions)]
+
+    def stack_regions(self) -> None:
+        """Build the grouped copies of each stage's regional networks that `run_regions` then uses (after
+        BatchNorm is folded: see fflm.inference.stack_convnets)."""
+        from fflm.inference import stack_convnets
+
+        self.__dict__["_stacked"] = [stack_convnets(list(nets)) for nets in self.regional_nets]
 
     def region_boxes(self, points: torch.Tensor, frame_side: torch.Tensor) -> torch.Tensor:
         """Boxes [B, R, 4] around each region's points [B, N, 2] (any pixel frame), made square.
@@ -118,8 +143,7 @@ class LandmarkNet(nn.Module):
                 boxes = _jitter_boxes(boxes, jitter, centre_jitter)
             crops = crop(boxes)
             refined = current.clone()
-            for r, region in enumerate(self.scheme.regions):
-                out = self.run_region(r, crops[:, r], stage)
+            for r, (region, out) in enumerate(zip(self.scheme.regions, self.run_regions(crops, stage))):
                 idx = list(region.indices)
                 refined[:, idx] = local_to_box(out.points, boxes[:, r], self.config.crop_size)
                 scores[:, idx] = out.scores
