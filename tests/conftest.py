@@ -39,6 +39,17 @@ def weights(tmp_path_factory) -> Path:
     return path
 
 
+def randomise_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Give every BatchNorm layer non-trivial statistics and affine terms, so that folding them is tested."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return module
+
+
 def shape68() -> np.ndarray:
     """A plausible 68-point iBUG face in unit coordinates (centre 0, about 1 wide). Outer eye corners: 36 is
     the leftmost point of the first eye, 45 the rightmost of the second, 0.64 apart."""

@@ -21,6 +21,7 @@ from fflm.detect.targets import detector_loss, level_targets
 from fflm.detect.tiling import detect_tiled, tile_plan, tile_windows
 from fflm.detect.weights import load_detector, save_detector
 from fflm.imageio import read_image
+from conftest import randomise_batchnorm
 
 torch.set_num_threads(1)
 
@@ -269,13 +270,7 @@ def test_inference_preparation_keeps_the_maps() -> None:
     from fflm.inference import for_inference
 
     torch.manual_seed(0)
-    net = FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8)).eval()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
+    net = randomise_batchnorm(FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8)).eval())
     served = for_inference(copy.deepcopy(net))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in served.modules())
     x = torch.rand(1, 3, 96, 128) * 255

@@ -12,7 +12,7 @@ from torch import nn
 from fflm.model import HourglassConfig, LandmarkNet, ModelConfig, preset
 from fflm.model.roi_align import roi_align
 from fflm.scheme import IBUG68, LandmarkScheme, Region
-from conftest import tiny_config
+from conftest import randomise_batchnorm, tiny_config
 
 B, R = 2, 128  # batch, input image side (proxy 64, crops 32 in tiny_config)
 
@@ -336,13 +336,7 @@ def test_fused_batchnorm_gives_the_same_points():
     from fflm.inference import fuse_batchnorm
 
     torch.manual_seed(0)
-    m = LandmarkNet(tiny_config()).eval()
-    for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_mean.uniform_(-1, 1)
-            mod.running_var.uniform_(0.5, 2)
-            mod.weight.data.uniform_(0.5, 1.5)
-            mod.bias.data.uniform_(-0.5, 0.5)
+    m = randomise_batchnorm(LandmarkNet(tiny_config()).eval())
     fused = fuse_batchnorm(copy.deepcopy(m))
     assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in fused.modules())
     x = torch.rand(2, 3, 64, 64) * 255
@@ -394,11 +388,7 @@ def test_stacked_regions_give_the_same_points(light, stacks, stages):
 
     torch.manual_seed(0)
     net = HourglassConfig(width=8, depth=1, stem_stride=4, light=light, stacks=stacks)
-    m = LandmarkNet(tiny_config(regional_net=net, regional_stages=stages)).eval()
-    for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_mean.uniform_(-1, 1)
-            mod.running_var.uniform_(0.5, 2)
+    m = randomise_batchnorm(LandmarkNet(tiny_config(regional_net=net, regional_stages=stages)).eval())
     served = for_inference(copy.deepcopy(m))
     crops = torch.rand(3, len(m.scheme.regions), 3, 32, 32) * 255
     with torch.inference_mode():
