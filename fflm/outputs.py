@@ -18,6 +18,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from fflm.fileio import atomic_write
 from fflm.pts import format_pts
 from fflm.scheme import LandmarkScheme
 
@@ -52,23 +53,6 @@ class ImageResult:
         if self.error is not None:
             return {**d, "error": self.error}
         return {**d, "width": self.width, "height": self.height, "faces": [f.to_dict() for f in self.faces]}
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write a file so that readers see either the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_json(results: list[ImageResult], single: bool) -> str:

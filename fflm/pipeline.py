@@ -21,6 +21,7 @@ from fflm.imageio import read_image, to_rgb8
 from fflm.inference import for_inference
 from fflm.model.network import StageOutput
 from fflm.scheme import LandmarkScheme
+from fflm.shape import regularise
 from fflm.weights import DEFAULT_WEIGHTS, load_model
 
 
@@ -66,11 +67,12 @@ class Landmarker:
     takes a path or an RGB uint8 array [H, W, 3] and optional face boxes; without boxes the detector
     finds them: `detector` is a FaceDetector or a name of fflm.detect.make_detector ("builtin", the
     default; "yunet" needs a model file so pass an object; "none" = the whole image is the face).
+    `shape_prior`: use the weights' shape model, when they have one, on the points no region refines.
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  detector: FaceDetector | str = "builtin", recentre: bool = True,
-                 recentre_tolerance: float = 0.05, flip: bool = False) -> None:
+                 recentre_tolerance: float = 0.05, flip: bool = False, shape_prior: bool = True) -> None:
         self.device = pick_device(device)
         self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
         for_inference(self.model)
@@ -80,6 +82,8 @@ class Landmarker:
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
         self.flip = flip  # global stage also on the mirrored face, averaged: more accurate, one more pass
+        # the weights' shape model pulls the points no regional network refines toward a plausible face
+        self.shape = self.model.shape_model() if shape_prior else None
         self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
 
     @classmethod
@@ -154,6 +158,9 @@ class Landmarker:
                 frames[redo] = proposed[redo]
         out = self._run(images, frames, g)
         final = out["final"].float().cpu().numpy().astype(np.float64)
+        if self.shape is not None:
+            c, unrefined = self.model.config.shape_prior, self.scheme.unrefined_indices
+            final = np.stack([regularise(f, self.shape, unrefined, c.weight, c.blend, c.prior) for f in final])
         glob = out["global"][-1].float().cpu().numpy().astype(np.float64)
         scores = out["scores"].float().cpu().numpy().astype(np.float64)
         return [Face(d.box, float(d.score), final[k], scores[k], glob[k]) for k, d in enumerate(dets)]

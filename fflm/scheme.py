@@ -65,6 +65,12 @@ class LandmarkScheme:
         """All point indices refined by some region, in region order."""
         return [i for r in self.regions for i in r.indices]
 
+    @property
+    def unrefined_indices(self) -> list[int]:
+        """Point indices no region refines (the global stage's alone), ascending."""
+        refined = set(self.refined_indices)
+        return [i for i in range(self.num_points) if i not in refined]
+
     def flip_permutation(self) -> list[int]:
         """perm such that points_flipped = points[perm] after mirroring x."""
         perm = list(range(self.num_points))

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from fflm.fileio import atomic_write
 from fflm.model import LandmarkNet, ModelConfig
 
 FORMAT = "fflm-landmarks/1"
@@ -46,9 +47,7 @@ def save_model(path: str | Path, model: LandmarkNet, metadata: dict | None = Non
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     header = {"format": FORMAT, "config": model.config.to_json(), "metadata": json.dumps(metadata or {}, sort_keys=True)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=header)
-    tmp.replace(path)
+    atomic_write(path, save(state, metadata=header))
 
 
 def raw_header(path: str | Path) -> dict:
@@ -124,6 +123,8 @@ def describe(path: str | Path) -> dict:
             "regional_net": net(config.regional_net),
             "regional_stages": config.regional_stages,
             "frame_scale": config.frame_scale,
+            "shape_model": (f"{config.shape_prior.components} modes (unrefined points weight {config.shape_prior.weight},"
+                            f" moved {config.shape_prior.blend} of the way)" if config.shape_prior.components else "none"),
         },
         "scheme": {
             "name": scheme.name,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from fflm.model import HourglassConfig, LandmarkNet, ModelConfig
+from fflm.pts import format_pts
 from fflm.weights import save_model
 
 torch.set_num_threads(1)
@@ -63,6 +65,20 @@ def shape68() -> np.ndarray:
     c = np.linspace(np.pi, -np.pi, 9)[:-1]
     mouth = [np.stack([0.2 * np.cos(b), 0.32 + 0.08 * np.sin(b)], 1), np.stack([0.12 * np.cos(c), 0.32 + 0.03 * np.sin(c)], 1)]
     return np.concatenate([jaw, *brows, *nose, eye + [-0.22, -0.12], eye + [0.22, -0.12], *mouth])
+
+
+def faces(folder: Path, n: int, distinct: int | None = None, size: int = 72, seed: int = 0) -> Path:
+    """A 300-W style folder of n faces (image + 1-based .pts); with `distinct`, face k repeats face k % distinct."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        rng = np.random.default_rng((seed, k % (distinct or n)))
+        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        pts = size / 2 + shape68() * size * 0.55 + rng.normal(0, 0.8, (68, 2))
+        for x, y in pts:
+            cv2.circle(img, (int(round(x)), int(round(y))), 1, (255, 255, 255), -1)
+        assert cv2.imwrite(str(folder / f"f{k}.png"), img)
+        (folder / f"f{k}.pts").write_text(format_pts(pts))
+    return folder
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:

@@ -11,12 +11,12 @@ import stat
 import numpy as np
 import pytest
 
-import fflm.outputs as outputs
+import fflm.fileio as fileio
 from fflm.imageio import read_image
+from fflm.fileio import atomic_write
 from fflm.outputs import (
     REGION_COLOURS,
     ImageResult,
-    atomic_write,
     csv_header,
     draw_overlay,
     overlay_path,
@@ -234,7 +234,7 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(outputs.os, "replace", broken_replace)
+    monkeypatch.setattr(fileio.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk on fire"):
         atomic_write(target, "new contents")
     assert target.read_text() == "old contents"

@@ -22,14 +22,13 @@ import torch
 from safetensors.torch import load_file
 
 from fflm.model import LandmarkNet
-from fflm.pts import format_pts
 from fflm.scheme import IBUG68
 from fflm.train import loop
 from fflm.train.data import Augment, LandmarkDataset
 from fflm.train.loop import TrainConfig, TrainError, build_model, lr_at, train
 from fflm.weights import load_model, read_header
 
-from conftest import one_error, run_cli as cli, shape68, tiny_config
+from conftest import faces, one_error, run_cli as cli, tiny_config
 
 N = 68
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,20 +36,6 @@ RUN_FILES = {"config.json", "checkpoint.pt", "log.csv", "curves.png", "best.safe
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-
-
-def faces(folder: Path, n: int, distinct: int | None = None, size: int = 72, seed: int = 0) -> Path:
-    """A 300-W style folder of n faces (image + 1-based .pts); with `distinct`, face k repeats face k % distinct."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in range(n):
-        rng = np.random.default_rng((seed, k % (distinct or n)))
-        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-        pts = size / 2 + shape68() * size * 0.55 + rng.normal(0, 0.8, (N, 2))
-        for x, y in pts:
-            cv2.circle(img, (int(round(x)), int(round(y))), 1, (255, 255, 255), -1)
-        assert cv2.imwrite(str(folder / f"f{k}.png"), img)
-        (folder / f"f{k}.pts").write_text(format_pts(pts))
-    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -500,3 +485,17 @@ def test_cli_train_help(capsys):
     assert rc == 0 and "Examples" in out
     for opt in ("--data", "--val", "--resume", "--init", "--epochs", "--resolution", "--crop-size", "--seed"):
         assert opt in out, opt
+
+
+def test_a_run_fits_its_shape_model_from_the_training_faces(tmp_path, monkeypatch):
+    """The shipped recipe has a shape model: a run fits it on its training faces and exports it."""
+    monkeypatch.setattr(loop, "preset", lambda variant, scheme, crop_size: tiny_config(
+        scheme=scheme.to_dict(), crop_size=crop_size, shape_prior={"components": 3}))
+    train_dir = faces(tmp_path / "train", 6)
+    best, messages = run(config(tmp_path / "run", train_dir, epochs=1))
+    assert "shape model: 3 modes fitted on 6 faces" in messages
+    model, _ = load_model(best)
+    assert model.shape_model() is not None and model.shape_model().components.shape == (3, 68, 2)
+    few = faces(tmp_path / "few", 3)
+    _, messages = run(config(tmp_path / "run2", few, epochs=1))
+    assert "shape model: 3 faces are too few for 3 modes; none stored" in messages

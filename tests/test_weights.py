@@ -232,3 +232,22 @@ def test_init_from_foreign_file(tmp_path):
     save_file({"w": torch.zeros(3)}, str(path))
     with pytest.raises(WeightsError):
         init_from(LandmarkNet(tiny_config()), path)
+
+
+def test_weights_files_are_written_atomically_with_the_usual_permissions(tmp_path):
+    """safetensors alone writes 0600 files in place; fflm writes through fflm.fileio.atomic_write."""
+    import os
+    import stat
+
+    from fflm.detect.model import DetectorConfig, FaceNet
+    from fflm.detect.weights import save_detector
+
+    old = os.umask(0o022)
+    try:
+        save_model(tmp_path / "w.safetensors", LandmarkNet(tiny_config()))
+        save_detector(tmp_path / "d.safetensors", FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8)))
+    finally:
+        os.umask(old)
+    for name in ("w.safetensors", "d.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+    assert sorted(os.listdir(tmp_path)) == ["d.safetensors", "w.safetensors"]

@@ -40,6 +40,8 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the report (with per-image errors) as JSON."),
     plot: Path = typer.Option(None, "--plot", help="Write the cumulative error curve as PNG."),
     flip: bool = FlipOpt,
+    shape_prior: bool = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model "
+                                     "(when they have one) on the points no region refines, as detect does."),
     device=DeviceOpt,
 ) -> int:
     """Measure a model on annotated faces: NME, failure rate and AUC, per region, stage and face size.
@@ -60,7 +62,7 @@ def evaluate(
         from fflm.cli.common import boxes_source
 
         box_source = boxes_source(Path(boxes), None)
-    lm = make_landmarker(weights, device, None, flip=flip)
+    lm = make_landmarker(weights, device, None, flip=flip, shape_prior=shape_prior)
     samples = read_annotations(data, lm.scheme.num_points)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(samples))

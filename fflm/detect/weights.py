@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from fflm.detect.model import DetectorConfig, FaceNet
+from fflm.fileio import atomic_write
 
 FORMAT = "fflm-detector/1"
 DEFAULT_NAME = "fflm-detector.safetensors"
@@ -36,9 +37,7 @@ def save_detector(path: str | Path, model: FaceNet, metadata: dict | None = None
     state = {k: v.detach().contiguous().cpu().float() for k, v in model.state_dict().items()
              if v.dtype.is_floating_point}
     header = {"format": FORMAT, "config": model.config.to_json(), "metadata": json.dumps(metadata or {}, sort_keys=True)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=header)
-    tmp.replace(path)
+    atomic_write(path, save(state, metadata=header))
 
 
 def load_detector(path: str | Path | None = None) -> tuple[FaceNet, dict]:

@@ -18,6 +18,7 @@ from fflm.model.config import ModelConfig
 from fflm.model.heads import SoftArgmax, confidence
 from fflm.model.hourglass import HourglassNet
 from fflm.model.roi_align import roi_align
+from fflm.shape import ShapeModel
 
 
 @dataclass
@@ -46,8 +47,27 @@ class LandmarkNet(nn.Module):
             nn.ModuleList(SoftArgmax(config.temperature, config.learn_temperature) for _ in self.scheme.regions)
             for _ in range(config.regional_stages)
         )
+        k = config.shape_prior.components
+        if k:  # the shape model (fflm.shape), fitted from the training annotations; zeros until then
+            self.register_buffer("shape_mean", torch.zeros(self.scheme.num_points, 2))
+            self.register_buffer("shape_components", torch.zeros(k, self.scheme.num_points, 2))
+            self.register_buffer("shape_variances", torch.zeros(k))
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def shape_model(self) -> ShapeModel | None:
+        """The stored shape model, or None when the configuration has none or it was never fitted."""
+        if not self.config.shape_prior.components or not bool((self.shape_variances > 0).all()):
+            return None
+        return ShapeModel(*(t.detach().cpu().double().numpy() for t in
+                            (self.shape_mean, self.shape_components, self.shape_variances)))
+
+    def set_shape_model(self, model: ShapeModel) -> None:
+        """Store a fitted shape model (its mode count must be the configuration's)."""
+        for name, value in (("shape_mean", model.mean), ("shape_components", model.components),
+                            ("shape_variances", model.variances)):
+            buf = getattr(self, name)
+            buf.copy_(torch.as_tensor(value, dtype=buf.dtype))
 
     def _run(self, net: HourglassNet, head: SoftArgmax, x: torch.Tensor) -> StageOutput:
         return self._points(net((x - self.mean) / self.std), head, net.stride)

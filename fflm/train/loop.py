@@ -23,6 +23,7 @@ from fflm.model import LandmarkNet, ModelConfig, preset
 from fflm.scheme import load_scheme
 from fflm.train.data import Augment, LandmarkDataset, read_annotations
 from fflm.train.losses import LOSSES, landmark_loss
+from fflm.train.shape import fit_shape
 from fflm.weights import init_from, read_header, save_model
 
 
@@ -157,6 +158,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     model.to(device)
     train_samples = read_annotations(cfg.data, scheme.num_points)
     val_samples = read_annotations(cfg.val, scheme.num_points) if cfg.val else []
+    if not resume and model.config.shape_prior.components:  # a resumed run has it in its checkpoint
+        log(fit_shape(model, train_samples))
     if cfg.max_val:
         val_samples = val_samples[: cfg.max_val]
     fs = model.config.frame_scale
