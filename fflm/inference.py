@@ -13,8 +13,9 @@ from torch import nn
 
 
 def fuse_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold every conv-BN pair of `conv_bn_relu` blocks into the convolution (inference only: the module
-    then has no BatchNorm layers and its state dict no longer matches a weights file)."""
+    """Fold every conv-BN pair (a Sequential that starts Conv2d, BatchNorm2d: the conv-BN-ReLU blocks of both
+    networks) into the convolution (inference only: the module then has no BatchNorm layers and its state
+    dict no longer matches a weights file)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for m in module.modules():
