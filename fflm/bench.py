@@ -3,8 +3,8 @@
 Portraits of 512 px to 8K on the long side are made by resizing the shipped sample and saved as JPEG.
 Per resolution, in a fresh process each (so peak memory is that resolution's alone): decode time,
 detector time, landmark time per face, total in-process `predict` time, peak resident memory (and peak
-CUDA memory on a GPU). Then a folder of 1080p frames: images/s of `batch` (the runner: batched networks,
-decoding overlapped) against a loop of single-image `predict` calls in the same process. Timings are
+CUDA memory on a GPU). Then a folder of 1080p frames: images/s of `batch` (the runner: worker threads each
+taking a batch through the whole pipeline) against a loop of single-image `predict` calls in the same process. Timings are
 medians of repeated runs after a warm-up.
 """
 

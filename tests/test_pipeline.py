@@ -320,7 +320,8 @@ def test_runner_reports_a_bad_file_and_keeps_order(lm, tmp_path, image_files, ba
         assert (r.width, r.height) == (w, h)
         assert len(r.faces) == 1
         np.testing.assert_array_equal(r.faces[0].box, [-0.5, -0.5, w - 0.5, h - 0.5])
-    assert seen == [(str(p), cv2.imread(str(p)).shape) for p in image_files]  # each good image visited once, in order
+    # each good image visited once (by the worker that ran it, so in any order)
+    assert sorted(seen) == sorted((str(p), cv2.imread(str(p)).shape) for p in image_files)
 
 
 def test_runner_results_equal_predict(lm, image_files):
@@ -328,6 +329,39 @@ def test_runner_results_equal_predict(lm, image_files):
     for r, p in zip(results, image_files):
         [face] = lm.predict(p)
         np.testing.assert_allclose(r.faces[0].landmarks, face.landmarks, atol=1e-3)
+
+
+def test_runner_flushes_at_the_pixel_budget_with_the_same_results(lm, image_files, monkeypatch):
+    """A budget below one image runs the networks image by image inside a batch: same landmarks."""
+    whole = list(runner.run(lm, runner.file_items(image_files), batch_size=5, workers=1))
+    calls = []
+    real = lm.landmarks
+    monkeypatch.setattr(lm, "landmarks", lambda ims, dets: calls.append(len(ims)) or real(ims, dets))
+    monkeypatch.setattr(runner, "PIXEL_BUDGET", 1)
+    split = list(runner.run(lm, runner.file_items(image_files), batch_size=5, workers=1))
+    assert calls == [1] * 5
+    for a, b in zip(whole, split):
+        np.testing.assert_allclose(a.faces[0].landmarks, b.faces[0].landmarks, atol=1e-4)
+
+
+def test_runner_shares_torch_threads_among_workers_and_restores_them(lm, image_files, monkeypatch):
+    seen = []
+    real = lm.landmarks
+    monkeypatch.setattr(lm, "landmarks", lambda ims, dets: seen.append(torch.get_num_threads()) or real(ims, dets))
+    old = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        list(runner.run(lm, runner.file_items(image_files * 2), batch_size=2, workers=2))  # 5 batches, 2 workers
+        assert seen == [2] * 5 and torch.get_num_threads() == 4
+        seen.clear()
+        list(runner.run(lm, runner.file_items(image_files[:1]), batch_size=8, workers=2))  # one image: one worker
+        assert seen == [4]
+        gen = runner.run(lm, iter(runner.file_items(image_files)), batch_size=1, workers=2)
+        next(gen)
+        gen.close()  # a consumer that stops early still gets its threads back
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_runner_boxes_by_file_name(lm, image_files):

@@ -31,7 +31,7 @@ def batch(
     overlay_dir: Path = typer.Option(None, "--overlay-dir", help="Write an overlay image per input into this folder."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include images in sub-folders."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, max=256, help="Images per network batch."),
-    workers: int = typer.Option(2, "--workers", "-j", min=1, max=64, help="Decoding threads."),
+    workers: int = typer.Option(2, "--workers", "-j", min=1, max=64, help="Pipeline threads, each taking a batch through decoding, detection and the networks."),
     boxes: Path = BoxesOpt,
     weights: Path = WeightsOpt,
     device=DeviceOpt,

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from fflm.detect.base import Detection
 from fflm.detect.files import detect_file
@@ -76,7 +75,7 @@ class BuiltinDetector:
 
     def __init__(self, model_path: str | Path | None = None, proxy: int | None = None, tiles: str | int = "auto",
                  max_faces: int | None = None, min_face_size: float = 0.0, threshold: float | None = None,
-                 nms_iou: float = 0.4, threads: int | None = None) -> None:
+                 nms_iou: float = 0.4) -> None:
         self.model, self.metadata = load_detector(model_path)
         for_inference(self.model)
         extra = self.model.config.extra
@@ -84,19 +83,14 @@ class BuiltinDetector:
         self.threshold = float(threshold if threshold is not None else extra.get("threshold", 0.5))
         self.tiles = parse_tiles(tiles)
         self.max_faces, self.min_face_size, self.nms_iou = max_faces, float(min_face_size or 0.0), nms_iou
-        self.threads = threads
         self.landmark_box = extra.get("landmark_box")  # (scale, dx, dy) measured on 300-W at export, if any
 
     def _run(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return infer(self.model, small, self.threshold, self.nms_iou)
 
-    def _threads(self):
-        return _Threads(self.threads)
-
     def boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All boxes [K, 4] and scores [K] above the threshold, best first, before the face-count/size filters."""
-        with self._threads():
-            return detect_tiled(self._run, image, self.proxy, self.tiles, self.min_face_size, self.nms_iou, coarse=True)
+        return detect_tiled(self._run, image, self.proxy, self.tiles, self.min_face_size, self.nms_iou, coarse=True)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         boxes, scores = self.boxes(image)
@@ -104,22 +98,6 @@ class BuiltinDetector:
 
     def detect_file(self, path: str | Path) -> list[Detection]:
         """Like `detect(read_image(path))`, but decoding the photo only at the size the detector needs."""
-        with self._threads():
-            boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.min_face_size, self.nms_iou, coarse=True)
+        boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.min_face_size, self.nms_iou, coarse=True)
         return finish(boxes, scores, self.max_faces, self.min_face_size, self.landmark_box)
 
-
-class _Threads:
-    """Temporarily set torch's thread count (None: leave it)."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n, self.old = n, None
-
-    def __enter__(self) -> None:
-        if self.n:
-            self.old = torch.get_num_threads()
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc) -> None:
-        if self.old is not None:
-            torch.set_num_threads(self.old)
