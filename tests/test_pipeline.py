@@ -264,6 +264,21 @@ def test_pixel_convention_without_recentre(weights, monkeypatch, region_point, r
     np.testing.assert_array_equal(face.box, [10.0, 20.0, 50.0, 60.0])
 
 
+def test_all_faces_of_a_batch_share_one_call_per_stage(weights, monkeypatch):
+    """Issue 5's batching: three images with 1, 2 and 0 faces go through the global network in one call and
+    through the (stacked) regional networks in one call holding every region crop of all three faces."""
+    lm = Landmarker(weights, device="cpu", detector="none", recentre=False)
+    _stub_stages(monkeypatch, lm, lambda i: (31.5, 31.5), (15.5, 15.5))
+    calls = []
+    for name in ("run_global", "run_regions"):
+        stub = getattr(lm.model, name)
+        monkeypatch.setattr(lm.model, name, lambda x, *a, _s=stub, _n=name: calls.append((_n, x.shape[0])) or _s(x, *a))
+    boxes = [[[0.0, 0.0, 20.0, 20.0]], [[0.0, 0.0, 20.0, 20.0], [30.0, 30.0, 60.0, 60.0]], []]
+    faces = lm.predict_batch([_image(80, 100)] * 3, boxes)
+    assert [len(f) for f in faces] == [1, 2, 0]
+    assert calls == [("run_global", 3), ("run_regions", 3)]
+
+
 def test_pixel_convention_whole_image(weights, monkeypatch):
     """No box: the face is the whole 100×80 image [-0.5, -0.5, 99.5, 79.5], centre (49.5, 39.5): the
     image's central pixel position in 0-based pixel centres."""
