@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from fflm.model import LandmarkNet
+from fflm.model.config import HourglassConfig
 from fflm.scheme import IBUG68
 from fflm.train import loop
 from fflm.train.data import Augment, LandmarkDataset
@@ -41,7 +42,13 @@ RUN_FILES = {"config.json", "checkpoint.pt", "log.csv", "curves.png", "best.safe
 @pytest.fixture(autouse=True)
 def tiny_preset(monkeypatch):
     """New runs build conftest's tiny model instead of the shipped recipe."""
-    monkeypatch.setattr(loop, "preset", lambda variant, scheme, crop_size: tiny_config(scheme=scheme.to_dict(), crop_size=crop_size))
+    def preset(variant, scheme, crop_size, width=None):
+        w = width or 8
+        return tiny_config(scheme=scheme.to_dict(), crop_size=crop_size,
+                           global_net=HourglassConfig(width=w, depth=2, stem_stride=4),
+                           regional_net=HourglassConfig(width=w, depth=1, stem_stride=4))
+
+    monkeypatch.setattr(loop, "preset", preset)
 
 
 @pytest.fixture(scope="module")
@@ -337,6 +344,19 @@ def test_init_from_weights_of_the_same_shape_keeps_everything(tmp_path, data, we
         torch.testing.assert_close(v, source[k], rtol=0, atol=0)
 
 
+def test_width_sets_every_hourglass_and_changes_what_init_keeps(tmp_path, data, weights):
+    train_dir, _ = data
+    model, _ = build_model(config(tmp_path / "a", train_dir, width=12))
+    assert model.config.global_net.width == model.config.regional_net.width == 12
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in build_model(
+        config(tmp_path / "b", train_dir, width=16))[0].parameters())
+    model, [note] = build_model(config(tmp_path / "c", train_dir, init=str(weights), width=12))
+    base, _ = read_header(weights)
+    assert base.global_net.width != 12 and model.config.global_net.width == model.config.regional_net.width == 12
+    assert "re-initialised 0" not in note  # the convolutions changed shape
+    assert model.config.proxy_size == base.proxy_size and model.config.scheme == base.scheme  # the rest is --init's
+
+
 def test_seed_gives_identical_runs(tmp_path, data):
     """With augmentation and box jitter on: the same seed twice gives the same run, another seed another run."""
     train_dir, _ = data
@@ -445,6 +465,7 @@ def _wrong_count(d: Path) -> Path:
     ("bad_scheme_file", 1, "scheme"),
     ("bad_loss", 2, "--loss"),
     ("small_resolution", 2, "--resolution"),
+    ("odd_width", 2, "--width must be even"),
     ("init_not_weights", 1, "not a readable safetensors file"),
     ("resume_nothing", 1, "no checkpoint.pt"),
     ("run_exists", 1, "already holds a run"),
@@ -467,6 +488,7 @@ def test_cli_train_bad_inputs(capsys, tmp_path, data, case, rc, words):
         "bad_scheme_file": tiny_args(train_dir, out, "--scheme", tmp_path / "bad_scheme.json"),
         "bad_loss": tiny_args(train_dir, out, "--loss", "l3"),
         "small_resolution": tiny_args(train_dir, out, "--resolution", 32),
+        "odd_width": tiny_args(train_dir, out, "--width", 33),
         "init_not_weights": tiny_args(train_dir, out, "--init", tmp_path / "junk.safetensors"),
         "resume_nothing": ["train", "--resume", tmp_path / "empty"],
         "run_exists": tiny_args(train_dir, out, "--epochs", 1),
@@ -480,6 +502,13 @@ def test_cli_train_bad_inputs(capsys, tmp_path, data, case, rc, words):
         assert not (out / "checkpoint.pt").exists()
 
 
+def test_cli_train_width(capsys, tmp_path, data):
+    train_dir, _ = data
+    rc, _, _ = cli(capsys, *tiny_args(train_dir, tmp_path / "run", "--epochs", 1, "--width", 12))
+    config, meta = read_header(tmp_path / "run" / "best.safetensors")
+    assert rc == 0 and config.global_net.width == config.regional_net.width == 12 and meta["train"]["width"] == 12
+
+
 def test_cli_train_help(capsys):
     rc, out, _ = cli(capsys, "train", "--help")
     assert rc == 0 and "Examples" in out
@@ -489,7 +518,7 @@ def test_cli_train_help(capsys):
 
 def test_a_run_fits_its_shape_model_from_the_training_faces(tmp_path, monkeypatch):
     """The shipped recipe has a shape model: a run fits it on its training faces and exports it."""
-    monkeypatch.setattr(loop, "preset", lambda variant, scheme, crop_size: tiny_config(
+    monkeypatch.setattr(loop, "preset", lambda variant, scheme, crop_size, width=None: tiny_config(
         scheme=scheme.to_dict(), crop_size=crop_size, shape_prior={"components": 3}))
     train_dir = faces(tmp_path / "train", 6)
     best, messages = run(config(tmp_path / "run", train_dir, epochs=1))

@@ -12,7 +12,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class TrainConfig:
     out: str = "runs/fflm"
     scheme: str = "68"
     variant: str = "regular"
+    width: int | None = None  # channels of every hourglass; None: the preset's 64, or --init's
     resolution: int = 256
     crop_size: int = 128
     epochs: int = 30
@@ -73,8 +74,11 @@ def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
     if cfg.init:
         base, _ = read_header(cfg.init)
         model_cfg = ModelConfig(**{**asdict(base), "scheme": scheme.to_dict(), "crop_size": cfg.crop_size})
+        if cfg.width:
+            model_cfg = replace(model_cfg, global_net=replace(model_cfg.global_net, width=cfg.width),
+                                regional_net=replace(model_cfg.regional_net, width=cfg.width))
     else:
-        model_cfg = preset(cfg.variant, scheme, cfg.crop_size)
+        model_cfg = preset(cfg.variant, scheme, cfg.crop_size, cfg.width)
     model = LandmarkNet(model_cfg)
     if cfg.init:
         kept, fresh = init_from(model, cfg.init)
