@@ -81,7 +81,7 @@ class Landmarker:
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
-        self.flip = flip  # global stage also on the mirrored face, averaged: more accurate, one more pass
+        self.flip = flip  # both stages also on the mirrored face and crops, averaged: more accurate, slower
         # the weights' shape model pulls the points no regional network refines toward a plausible face
         self.shape = self.model.shape_model() if shape_prior else None
         self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
@@ -181,7 +181,7 @@ class Landmarker:
             return torch.stack([crop_u8(im, bx, s, self.device) for im, bx in zip(images, b)])
 
         f = torch.as_tensor(frames, dtype=torch.float32, device=self.device)
-        return self.model.infer(None, f, crop, global_out=g)
+        return self.model.infer(None, f, crop, global_out=g, flip=self.flip)
 
 
 def _moved(frames: np.ndarray, proposed: np.ndarray, tolerance: float) -> np.ndarray:

@@ -78,6 +78,22 @@ class LandmarkScheme:
             perm[a], perm[b] = b, a
         return perm
 
+    def region_mirrors(self) -> list[tuple[int, list[int]]] | None:
+        """Per region i, (j, order): region i's crop mirrored is region j's view (eyes swap, nose and mouth
+        stay), and j's point order[s] is the mirror of i's point s. None when some region's mirror image is
+        no region (then the regional stage cannot use mirrored crops)."""
+        perm = self.flip_permutation()
+        out = []
+        for region in self.regions:
+            mirrored = {perm[i] for i in region.indices}
+            match = [j for j, r in enumerate(self.regions) if set(r.indices) == mirrored]
+            if not match:
+                return None
+            j = match[0]
+            slot = {idx: m for m, idx in enumerate(self.regions[j].indices)}
+            out.append((j, [slot[perm[i]] for i in region.indices]))
+        return out
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["regions"] = [{"name": r.name, "indices": list(r.indices)} for r in self.regions]

@@ -378,6 +378,62 @@ def test_flip_average_hand_computed(tiny_model, monkeypatch):
     torch.testing.assert_close(out.scores, torch.full((3, 68), 0.4))
 
 
+@pytest.mark.parametrize("stacked", [False, True])
+def test_flip_averaged_regional_stage_is_mirror_equivariant(stacked):
+    """Mirroring every crop and swapping the eyes' crops mirrors the flip-averaged regional estimate: region
+    i's points on the mirrored crops are region j's (its mirror) points on the originals, mirrored in x and
+    relabelled. Checked with and without the grouped (stacked) networks."""
+    import copy
+
+    from fflm.inference import for_inference
+
+    torch.manual_seed(2)
+    m = randomise_batchnorm(LandmarkNet(tiny_config()).eval())
+    served = for_inference(copy.deepcopy(m))
+    if stacked:
+        served.stack_regions()
+    mirrors = served.scheme.region_mirrors()
+    crops = torch.rand(2, len(mirrors), 3, 32, 32) * 255
+    with torch.inference_mode():
+        a = served.run_regions(crops, flip=True)
+        b = served.run_regions(crops[:, [j for j, _ in mirrors]].flip(-1), flip=True)
+        plain = served.run_regions(crops)
+    for i, (j, order) in enumerate(mirrors):
+        mirrored = b[j].points[:, order].clone()
+        mirrored[..., 0] = 31 - mirrored[..., 0]
+        torch.testing.assert_close(a[i].points, mirrored, atol=1e-3, rtol=0)
+        torch.testing.assert_close(a[i].scores, b[j].scores[:, order], atol=1e-5, rtol=0)
+        assert not torch.allclose(a[i].points, plain[i].points, atol=1e-3)
+
+
+def test_flip_regional_average_hand_computed(tiny_model, monkeypatch):
+    """Stubbed regional networks: network r puts every point at (r, 2r) on direct crops and (10 + r, 5) on
+    mirrored ones (S = 32). Region 0 (right eye) averages its own direct (0, 0) with network 1's mirrored
+    estimate mapped back (31 - 11, 5) = (20, 5): (10, 2.5); the nose (2) with its own: ((2 + 19) / 2, (4 + 5) / 2)."""
+    from fflm.model.network import StageOutput
+
+    regions = tiny_model.scheme.regions
+
+    def run_regions(crops, stage=0, flip=False):
+        assert not flip
+        k = len(crops) // 2
+        out = []
+        for r, region in enumerate(regions):
+            n = len(region.indices)
+            pts = torch.cat([torch.tensor([float(r), 2.0 * r]).expand(k, n, 2),
+                             torch.tensor([10.0 + r, 5.0]).expand(k, n, 2)])
+            out.append(StageOutput(pts, torch.full((2 * k, n), 0.5), [pts]))
+        return out
+
+    real = type(tiny_model).run_regions
+    monkeypatch.setattr(tiny_model, "run_regions", lambda crops, stage=0, flip=False: (
+        real(tiny_model, crops, stage, flip) if flip else run_regions(crops, stage)))
+    out = tiny_model.run_regions(torch.zeros(3, 4, 3, 32, 32), flip=True)
+    torch.testing.assert_close(out[0].points, torch.tensor([10.0, 2.5]).expand(3, 11, 2))
+    torch.testing.assert_close(out[1].points, torch.tensor([(1 + 21) / 2, (2 + 5) / 2]).expand(3, 11, 2))
+    torch.testing.assert_close(out[2].points, torch.tensor([(2 + 19) / 2, (4 + 5) / 2]).expand(3, 9, 2))
+
+
 @pytest.mark.parametrize("light, stacks, stages", [(False, 1, 1), (True, 2, 2)])
 def test_stacked_regions_give_the_same_points(light, stacks, stages):
     """The grouped network that runs all regions in one call (inference) must give each region's own points.

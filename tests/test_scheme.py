@@ -96,6 +96,20 @@ def test_small_scheme_permutation():
     assert small_scheme().flip_permutation() == [3, 4, 2, 0, 1, 5]
 
 
+def test_region_mirrors():
+    """Region a = (0, 1) mirrors to b = (3, 4) point for point, and back; the 68-point eyes swap (the right
+    brow's outer end 17 is the left brow's outer end 26, slot 4 of the left eye's list), nose and mouth stay."""
+    assert small_scheme().region_mirrors() == [(1, [0, 1]), (0, [0, 1])]
+    assert small_scheme(regions=(Region("a", (0, 1)), Region("b", (4, 3)))).region_mirrors() == [(1, [1, 0]), (0, [1, 0])]
+    assert small_scheme(regions=(Region("a", (0, 1)),)).region_mirrors() is None  # no region is a's mirror
+    mirrors = IBUG68.region_mirrors()
+    assert [j for j, _ in mirrors] == [1, 0, 2, 3]
+    assert mirrors[0][1][0] == 4 and IBUG68.regions[1].indices[4] == 26
+    perm = IBUG68.flip_permutation()
+    for region, (j, order) in zip(IBUG68.regions, mirrors):
+        assert [IBUG68.regions[j].indices[o] for o in order] == [perm[i] for i in region.indices]
+
+
 # ---------------------------------------------------------------- validation
 
 

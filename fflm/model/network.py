@@ -87,22 +87,24 @@ class LandmarkNet(nn.Module):
         b, side = len(proxy), proxy.shape[-1]
         both = self._run(self.global_net, self.global_head, torch.cat([proxy, proxy.flip(-1)]))
         perm = self.scheme.flip_permutation()
-
-        def average(points: torch.Tensor) -> torch.Tensor:
-            mirrored = points[b:, perm].clone()
-            mirrored[..., 0] = (side - 1) - mirrored[..., 0]
-            return (points[:b] + mirrored) / 2
-
-        return StageOutput(average(both.points), (both.scores[:b] + both.scores[b:, perm]) / 2,
-                           [average(p) for p in both.stack_points])
+        return _average_mirrored(both, b, perm, side)
 
     def run_region(self, region: int, crops: torch.Tensor, stage: int = 0) -> StageOutput:
         """Regional stage `stage` of region `region` on crops [K, 3, S, S]; points in crop pixels."""
         return self._run(self.regional_nets[stage][region], self.regional_heads[stage][region], crops)
 
-    def run_regions(self, crops: torch.Tensor, stage: int = 0) -> list[StageOutput]:
+    def run_regions(self, crops: torch.Tensor, stage: int = 0, flip: bool = False) -> list[StageOutput]:
         """Regional stage `stage` of every region on crops [K, R, 3, S, S]: one StageOutput per region. After
-        `stack_regions` the R networks run as one grouped network (one call, inference only)."""
+        `stack_regions` the R networks run as one grouped network (one call, inference only). With `flip`, each
+        region's mirrored crop also goes through its mirror region's network (the other eye's; nose and mouth
+        their own) in the same call, and the two estimates are averaged."""
+        mirrors = self.scheme.region_mirrors() if flip else None
+        if mirrors is not None:
+            k, side = len(crops), crops.shape[-1]
+            both = self.run_regions(torch.cat([crops, crops[:, [j for j, _ in mirrors]].flip(-1)]), stage)
+            # the mirrored crop of region i went through network j = mirrors[i][0], which sits at slot j
+            return [_average_mirrored(_pair(both[i], both[j], k), k, order, side)
+                    for i, (j, order) in enumerate(mirrors)]
         stacked = self.__dict__.get("_stacked")  # a plain attribute: not part of the module tree or state dict
         if stacked is None:
             return [self.run_region(r, crops[:, r], stage) for r in range(len(self.scheme.regions))]
@@ -140,7 +142,8 @@ class LandmarkNet(nn.Module):
         return torch.stack(boxes, dim=1)
 
     def infer(self, proxy: torch.Tensor | None, frames: torch.Tensor, crop: Callable[[torch.Tensor], torch.Tensor],
-              jitter: float = 0.0, centre_jitter: float = 0.0, global_out: StageOutput | None = None) -> dict[str, Any]:
+              jitter: float = 0.0, centre_jitter: float = 0.0, global_out: StageOutput | None = None,
+              flip: bool = False) -> dict[str, Any]:
         """The whole flow for B faces: global stage on proxies [B, 3, P, P] of the face frames [B, 4] (image
         pixels), region boxes from its points, crops through `crop(boxes [B, R, 4]) -> [B, R, 3, S, S]`, and the
         regional stages. One call per region network for all faces.
@@ -150,9 +153,10 @@ class LandmarkNet(nn.Module):
         per stack, `refined` per regional stage ([B, N_refined, 2]), `final` [B, N, 2], `scores` [B, N]
         (regional confidence where refined, global elsewhere), `global_scores`, and the region `boxes`.
         `global_out`: the global stage's output when the caller already has it (then `proxy` is unused).
+        `flip`: mirrored test-time augmentation in both stages (see run_global and run_regions).
         """
         p = self.config.proxy_size
-        g = global_out if global_out is not None else self.run_global(proxy)
+        g = global_out if global_out is not None else self.run_global(proxy, flip)
         global_pts = [local_to_box(s, frames, p) for s in g.stack_points]
         current, scores = global_pts[-1], g.scores.clone()
         refined_all, boxes_all = [], []
@@ -163,7 +167,7 @@ class LandmarkNet(nn.Module):
                 boxes = _jitter_boxes(boxes, jitter, centre_jitter)
             crops = crop(boxes)
             refined = current.clone()
-            for r, (region, out) in enumerate(zip(self.scheme.regions, self.run_regions(crops, stage))):
+            for r, (region, out) in enumerate(zip(self.scheme.regions, self.run_regions(crops, stage, flip))):
                 idx = list(region.indices)
                 refined[:, idx] = local_to_box(out.points, boxes[:, r], self.config.crop_size)
                 scores[:, idx] = out.scores
@@ -190,6 +194,27 @@ class LandmarkNet(nn.Module):
             return crops.reshape(b, nr, *crops.shape[1:])
 
         return self.infer(proxy, frames, crop, jitter, centre_jitter)
+
+
+def _pair(direct: StageOutput, mirrored: StageOutput, k: int) -> StageOutput:
+    """The first k rows of `direct` stacked on the last k rows of `mirrored` (the mirrored crops' half)."""
+    def cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([a[:k], b[k:]])
+
+    return StageOutput(cat(direct.points, mirrored.points), cat(direct.scores, mirrored.scores),
+                       [cat(a, b) for a, b in zip(direct.stack_points, mirrored.stack_points)])
+
+
+def _average_mirrored(both: StageOutput, b: int, order: list[int], side: int) -> StageOutput:
+    """Rows [:b] are direct estimates, rows [b:] estimates on mirrored inputs whose point `order[s]` is the mirror
+    of point s: each direct estimate averaged with its mirrored one mapped back (pixel centre x -> side - 1 - x)."""
+    def average(points: torch.Tensor) -> torch.Tensor:
+        mirrored = points[b:, order].clone()
+        mirrored[..., 0] = (side - 1) - mirrored[..., 0]
+        return (points[:b] + mirrored) / 2
+
+    return StageOutput(average(both.points), (both.scores[:b] + both.scores[b:, order]) / 2,
+                       [average(p) for p in both.stack_points])
 
 
 def _jitter_boxes(boxes: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
