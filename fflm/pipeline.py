@@ -72,7 +72,7 @@ class Landmarker:
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  detector: FaceDetector | str = "builtin", recentre: bool = True,
-                 recentre_tolerance: float = 0.05, flip: bool = False, shape_prior: bool = True) -> None:
+                 recentre_tolerance: float = 0.05, flip: bool = True, shape_prior: bool = True) -> None:
         self.device = pick_device(device)
         self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
         for_inference(self.model)

@@ -160,19 +160,20 @@ def test_detect_json(capsys, img, weights):
 
 
 def test_flip_option_reaches_the_model(capsys, img, weights, monkeypatch, tmp_path):
-    """--flip on detect, batch and eval builds a Landmarker with flip=True, and it changes the points."""
+    """Flip is on by default; --no-flip on detect and batch builds a Landmarker with flip=False, and it changes
+    the points."""
     from fflm.pipeline import Landmarker
 
     made = []
     init = Landmarker.__init__
     monkeypatch.setattr(Landmarker, "__init__", lambda self, *a, **k: made.append(k.get("flip")) or init(self, *a, **k))
-    rc, plain, _ = cli(capsys, "detect", img, "--weights", weights)
-    rc2, flipped, _ = cli(capsys, "detect", img, "--weights", weights, "--flip")
+    rc, plain, _ = cli(capsys, "detect", img, "--weights", weights, "--no-flip")
+    rc2, flipped, _ = cli(capsys, "detect", img, "--weights", weights)
     assert rc == rc2 == 0 and made == [False, True]
     a, b = (np.asarray(json.loads(o)["faces"][0]["landmarks"]) for o in (plain, flipped))
     assert np.abs(a - b).max() > 1e-3
-    assert cli(capsys, "batch", str(Path(img).parent), "--weights", weights, "--flip")[0] == 0
-    assert made[-1] is True
+    assert cli(capsys, "batch", str(Path(img).parent), "--weights", weights, "--no-flip")[0] == 0
+    assert made[-1] is False
 
 
 def test_detect_csv(capsys, img, weights):

@@ -223,7 +223,7 @@ def _stub_stages(monkeypatch, lm: Landmarker, global_point, region_point) -> Non
         pts = torch.tensor([global_point(i) for i in range(N)], dtype=torch.float32).expand(b, N, 2).clone()
         return StageOutput(pts, torch.full((b, N), 0.25), [pts])
 
-    def run_regions(crops: torch.Tensor, stage: int = 0) -> list[StageOutput]:
+    def run_regions(crops: torch.Tensor, stage: int = 0, flip: bool = False) -> list[StageOutput]:
         k, r = crops.shape[:2]
         assert crops.shape[1:] == (len(model.scheme.regions), 3, model.config.crop_size, model.config.crop_size)
         out = []

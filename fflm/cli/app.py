@@ -65,8 +65,8 @@ MaxFacesOpt = typer.Option(None, "--max-faces", min=1, help="Keep at most N face
 DetectorThresholdOpt = typer.Option(None, "--detector-threshold", min=0.0, max=1.0,
                                     help="Face score threshold (default: the detector's own, 0.6 for builtin and "
                                     "yunet); lower finds more faces, with more false ones.")
-FlipOpt = typer.Option(False, "--flip", help="Also run both stages on the mirrored face and its mirrored crops and "
-                       "average (test-time augmentation): more accurate, each network call takes twice the images.")
+FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
+                       "crops and average (test-time augmentation): more accurate; --no-flip is ~15 % faster.")
 MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, help="Ignore faces smaller than PX pixels (square root of the "
                           "box area, original pixels); also steers --tiles auto.")
 

@@ -9,7 +9,7 @@ from fflm.cli.app import Device, DetectorChoice, message, usage
 
 def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None,
                     detector_model: Path | None = None, tiles: str = "auto", max_faces: int | None = None,
-                    min_face_size: float = 0.0, flip: bool = False, detector_threshold: float | None = None,
+                    min_face_size: float = 0.0, flip: bool = True, detector_threshold: float | None = None,
                     shape_prior: bool = True):
     """The Landmarker with the chosen detector (None: the Landmarker's default, builtin). A missing or unusable
     detector model raises DetectorModelError (exit 1)."""
