@@ -259,6 +259,30 @@ def test_atomic_write_respects_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "out.csv").stat().st_mode) == 0o644
 
 
+def test_atomic_write_from_many_threads_keeps_the_umask(tmp_path, monkeypatch):
+    """Workers write overlays at once: reading the umask (which sets it) must not leak a 0 umask into the
+    process or into another thread's file. A slow os.umask widens the window between set and restore."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    real = os.umask
+    old = real(0o027)
+
+    def slow_umask(mask: int) -> int:
+        previous = real(mask)
+        time.sleep(0.001)
+        return previous
+
+    monkeypatch.setattr(os, "umask", slow_umask)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: atomic_write(tmp_path / f"f{k}.txt", "x"), range(200)))
+        assert real(0o027) == 0o027
+    finally:
+        real(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {0o640}
+
+
 # --- overlays and images -------------------------------------------------------------------------------------
 
 
