@@ -94,6 +94,28 @@ def test_yunet_finds_a_300w_face(capsys, tiny_weights):
 
 
 @needs_shared
+@needs_yunet
+def test_yunet_from_many_threads_matches_one_at_a_time():
+    """Batch workers share one detector: YuNet's net keeps its input size between calls, so concurrent calls
+    on images of different sizes must give what sequential calls give."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    from fflm.detect import make_detector
+    from fflm.imageio import read_image
+
+    det = make_detector("yunet", YUNET, tiles="off")
+    base = [read_image(p) for p in sorted((SHARED / "data" / "300w" / "val").glob("*.jpg"))[:6]]
+    images = [cv2.resize(im, None, fx=f, fy=f) for im in base for f in (0.5, 0.8, 1.3)]
+    alone = [np.array([d.box for d in det.detect(im)]) for im in images]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda im: np.array([d.box for d in det.detect(im)]), images * 3))
+    for a, b in zip(alone * 3, together):
+        np.testing.assert_allclose(a, b)
+
+
+@needs_shared
 @needs_builtin
 def test_shipped_detector_on_300w_faces():
     from fflm.detect import make_detector

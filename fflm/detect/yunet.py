@@ -5,6 +5,7 @@ It goes through the same proxy and tiling as the built-in detector, so both can 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -47,11 +48,14 @@ class YuNetDetector:
             raise DetectorModelError(f"{path}: not a usable YuNet ONNX model ({str(e).strip().splitlines()[-1]})") from None
         self.proxy, self.tiles = proxy, parse_tiles(tiles)
         self.max_faces, self.min_face_size, self.nms_iou = max_faces, float(min_face_size or 0.0), nms_iou
+        self._lock = threading.Lock()  # the net holds its input size: one image at a time (batch workers share it)
 
     def _run(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = small.shape[:2]
-        self.net.setInputSize((w, h))
-        _, faces = self.net.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+        with self._lock:
+            self.net.setInputSize((w, h))
+            _, faces = self.net.detect(bgr)
         if faces is None or len(faces) == 0:
             return np.zeros((0, 4)), np.zeros(0)
         f = np.asarray(faces, np.float64)
