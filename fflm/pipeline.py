@@ -146,11 +146,18 @@ class Landmarker:
     def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
         fs = self.model.config.frame_scale
         frames = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
-        g = self.model.run_global(self._proxies(images, frames), self.flip)
+        proxies = self._proxies(images, frames)
+        # with re-centring, the first pass only proposes frames: it runs without the mirrored half, which only
+        # the faces that keep their frame then get (no mirrored pass is spent on a frame that is replaced)
+        g = self.model.run_global(proxies, self.flip and not self.recentre)
         if self.recentre:
             pts = self._to_image(g.points, frames)
             proposed = _recentred(frames, square_box(points_box(pts), fs))
-            redo = np.flatnonzero(_moved(frames, proposed, self.recentre_tolerance))
+            moved = _moved(frames, proposed, self.recentre_tolerance)
+            stay, redo = np.flatnonzero(~moved), np.flatnonzero(moved)
+            if self.flip and len(stay):
+                index = torch.as_tensor(stay, device=self.device)
+                g = _replace(g, self.model.run_global(proxies[index], True, direct=g.rows(index)), index)
             if len(redo):
                 again = self.model.run_global(self._proxies([images[i] for i in redo], proposed[redo]), self.flip)
                 g = _replace(g, again, torch.as_tensor(redo, device=self.device))

@@ -12,6 +12,7 @@ import torch
 
 from fflm import runner
 from fflm.detect.base import Detection
+from fflm.geometry import square_box
 from fflm.model.network import StageOutput
 from fflm.pipeline import BoxWarning, Face, Landmarker, pick_device
 
@@ -426,7 +427,7 @@ def test_second_global_pass_only_when_the_frame_moves(weights, monkeypatch, tole
     """The stub of test_pixel_convention_with_recentre moves the frame [0, 10, 60, 70] to [7.5, 17.5, 52.5, 62.5]:
     centre unchanged, side 60 → 45, i.e. by 0.25 of the side. A tolerance below that re-runs the global stage
     on the new frame; above it the first pass is kept (global points then on the first frame's grid)."""
-    lm = Landmarker(weights, device="cpu", detector="none", recentre=True, recentre_tolerance=tolerance)
+    lm = Landmarker(weights, device="cpu", detector="none", recentre=True, recentre_tolerance=tolerance, flip=False)
     _stub_stages(monkeypatch, lm, lambda i: (15.5, 15.5) if i % 2 == 0 else (47.5, 47.5), (15.5, 15.5))
     calls = []
     stub = lm.model.run_global
@@ -436,6 +437,29 @@ def test_second_global_pass_only_when_the_frame_moves(weights, monkeypatch, tole
     first = np.array([[15.0, 25.0] if i % 2 == 0 else [45.0, 55.0] for i in range(N)])
     second = np.array([[18.75, 28.75] if i % 2 == 0 else [41.25, 51.25] for i in range(N)])
     np.testing.assert_allclose(face.global_landmarks, second if passes == 2 else first, atol=1e-4)
+
+
+@pytest.mark.parametrize("tolerance, sizes", [(0.0, [2, 4]), (1e9, [2, 2])])
+def test_flip_with_recentre_spends_no_mirrored_pass_on_a_replaced_frame(weights, monkeypatch, tolerance, sizes):
+    """Two faces: the first global pass runs on the two proxies alone; faces that keep their frame then get only
+    their mirrored proxies (2 more), faces that move get both halves on the new frame (4). The kept faces'
+    result equals a flip pass run from scratch on the same frames."""
+    lm = Landmarker(weights, device="cpu", detector="none", recentre_tolerance=tolerance)
+    assert lm.flip and lm.recentre
+    seen = []
+    real = lm.model._run
+    monkeypatch.setattr(lm.model, "_run", lambda net, head, x: (seen.append(len(x)) if net is lm.model.global_net
+                                                                else None) or real(net, head, x))
+    img, boxes = _image(80, 100), [[5.0, 5.0, 45.0, 45.0], [50.0, 30.0, 90.0, 70.0]]
+    faces = lm.predict(img, boxes)
+    assert seen == sizes
+    if tolerance > 1:
+        fs = lm.model.config.frame_scale
+        frames = np.stack([square_box(np.asarray(b), fs) for b in boxes])
+        with torch.inference_mode():
+            ref = lm.model.run_global(lm._proxies([img, img], frames), True)
+        got = np.stack([f.global_landmarks for f in faces])
+        np.testing.assert_allclose(got, lm._to_image(ref.points, frames), atol=1e-3)
 
 
 def test_second_pass_only_for_the_faces_that_moved():

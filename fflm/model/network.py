@@ -29,6 +29,16 @@ class StageOutput:
     scores: torch.Tensor
     stack_points: list[torch.Tensor]
 
+    def rows(self, index: torch.Tensor | slice) -> "StageOutput":
+        """The faces at `index`."""
+        return StageOutput(self.points[index], self.scores[index], [p[index] for p in self.stack_points])
+
+    @staticmethod
+    def cat(parts: list["StageOutput"]) -> "StageOutput":
+        """Faces of several outputs, in order."""
+        return StageOutput(torch.cat([o.points for o in parts]), torch.cat([o.scores for o in parts]),
+                           [torch.cat(ps) for ps in zip(*(o.stack_points for o in parts))])
+
 
 class LandmarkNet(nn.Module):
     """Global hourglass + one regional hourglass per region (optionally stacked `regional_stages` deep)."""
@@ -78,16 +88,19 @@ class LandmarkNet(nn.Module):
         last_pts, last_prob = pts[-1]
         return StageOutput(last_pts, confidence(last_prob, last_pts, stride), [p for p, _ in pts])
 
-    def run_global(self, proxy: torch.Tensor, flip: bool = False) -> StageOutput:
+    def run_global(self, proxy: torch.Tensor, flip: bool = False, direct: StageOutput | None = None) -> StageOutput:
         """Global stage on proxies [B, 3, P, P]; points in proxy pixels. With `flip` (test-time augmentation) the
         mirrored proxies go through in the same call and each estimate is averaged with its mirror image,
-        matched through the scheme's flip pairs (pixel centre x mirrors to P - 1 - x)."""
+        matched through the scheme's flip pairs (pixel centre x mirrors to P - 1 - x). `direct`: this stage's
+        plain output on these proxies, when the caller already has it: only the mirrored ones then run."""
         if not flip:
-            return self._run(self.global_net, self.global_head, proxy)
+            return direct if direct is not None else self._run(self.global_net, self.global_head, proxy)
         b, side = len(proxy), proxy.shape[-1]
-        both = self._run(self.global_net, self.global_head, torch.cat([proxy, proxy.flip(-1)]))
-        perm = self.scheme.flip_permutation()
-        return _average_mirrored(both, b, perm, side)
+        if direct is None:
+            both = self._run(self.global_net, self.global_head, torch.cat([proxy, proxy.flip(-1)]))
+        else:
+            both = StageOutput.cat([direct, self._run(self.global_net, self.global_head, proxy.flip(-1))])
+        return _average_mirrored(both, b, self.scheme.flip_permutation(), side)
 
     def run_region(self, region: int, crops: torch.Tensor, stage: int = 0) -> StageOutput:
         """Regional stage `stage` of region `region` on crops [K, 3, S, S]; points in crop pixels."""
@@ -103,7 +116,9 @@ class LandmarkNet(nn.Module):
             k, side = len(crops), crops.shape[-1]
             both = self.run_regions(torch.cat([crops, crops[:, [j for j, _ in mirrors]].flip(-1)]), stage)
             # the mirrored crop of region i went through network j = mirrors[i][0], which sits at slot j
-            return [_average_mirrored(_pair(both[i], both[j], k), k, order, side)
+            # rows [:k] of network i: region i's own crops; rows [k:] of network j: region i's mirrored crops
+            return [_average_mirrored(StageOutput.cat([both[i].rows(slice(None, k)), both[j].rows(slice(k, None))]),
+                                      k, order, side)
                     for i, (j, order) in enumerate(mirrors)]
         stacked = self.__dict__.get("_stacked")  # a plain attribute: not part of the module tree or state dict
         if stacked is None:
@@ -194,15 +209,6 @@ class LandmarkNet(nn.Module):
             return crops.reshape(b, nr, *crops.shape[1:])
 
         return self.infer(proxy, frames, crop, jitter, centre_jitter)
-
-
-def _pair(direct: StageOutput, mirrored: StageOutput, k: int) -> StageOutput:
-    """The first k rows of `direct` stacked on the last k rows of `mirrored` (the mirrored crops' half)."""
-    def cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.cat([a[:k], b[k:]])
-
-    return StageOutput(cat(direct.points, mirrored.points), cat(direct.scores, mirrored.scores),
-                       [cat(a, b) for a, b in zip(direct.stack_points, mirrored.stack_points)])
 
 
 def _average_mirrored(both: StageOutput, b: int, order: list[int], side: int) -> StageOutput:
