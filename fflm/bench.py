@@ -4,7 +4,8 @@ Portraits of 512 px to 8K on the long side are made by resizing the shipped samp
 Per resolution, in a fresh process each (so peak memory is that resolution's alone): decode time,
 detector time, landmark time per face, total in-process `predict` time, peak resident memory (and peak
 CUDA memory on a GPU). Then a folder of 1080p frames: images/s of `batch` (the runner: worker threads each
-taking a batch through the whole pipeline) against a loop of single-image `predict` calls in the same process. Timings are
+taking a batch through the whole pipeline) against a loop of single-image `predict` calls in the same process,
+and against a loop of `fflm detect FRAME` processes over the first 10 frames. Timings are
 medians of repeated runs after a warm-up.
 """
 
@@ -49,14 +50,14 @@ def _median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def measure_one(path: Path, weights: str | None, device: str, repeat: int, detector: str) -> dict:
+def measure_one(path: Path, weights: str | None, device: str, repeat: int, detector: str, flip: bool = True) -> dict:
     """All the per-image figures for one file (run in its own process)."""
     import torch
 
     from fflm.imageio import read_image
     from fflm.pipeline import Landmarker
 
-    lm = Landmarker(weights, device=device, detector=detector)
+    lm = Landmarker(weights, device=device, detector=detector, flip=flip)
     lm.predict(path)  # first, so the peak memory is that of one `predict` (the timings below hold extra copies)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     image = read_image(path)
@@ -99,8 +100,8 @@ def measure_dlib(path: Path, repeat: int) -> dict:
             "total_ms": 1000 * total, "peak_rss_mb": peak}
 
 
-def measure_batch(folder: Path, weights: str | None, device: str, detector: str, batch_size: int = 8,
-                  rounds: int = 4) -> dict:
+def measure_batch(folder: Path, weights: str | None, device: str, detector: str, flip: bool = True,
+                  batch_size: int = 8, rounds: int = 4) -> dict:
     """Images/s over a folder: the batch runner against a loop of single-image predict calls. The folder is cut
     into `rounds` parts, each timed both ways in turn, so that a neighbour's load on a shared machine falls on
     both about equally."""
@@ -108,7 +109,7 @@ def measure_batch(folder: Path, weights: str | None, device: str, detector: str,
     from fflm.imageio import list_images
     from fflm.pipeline import Landmarker
 
-    lm = Landmarker(weights, device=device, detector=detector)
+    lm = Landmarker(weights, device=device, detector=detector, flip=flip)
     files = list_images(folder)
     lm.predict(files[0])  # warm-up
     loop = batch = 0.0
@@ -123,6 +124,19 @@ def measure_batch(folder: Path, weights: str | None, device: str, detector: str,
         batch += time.perf_counter() - t
     n = len(files)
     return {"images": n, "loop_img_s": n / loop, "batch_img_s": n / batch, "speedup": loop / batch}
+
+
+def measure_cli_loop(folder: Path, weights: str | None, device: str, detector: str, flip: bool = True,
+                     count: int = 10) -> dict:
+    """Images/s of a shell-style loop of `fflm detect FRAME` processes over the first `count` frames: what a
+    user who does not use `batch` gets (each run starts Python, loads the models and decodes its frame)."""
+    files = sorted(folder.glob("*.jpg"))[:count]
+    cmd = [sys.executable, "-m", "fflm", "detect", "--device", device, "--detector", detector,
+           "--flip" if flip else "--no-flip"] + (["--weights", weights] if weights else [])
+    t = time.perf_counter()
+    for f in files:
+        subprocess.run([*cmd, str(f)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return {"cli_images": len(files), "cli_loop_img_s": len(files) / (time.perf_counter() - t)}
 
 
 def make_frames(folder: Path, count: int = 200, size: tuple[int, int] = (1920, 1080)) -> Path:
@@ -149,7 +163,8 @@ def _child(args: list[str]) -> dict:
 
 
 def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int, ...] = SIZES, repeat: int = 5,
-              frames: int = 200, detector: str = "builtin", workdir: Path | None = None, dlib: bool = True) -> dict:
+              frames: int = 200, detector: str = "builtin", workdir: Path | None = None, dlib: bool = True,
+              flip: bool = True) -> dict:
     """The whole benchmark; returns the figures (printing is the caller's). dlib's figures are added when
     it is installed (fflm.peers) and `dlib` is true."""
     import torch
@@ -161,7 +176,7 @@ def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int
     rows, dlib_rows = [], []
     for s in sizes:
         p = make_portrait(s, work / f"portrait_{s}.jpg")
-        rows.append(_child(["one", str(p), weights or "", device, str(repeat), detector]))
+        rows.append(_child(["one", str(p), weights or "", device, str(repeat), detector, str(int(flip))]))
         if dlib and dlib_available():
             dlib_rows.append({**_child(["dlib", str(p), str(repeat)]), "width": rows[-1]["width"],
                               "height": rows[-1]["height"], "fflm_total_ms": rows[-1]["total_ms"]})
@@ -170,12 +185,13 @@ def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int
         folder = work / "frames_1080p"
         if len(list(folder.glob("*.jpg"))) != frames:
             make_frames(folder, frames)
-        batch = _child(["batch", str(folder), weights or "", device, detector])
+        batch = {**_child(["batch", str(folder), weights or "", device, detector, str(int(flip))]),
+                 **measure_cli_loop(folder, weights, device, detector, flip, min(10, frames))}
     return {
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": rows[0]["threads"] if rows else torch.get_num_threads(),
                     "device": device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
-                    "opencv": cv2.__version__, "detector": detector},
+                    "opencv": cv2.__version__, "detector": detector, "flip": flip},
         "images": rows,
         "dlib": dlib_rows,
         "batch": batch,
@@ -189,7 +205,8 @@ def print_report(report: dict, con=None) -> None:
     m = report["machine"]
     con = con or Console(highlight=False)
     t = Table(title=f"fflm bench: {m['device']}, {m['cpus']} CPUs, {m['threads']} torch threads, torch {m['torch']}, "
-                    f"OpenCV {m['opencv']}, detector {m['detector']}", title_justify="left")
+                    f"OpenCV {m['opencv']}, detector {m['detector']}, flip {'on' if m['flip'] else 'off'}",
+              title_justify="left")
     for c in ("image", "faces", "decode ms", "detector ms", "landmarks ms/face", "1 pass ms/face", "total ms",
               "total/decode", "peak RSS MB", "decoded MB", "CUDA peak MB"):
         t.add_column(c, justify="right")
@@ -214,9 +231,11 @@ def print_report(report: dict, con=None) -> None:
     b = report.get("batch")
     if b:
         bt = Table(title=f"{b['images']} frames of 1920×1080", title_justify="left")
-        for c in ("loop of predict img/s", "batch img/s", "batch / loop"):
+        for c in ("batch img/s", "loop of predict img/s", "batch / predict loop",
+                  f"loop of `fflm detect` img/s (first {b['cli_images']})", "batch / detect loop"):
             bt.add_column(c, justify="right")
-        bt.add_row(f"{b['loop_img_s']:.2f}", f"{b['batch_img_s']:.2f}", f"{b['speedup']:.2f}×")
+        bt.add_row(f"{b['batch_img_s']:.2f}", f"{b['loop_img_s']:.2f}", f"{b['speedup']:.2f}×",
+                   f"{b['cli_loop_img_s']:.2f}", f"{b['batch_img_s'] / b['cli_loop_img_s']:.1f}×")
         con.print(bt)
 
 
@@ -225,14 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         kind, *rest = argv[1:]
         if kind == "one":
-            path, weights, device, repeat, detector = rest
-            res = measure_one(Path(path), weights or None, device, int(repeat), detector)
+            path, weights, device, repeat, detector, flip = rest
+            res = measure_one(Path(path), weights or None, device, int(repeat), detector, flip == "1")
         elif kind == "dlib":
             path, repeat = rest
             res = measure_dlib(Path(path), int(repeat))
         else:
-            folder, weights, device, detector = rest
-            res = measure_batch(Path(folder), weights or None, device, detector)
+            folder, weights, device, detector, flip = rest
+            res = measure_batch(Path(folder), weights or None, device, detector, flip == "1")
         print(json.dumps(res))
         return 0
     from fflm.cli import main as cli_main

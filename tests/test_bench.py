@@ -46,12 +46,27 @@ def test_bench_rows_per_size(report):
 
 def test_bench_machine_and_batch(report):
     m = report["machine"]
-    assert m["device"] == "cpu" and m["torch"] == torch.__version__ and m["detector"] == "none"
+    assert m["device"] == "cpu" and m["torch"] == torch.__version__ and m["detector"] == "none" and m["flip"] is True
     assert m["threads"] == report["images"][0]["threads"] >= 1  # the measuring processes' own setting
     b = report["batch"]
     assert b["images"] == 3
     assert b["loop_img_s"] > 0 and b["batch_img_s"] > 0
     assert b["speedup"] == pytest.approx(b["batch_img_s"] / b["loop_img_s"])
+    assert b["cli_images"] == 3 and 0 < b["cli_loop_img_s"] < b["batch_img_s"]  # a process per frame is slower
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_bench_measurements_use_the_flip_setting(weights, tmp_path, monkeypatch, flip):
+    from fflm import bench
+    from fflm.pipeline import Landmarker
+
+    made = []
+    init = Landmarker.__init__
+    monkeypatch.setattr(Landmarker, "__init__", lambda self, *a, **k: made.append(k["flip"]) or init(self, *a, **k))
+    path = make_portrait(128, tmp_path / "p.jpg")
+    bench.measure_one(path, str(weights), "cpu", 1, "none", flip)
+    bench.measure_batch(tmp_path, str(weights), "cpu", "none", flip, rounds=1)
+    assert made == [flip, flip]
 
 
 @needs_dlib

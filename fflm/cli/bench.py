@@ -15,6 +15,8 @@ Examples:
   fflm bench
 
   fflm bench --sizes 1024,4096 --frames 0 --json > bench.json
+
+  fflm bench --no-flip --no-dlib                  the faster setting
 """
 
 
@@ -27,6 +29,8 @@ def bench(
     frames: int = typer.Option(200, "--frames", min=0, help="1080p frames for the batch test (0: skip)."),
     detector: str = typer.Option("builtin", "--detector", help="Face detector to time: builtin or none (whole image)."),
     dlib: bool = typer.Option(True, "--dlib/--no-dlib", help="Also time dlib on the same images when it is installed."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Time the landmark stage with (the default) or without "
+                              "its mirrored test-time pass."),
     workdir: Path = typer.Option(None, "--workdir", help="Keep the generated images here (default: a temp folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> int:
@@ -44,7 +48,7 @@ def bench(
 
         raise usage(f"--detector for bench is builtin or none, got {detector!r}")
     report = run_bench(str(weights) if weights else None, device.value, size_list, repeat, frames, detector, workdir,
-                       dlib)
+                       dlib, flip)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
     else:
