@@ -115,7 +115,6 @@ class LandmarkNet(nn.Module):
         if mirrors is not None:
             k, side = len(crops), crops.shape[-1]
             both = self.run_regions(torch.cat([crops, crops[:, [j for j, _ in mirrors]].flip(-1)]), stage)
-            # the mirrored crop of region i went through network j = mirrors[i][0], which sits at slot j
             # rows [:k] of network i: region i's own crops; rows [k:] of network j: region i's mirrored crops
             return [_average_mirrored(StageOutput.cat([both[i].rows(slice(None, k)), both[j].rows(slice(k, None))]),
                                       k, order, side)
