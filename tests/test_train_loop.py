@@ -42,10 +42,10 @@ RUN_FILES = {"config.json", "checkpoint.pt", "log.csv", "curves.png", "best.safe
 @pytest.fixture(autouse=True)
 def tiny_preset(monkeypatch):
     """New runs build conftest's tiny model instead of the shipped recipe."""
-    def preset(variant, scheme, crop_size, width=None):
+    def preset(variant, scheme, crop_size, width=None, stacks=None):
         w = width or 8
         return tiny_config(scheme=scheme.to_dict(), crop_size=crop_size,
-                           global_net=HourglassConfig(width=w, depth=2, stem_stride=4),
+                           global_net=HourglassConfig(width=w, depth=2, stem_stride=4, stacks=stacks or 1),
                            regional_net=HourglassConfig(width=w, depth=1, stem_stride=4))
 
     monkeypatch.setattr(loop, "preset", preset)
@@ -357,6 +357,21 @@ def test_width_sets_every_hourglass_and_changes_what_init_keeps(tmp_path, data, 
     assert model.config.proxy_size == base.proxy_size and model.config.scheme == base.scheme  # the rest is --init's
 
 
+def test_stacks_adds_global_hourglasses_and_init_keeps_the_first(tmp_path, data, weights):
+    """--stacks 2 from one-stack weights: every tensor of the old network is kept, only the added stack's are new."""
+    train_dir, _ = data
+    assert build_model(config(tmp_path / "a", train_dir, stacks=2))[0].config.global_net.stacks == 2
+    base, _ = read_header(weights)
+    assert base.global_net.stacks == 1
+    model, [note] = build_model(config(tmp_path / "b", train_dir, init=str(weights), stacks=2))
+    source = load_file(str(weights))
+    fresh = [k for k in model.state_dict() if k not in source]
+    assert model.config.global_net.stacks == 2 and model.config.regional_net.stacks == 1
+    assert f"kept {len(source)} tensors, re-initialised {len(fresh)}" in note
+    assert fresh and all(k.startswith(("global_net.hourglasses.1.", "global_net.features.1.", "global_net.heads.1.",
+                                       "global_net.merge_")) for k in fresh)
+
+
 def test_seed_gives_identical_runs(tmp_path, data):
     """With augmentation and box jitter on: the same seed twice gives the same run, another seed another run."""
     train_dir, _ = data
@@ -509,6 +524,13 @@ def test_cli_train_width(capsys, tmp_path, data):
     assert rc == 0 and config.global_net.width == config.regional_net.width == 12 and meta["train"]["width"] == 12
 
 
+def test_cli_train_stacks(capsys, tmp_path, data):
+    train_dir, _ = data
+    rc, _, _ = cli(capsys, *tiny_args(train_dir, tmp_path / "run", "--epochs", 1, "--stacks", 2))
+    config, meta = read_header(tmp_path / "run" / "best.safetensors")
+    assert rc == 0 and config.global_net.stacks == 2 and config.regional_net.stacks == 1 and meta["train"]["stacks"] == 2
+
+
 def test_cli_train_help(capsys):
     rc, out, _ = cli(capsys, "train", "--help")
     assert rc == 0 and "Examples" in out
@@ -518,7 +540,7 @@ def test_cli_train_help(capsys):
 
 def test_a_run_fits_its_shape_model_from_the_training_faces(tmp_path, monkeypatch):
     """The shipped recipe has a shape model: a run fits it on its training faces and exports it."""
-    monkeypatch.setattr(loop, "preset", lambda variant, scheme, crop_size, width=None: tiny_config(
+    monkeypatch.setattr(loop, "preset", lambda variant, scheme, crop_size, width=None, stacks=None: tiny_config(
         scheme=scheme.to_dict(), crop_size=crop_size, shape_prior={"components": 3}))
     train_dir = faces(tmp_path / "train", 6)
     best, messages = run(config(tmp_path / "run", train_dir, epochs=1))

@@ -42,6 +42,8 @@ def train(
     variant: Variant = typer.Option(Variant.regular, "--variant", help="regular or light (depthwise-separable)."),
     width: int = typer.Option(None, "--width", min=4, max=512, help="Channels of every hourglass (default: 64, or "
                               "--init's; a different width re-initialises the networks).", show_default=False),
+    stacks: int = typer.Option(None, "--stacks", min=1, max=8, help="Hourglasses stacked in the global network "
+                               "(default: 1, or --init's; with --init the added ones start fresh).", show_default=False),
     resolution: int = typer.Option(256, "--resolution", min=64, max=4096, help="Training frame side in pixels."),
     crop_size: int = typer.Option(128, "--crop-size", min=16, max=512, help="Regional crop side in pixels."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs (default 30). With --resume: extend the run to "
@@ -73,7 +75,7 @@ def train(
             raise usage(f"no such file or directory: {p}")
     cfg = TrainConfig(
         data=str(data) if data else "", val=str(val) if val else None, out=str(resume or out), scheme=scheme,
-        variant=variant.value, width=width, resolution=resolution, crop_size=crop_size, batch_size=batch_size,
+        variant=variant.value, width=width, stacks=stacks, resolution=resolution, crop_size=crop_size, batch_size=batch_size,
         # a resumed run trains to max(--epochs, its own): 1 when --epochs is not given keeps its own
         epochs=epochs if epochs is not None else (1 if resume is not None else 30),
         lr=lr, lr_min=lr_min, warmup_steps=warmup, loss=loss.value, init=str(init) if init else None,

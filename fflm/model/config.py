@@ -103,16 +103,16 @@ class ModelConfig:
 
 
 def preset(variant: str = "regular", scheme: LandmarkScheme = IBUG68, crop_size: int = 128,
-           width: int | None = None) -> ModelConfig:
+           width: int | None = None, stacks: int | None = None) -> ModelConfig:
     """The shipped recipes: `regular` (full convolutions) or `light` (depthwise-separable), `width` channels
-    in every hourglass (None: the shipped 64)."""
+    in every hourglass (None: the shipped 64), `stacks` hourglasses in the global network (None: 1)."""
     light, width = variant == "light", width or 64
     if variant not in ("regular", "light"):
         raise ValueError(f"unknown variant {variant!r} (regular or light)")
     return ModelConfig(
         scheme=scheme.to_dict(),
         crop_size=crop_size,
-        global_net=HourglassConfig(width=width, depth=4, stem_stride=4, light=light),
+        global_net=HourglassConfig(width=width, depth=4, stem_stride=4, stacks=stacks or 1, light=light),
         regional_net=HourglassConfig(width=width, depth=3, stem_stride=4, light=light),
         shape_prior=ShapePriorConfig(components=6),
     )

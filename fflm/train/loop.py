@@ -39,6 +39,7 @@ class TrainConfig:
     scheme: str = "68"
     variant: str = "regular"
     width: int | None = None  # channels of every hourglass; None: the preset's 64, or --init's
+    stacks: int | None = None  # hourglasses stacked in the global network; None: the preset's 1, or --init's
     resolution: int = 256
     crop_size: int = 128
     epochs: int = 30
@@ -77,8 +78,10 @@ def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
         if cfg.width:
             model_cfg = replace(model_cfg, global_net=replace(model_cfg.global_net, width=cfg.width),
                                 regional_net=replace(model_cfg.regional_net, width=cfg.width))
+        if cfg.stacks:
+            model_cfg = replace(model_cfg, global_net=replace(model_cfg.global_net, stacks=cfg.stacks))
     else:
-        model_cfg = preset(cfg.variant, scheme, cfg.crop_size, cfg.width)
+        model_cfg = preset(cfg.variant, scheme, cfg.crop_size, cfg.width, cfg.stacks)
     model = LandmarkNet(model_cfg)
     if cfg.init:
         kept, fresh = init_from(model, cfg.init)
