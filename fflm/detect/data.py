@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fflm.pts import read_pts
+from fflm.train.data import read_annotations
 
 
 @dataclass
@@ -107,15 +107,9 @@ def load_scenes(folder: str | Path) -> tuple[list[Photo], list[Photo], list[tupl
 
 
 def load_300w(folder: str | Path, box_model: KeypointBoxModel) -> list[Photo]:
-    """300-W crops with one face each, its box from the landmarks through `box_model`."""
-    out = []
-    for pts in sorted(Path(folder).glob("*.pts")):
-        img = pts.with_suffix(".jpg")
-        if not img.exists():
-            continue
-        box = box_model.box(five_points_68(read_pts(pts)))
-        out.append(Photo(img.name, np.fromfile(str(img), np.uint8), box[None], np.zeros((0, 4))))
-    return out
+    """300-W style faces (image + .pts, any image format), one each, its box from the landmarks through `box_model`."""
+    return [Photo(s.image.name, np.fromfile(str(s.image), np.uint8), box_model.box(five_points_68(s.points))[None],
+                  np.zeros((0, 4))) for s in read_annotations(folder, 68)]
 
 
 def _scale_boxes(b: np.ndarray, s: float, dx: float, dy: float) -> np.ndarray:
@@ -130,8 +124,9 @@ class Sampler:
     """Random training canvases of `size`² pixels: (RGB uint8 image, boxes [N, 4], ignore [M, 4])."""
 
     def __init__(self, scenes: list[Photo], portraits: list[Photo], size: int = 256, portrait_p: float = 0.35,
-                 seed: int = 0) -> None:
+                 seed: int = 0, rotate: float = 0.0) -> None:
         self.scenes, self.portraits, self.size, self.portrait_p = scenes, portraits, size, portrait_p
+        self.rotate = rotate  # half of a canvas' tilt in degrees (half of the canvases are tilted); 0: none
         self.negatives = [p for p in scenes if len(p.boxes) == 0 and len(p.ignore) == 0]
         self.rng = np.random.default_rng(seed)
 
@@ -146,6 +141,8 @@ class Sampler:
             w = img.shape[1]
             boxes = np.stack([w - 1 - boxes[:, 2], boxes[:, 1], w - 1 - boxes[:, 0], boxes[:, 3]], 1) if len(boxes) else boxes
             ign = np.stack([w - 1 - ign[:, 2], ign[:, 1], w - 1 - ign[:, 0], ign[:, 3]], 1) if len(ign) else ign
+        if self.rotate and rng.random() < 0.5:
+            img, boxes, ign = tilt(img, boxes, ign, rng.uniform(-self.rotate, self.rotate))
         return photometric(np.ascontiguousarray(img), rng), boxes, ign
 
     def _place(self, image: np.ndarray, s: float, fx: float, fy: float, fill: np.ndarray | None):
@@ -196,6 +193,27 @@ class Sampler:
         cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
         canvas, s_eff, dx, dy = self._place(img, s, (cx + 0.5) * s, (cy + 0.5) * s, fill)
         return canvas, _scale_boxes(p.boxes, s_eff, dx, dy), np.zeros((0, 4))
+
+
+def tilt(img: np.ndarray, boxes: np.ndarray, ignore: np.ndarray, degrees: float):
+    """The canvas rotated by `degrees` (counter-clockwise, about its centre) and its boxes moved with it: each box
+    keeps its centre on the same content and grows by half of what its corners' axis-aligned hull would (a face
+    is rounder than its box; human boxes of tilted faces are drawn around the face, not the rotated box)."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+    fill = tuple(float(v) for v in cv2.mean(img)[:3])
+    out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    c, s = abs(m[0, 0]), abs(m[0, 1])
+
+    def move(b: np.ndarray) -> np.ndarray:
+        if not len(b):
+            return b
+        centre = np.concatenate([(b[:, :2] + b[:, 2:]) / 2, np.ones((len(b), 1))], 1) @ m.T
+        bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        hw, hh = (bw + (c * bw + s * bh)) / 4, (bh + (s * bw + c * bh)) / 4
+        return np.stack([centre[:, 0] - hw, centre[:, 1] - hh, centre[:, 0] + hw, centre[:, 1] + hh], 1)
+
+    return out, move(boxes), move(ignore)
 
 
 def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
