@@ -357,19 +357,29 @@ def test_width_sets_every_hourglass_and_changes_what_init_keeps(tmp_path, data, 
     assert model.config.proxy_size == base.proxy_size and model.config.scheme == base.scheme  # the rest is --init's
 
 
-def test_stacks_adds_global_hourglasses_and_init_keeps_the_first(tmp_path, data, weights):
-    """--stacks 2 from one-stack weights: every tensor of the old network is kept, only the added stack's are new."""
+def test_stacks_grows_the_global_network_without_changing_its_output(tmp_path, data, weights):
+    """--stacks 2 from one-stack weights keeps every tensor of the file; the added stack starts as a copy of the
+    first behind zeroed merges, so the grown network's points equal the file's before training."""
+    from fflm.weights import load_model
+
     train_dir, _ = data
     assert build_model(config(tmp_path / "a", train_dir, stacks=2))[0].config.global_net.stacks == 2
     base, _ = read_header(weights)
     assert base.global_net.stacks == 1
-    model, [note] = build_model(config(tmp_path / "b", train_dir, init=str(weights), stacks=2))
+    model, [grown, note] = build_model(config(tmp_path / "b", train_dir, init=str(weights), stacks=2))
     source = load_file(str(weights))
-    fresh = [k for k in model.state_dict() if k not in source]
     assert model.config.global_net.stacks == 2 and model.config.regional_net.stacks == 1
-    assert f"kept {len(source)} tensors, re-initialised {len(fresh)}" in note
-    assert fresh and all(k.startswith(("global_net.hourglasses.1.", "global_net.features.1.", "global_net.heads.1.",
-                                       "global_net.merge_")) for k in fresh)
+    assert f"kept {len(source)} tensors, re-initialised 0" in note and "stacks 2-2 start as copies of stack 1" in grown
+    state = model.state_dict()
+    torch.testing.assert_close(state["global_net.heads.1.weight"], source["global_net.heads.0.weight"])
+    assert float(state["global_net.merge_features.0.weight"].abs().max()) == 0.0
+    old, _ = load_model(weights)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        new_maps, old_maps = model.eval().global_net(x), old.global_net(x)
+    assert len(new_maps) == 2 and len(old_maps) == 1
+    torch.testing.assert_close(new_maps[1], old_maps[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(new_maps[0], old_maps[0], rtol=1e-5, atol=1e-5)
 
 
 def test_seed_gives_identical_runs(tmp_path, data):

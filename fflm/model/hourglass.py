@@ -77,6 +77,25 @@ class HourglassNet(nn.Module):
         self.merge_heatmaps = nn.ModuleList(nn.Conv2d(cout, w, 1) for _ in range(cfg.stacks - 1))
         self.stride = cfg.stem_stride
 
+    @torch.no_grad()
+    def grow(self, trained: int) -> list[str]:
+        """Start the stacks after the first `trained` as copies of the last trained one, fed through zeroed merge
+        convolutions: each copy sees what that stack saw, so the network's output is unchanged (Net2Net-style
+        growth; fresh stacks would start from noise and cost the final output many epochs). Returns the names
+        (relative to this module) of the tensors set."""
+        names = []
+        for k in range(trained, len(self.hourglasses)):
+            for group in ("hourglasses", "features", "heads"):
+                mods = getattr(self, group)
+                mods[k].load_state_dict(mods[trained - 1].state_dict())
+                names += [f"{group}.{k}.{n}" for n in mods[k].state_dict()]
+            for group in ("merge_features", "merge_heatmaps"):
+                conv = getattr(self, group)[k - 1]
+                conv.weight.zero_()
+                conv.bias.zero_()
+                names += [f"{group}.{k - 1}.weight", f"{group}.{k - 1}.bias"]
+        return names
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
         outputs = []
