@@ -369,7 +369,7 @@ def test_stacks_grows_the_global_network_without_changing_its_output(tmp_path, d
     model, [grown, note] = build_model(config(tmp_path / "b", train_dir, init=str(weights), stacks=2))
     source = load_file(str(weights))
     assert model.config.global_net.stacks == 2 and model.config.regional_net.stacks == 1
-    assert f"kept {len(source)} tensors, re-initialised 0" in note and "stacks 2-2 start as copies of stack 1" in grown
+    assert f"kept {len(source)} tensors, re-initialised 0" in note and "global stack 2 starts as a copy of stack 1" in grown
     state = model.state_dict()
     torch.testing.assert_close(state["global_net.heads.1.weight"], source["global_net.heads.0.weight"])
     assert float(state["global_net.merge_features.0.weight"].abs().max()) == 0.0

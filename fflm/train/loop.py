@@ -89,8 +89,9 @@ def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
         if trained < model_cfg.global_net.stacks and base.global_net.width == model_cfg.global_net.width:
             grown = {f"global_net.{n}" for n in model.global_net.grow(trained)}
             fresh = [k for k in fresh if k not in grown]
-            notes.append(f"--init {cfg.init}: global stacks {trained + 1}-{model_cfg.global_net.stacks} start as copies "
-                         f"of stack {trained} with zeroed merges ({len(grown)} tensors; the output is unchanged)")
+            added = ", ".join(str(k) for k in range(trained + 1, model_cfg.global_net.stacks + 1))
+            notes.append(f"--init {cfg.init}: global stack {added} starts as a copy of stack {trained} behind zeroed "
+                         f"merges ({len(grown)} tensors; the output is unchanged)")
         notes.append(f"--init {cfg.init}: kept {len(kept)} tensors, re-initialised {len(fresh)}"
                      + (f" ({', '.join(fresh[:6])}{'…' if len(fresh) > 6 else ''})" if fresh else ""))
     return model, notes
