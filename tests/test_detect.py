@@ -319,7 +319,7 @@ def test_tilt_keeps_boxes_on_their_content() -> None:
     np.testing.assert_allclose(moved, box)
 
 
-def test_training_script_runs_resumes_and_exports(tmp_path: Path) -> None:
+def test_training_script_runs_resumes_and_exports(tmp_path: Path, capsys) -> None:
     """Two tiny epochs of `python -m fflm.detect.train` on made-up scenes and 300-W faces (with tilted canvases):
     it checkpoints, resumes at the next epoch and exports a detector that loads with its threshold."""
     import json
@@ -357,3 +357,8 @@ def test_training_script_runs_resumes_and_exports(tmp_path: Path) -> None:
     # without --threshold the export takes the one validation chose; none reached precision 0.9 here: 0.5
     main(args[:-2] + ["--export-only", "--export", str(tmp_path / "det2.safetensors")])
     assert BuiltinDetector(tmp_path / "det2.safetensors").threshold == 0.5
+    # --init into a network with another head: the matching tensors are kept, the new head starts fresh
+    grown = [a if a != str(out) else str(tmp_path / "run3") for a in args]
+    main(grown + ["--epochs", "1", "--strides", "8,16,32", "--init", str(tmp_path / "det.safetensors")])
+    assert "new: heads.16." in capsys.readouterr().out
+    assert load_detector(tmp_path / "run3" / "best.safetensors")[0].config.strides == (8, 16, 32)

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--widths", default="16,24,32,48,64", help="backbone channels at strides 2, 4, 8, 16, 32")
     ap.add_argument("--fpn", type=int, default=32, help="channels of the FPN levels and heads")
+    ap.add_argument("--strides", default="8,32", help="strides of the heads (of 8, 16, 32)")
     ap.add_argument("--init", default=None, help="start from this detector file's weights (a fresh schedule: fine-tuning)")
     ap.add_argument("--export", default=None, help="write the best epoch's model here (e.g. weights/fflm-detector.safetensors)")
     ap.add_argument("--export-only", action="store_true", help="export without training")
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"scenes: {len(train_p)} train, {len(val_p)} val; 300-W: {len(portraits)}; box model {box_model.params.round(3).tolist()}",
           flush=True)
     config = DetectorConfig(widths=tuple(int(w) for w in a.widths.split(",")), fpn=a.fpn,
+                            strides=tuple(int(s) for s in a.strides.split(",")),
                             extra={"keypoint_box": box_model.params.tolist()})
     model = FaceNet(config)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
@@ -138,8 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     step, epoch, best = 0, 0, -1.0
     ckpt = out / "last.pt"
     if a.init and not ckpt.exists():
-        model.load_state_dict(load_detector(a.init)[0].state_dict())
-        print(f"initialised from {a.init}", flush=True)
+        state = {k: v for k, v in load_detector(a.init)[0].state_dict().items()
+                 if k in model.state_dict() and model.state_dict()[k].shape == v.shape}
+        model.load_state_dict(state, strict=False)
+        fresh = sorted(set(model.state_dict()) - set(state))
+        print(f"initialised from {a.init}" + (f"; new: {', '.join(fresh)}" if fresh else ""), flush=True)
     if ckpt.exists():
         st = torch.load(ckpt, weights_only=False)
         model.load_state_dict(st["model"])
