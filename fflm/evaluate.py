@@ -75,6 +75,7 @@ class EvalReport:
     groups: dict[str, np.ndarray] = field(default_factory=dict)
     refined: np.ndarray | None = None  # NME on the refined points, final prediction
     refined_global: np.ndarray | None = None  # NME on the same points, global stage's estimate
+    residual: np.ndarray | None = None  # mean (truth - prediction) over found faces and all points, px (x, y)
     seconds: float = 0.0
 
     def to_dict(self, per_image: bool = True) -> dict:
@@ -87,6 +88,8 @@ class EvalReport:
             "groups": {k: 100 * float(np.mean(v[found])) for k, v in self.groups.items()},
             "seconds": round(self.seconds, 2),
         }
+        if self.residual is not None:
+            d["mean_residual_px"] = [_num(v) for v in self.residual]
         if self.refined is not None:
             d["refined_points"] = {"final": 100 * float(np.mean(self.refined[found])),
                                    "global_stage": 100 * float(np.mean(self.refined_global[found]))}
@@ -160,6 +163,7 @@ def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_s
         groups={k: err(list(v)) for k, v in scheme.groups.items()},
         refined=err(ref) if ref else None,
         refined_global=err(ref, np.where(missing[:, None, None], 0.0, glob)) if ref else None,
+        residual=(truth[~missing] - preds[~missing]).mean(axis=(0, 1)) if (~missing).any() else None,
         seconds=seconds,
     )
 

@@ -382,6 +382,17 @@ def test_stacks_grows_the_global_network_without_changing_its_output(tmp_path, d
     torch.testing.assert_close(new_maps[0], old_maps[0], rtol=1e-5, atol=1e-5)
 
 
+def test_init_does_not_carry_the_mirror_offset_over(tmp_path, data, weights):
+    """A new run's annotations have their own convention: --init from a calibrated file starts at offset 0."""
+    from fflm.weights import load_model, save_model
+
+    train_dir, _ = data
+    model, meta = load_model(weights)
+    model.config.mirror_offset = 0.9
+    save_model(tmp_path / "cal.safetensors", model, meta)
+    assert build_model(config(tmp_path / "run", train_dir, init=str(tmp_path / "cal.safetensors")))[0].config.mirror_offset == 0.0
+
+
 def test_seed_gives_identical_runs(tmp_path, data):
     """With augmentation and box jitter on: the same seed twice gives the same run, another seed another run."""
     train_dir, _ = data

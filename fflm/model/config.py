@@ -51,6 +51,10 @@ class ModelConfig:
     `frame_scale`: the face frame (the square seen by the global stage) is this many times the larger side
     of the landmarks' tight box. `region_margin`: each region box extends its points' extent by this
     fraction on every side (then made square, at least `region_min_side` of the frame's side).
+    `mirror_offset`: how far right of the mirror-symmetric position the training annotations sit, in image
+    pixels. Mirrored training samples teach the network the symmetric position (an offset that flips sign with
+    the image cannot be learnt), so the pipeline adds it back; measured on the training faces by
+    `python -m fflm.train.calibrate`, 0 for a fresh run.
     """
 
     scheme: dict = field(default_factory=IBUG68.to_dict)
@@ -65,6 +69,7 @@ class ModelConfig:
     temperature: float = 1.0
     learn_temperature: bool = True
     shape_prior: ShapePriorConfig = field(default_factory=ShapePriorConfig)
+    mirror_offset: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.shape_prior, dict):
