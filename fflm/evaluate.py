@@ -89,7 +89,7 @@ class EvalReport:
             "seconds": round(self.seconds, 2),
         }
         if self.residual is not None:
-            d["mean_residual_px"] = [_num(v) for v in self.residual]
+            d["mean_residual_px"] = [round(float(v), 4) for v in self.residual]  # px, not percent
         if self.refined is not None:
             d["refined_points"] = {"final": 100 * float(np.mean(self.refined[found])),
                                    "global_stage": 100 * float(np.mean(self.refined_global[found]))}

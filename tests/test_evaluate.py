@@ -290,6 +290,8 @@ def test_evaluate_known_errors(annotated):
     assert d["by_face_size"] == {"0-256": {"faces": 2, "mean": pytest.approx(100 * io[:2].mean())},
                                  "256-512": {"faces": 1, "mean": pytest.approx(100 * io[2])}}
     assert [p["nme_io"] for p in d["per_image"]] == pytest.approx(list(100 * io), abs=1e-4)
+    np.testing.assert_allclose(report.residual, [-3, -4])  # truth - prediction, px (not percent)
+    assert d["mean_residual_px"] == [-3.0, -4.0]
 
 
 def test_evaluate_one_point_off(annotated):
@@ -316,6 +318,7 @@ def test_evaluate_missing_faces_are_failures(annotated):
     assert d["inter_ocular"]["fr_0.08"] == pytest.approx(200 / 3) and d["inter_ocular"]["fr_0.10"] == pytest.approx(200 / 3)
     assert d["inter_ocular"]["auc_0.08"] == pytest.approx(100 * (0.08 - report.nme_io[0]) / 0.08 / 3)
     assert d["inter_ocular"]["mean"] == pytest.approx(100 * report.nme_io[0])  # over the faces found
+    np.testing.assert_allclose(report.residual, [-0.3, -0.4])  # over the faces found
     assert [p["nme_io"] for p in d["per_image"]][1:] == [None, None]
 
 
@@ -391,7 +394,7 @@ def test_eval_json(capsys, annotated, weights):
     assert rc == 0 and "error" not in err.lower()
     d = strict_json(out)
     assert set(d) == {"faces", "found", "inter_ocular", "box_diagonal", "groups", "refined_points", "by_face_size",
-                      "per_image", "seconds", "weights", "boxes"}
+                      "per_image", "seconds", "weights", "boxes", "mean_residual_px"}
     assert (d["faces"], d["found"], d["weights"], d["boxes"]) == (3, 3, str(weights), "landmarks")
     assert set(d["inter_ocular"]) == set(d["box_diagonal"]) == SUMMARY_KEYS
     assert set(d["groups"]) == GROUPS and set(d["refined_points"]) == {"final", "global_stage"}
