@@ -11,9 +11,10 @@ Measure it on training faces, never on the faces it will be scored on.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+
+from fflm.train import weights_tool_parser
 
 
 def mirror_offset(weights: str | Path, data: str | Path, device: str = "cpu") -> tuple[float, int]:
@@ -44,11 +45,7 @@ def calibrate(weights: str | Path, data: str | Path, out: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("weights")
-    ap.add_argument("--data", required=True, help="training annotations (300-W folder, CSV or JSON)")
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args(argv)
+    a = weights_tool_parser(__doc__).parse_args(argv)
     print(json.dumps({"out": a.out, "note": calibrate(a.weights, a.data, a.out)}))
 
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from fflm.model import LandmarkNet, ModelConfig
+from fflm.train import weights_tool_parser
 from fflm.shape import ShapeModel
 
 
@@ -51,10 +51,7 @@ def with_shape(weights: str | Path, data: str | Path, out: str | Path, component
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("weights")
-    ap.add_argument("--data", required=True, help="training annotations (300-W folder, CSV or JSON)")
-    ap.add_argument("--out", required=True)
+    ap = weights_tool_parser(__doc__)
     ap.add_argument("--components", type=int, default=6)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
