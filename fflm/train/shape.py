@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from fflm.model import LandmarkNet, ModelConfig
-from fflm.train import weights_tool_parser
 from fflm.shape import ShapeModel
+from fflm.train import weights_tool_parser
 
 
 def fit_shape(model: LandmarkNet, samples: list) -> str:
