@@ -43,7 +43,8 @@ def train(
     width: int = typer.Option(None, "--width", min=4, max=512, help="Channels of every hourglass (default: 64, or "
                               "--init's; a different width re-initialises the networks).", show_default=False),
     stacks: int = typer.Option(None, "--stacks", min=1, max=8, help="Hourglasses stacked in the global network "
-                               "(default: 1, or --init's; with --init the added ones start fresh).", show_default=False),
+                               "(default: 1, or --init's; with --init the added ones start as copies of its last).",
+                               show_default=False),
     resolution: int = typer.Option(256, "--resolution", min=64, max=4096, help="Training frame side in pixels."),
     crop_size: int = typer.Option(128, "--crop-size", min=16, max=512, help="Regional crop side in pixels."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs (default 30). With --resume: extend the run to "

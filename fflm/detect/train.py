@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     step, epoch, best = 0, 0, -1.0
     ckpt = out / "last.pt"
     if a.init and not ckpt.exists():
-        state = {k: v for k, v in load_detector(a.init)[0].state_dict().items()
-                 if k in model.state_dict() and model.state_dict()[k].shape == v.shape}
+        own = model.state_dict()
+        state = {k: v for k, v in load_detector(a.init)[0].state_dict().items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(state, strict=False)
-        fresh = sorted(set(model.state_dict()) - set(state))
+        fresh = sorted(set(own) - set(state))
         print(f"initialised from {a.init}" + (f"; new: {', '.join(fresh)}" if fresh else ""), flush=True)
     if ckpt.exists():
         st = torch.load(ckpt, weights_only=False)
