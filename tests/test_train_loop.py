@@ -571,3 +571,56 @@ def test_a_run_fits_its_shape_model_from_the_training_faces(tmp_path, monkeypatc
     few = faces(tmp_path / "few", 3)
     _, messages = run(config(tmp_path / "run2", few, epochs=1))
     assert "shape model: 3 faces are too few for 3 modes; none stored" in messages
+
+
+# --- weight averaging ----------------------------------------------------------------------------------------
+
+
+def test_ema_exports_the_moving_average_of_the_weights(tmp_path, data, monkeypatch):
+    """With --ema d the exported weights are e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k over the weights after each
+    step (BatchNorm statistics too); the raw weights stay in the checkpoint and their val NME is logged."""
+    train_dir, val_dir = data
+    seen: list[dict] = []
+    real = torch.optim.swa_utils.AveragedModel.update_parameters
+
+    def record(self, model):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return real(self, model)
+
+    monkeypatch.setattr(torch.optim.swa_utils.AveragedModel, "update_parameters", record)
+    d = 0.75
+    run(config(tmp_path / "run", train_dir, val=str(val_dir), epochs=1, ema=d))
+    assert len(seen) == 2  # 4 faces, batch 2
+    exported, state = load_file(str(tmp_path / "run" / "last.safetensors")), torch.load(
+        tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    moved = 0
+    for k, w2 in seen[1].items():
+        if not w2.is_floating_point():
+            continue
+        expected = d * seen[0][k] + (1 - d) * w2
+        torch.testing.assert_close(exported[k], expected)
+        torch.testing.assert_close(state["model"][k], w2)  # the checkpoint keeps the raw weights to go on from
+        moved += int(not torch.equal(seen[0][k], w2))
+    assert moved > 10  # the weights changed between the steps, so the average differs from both
+    row = log_rows(tmp_path / "run")[0]
+    assert np.isfinite(float(row["val_nme_raw"])) and float(row["val_nme_raw"]) != float(row["val_nme"])
+
+
+def test_ema_resumes_with_its_average(tmp_path, data):
+    train_dir, _ = data
+    run(config(tmp_path / "run", train_dir, epochs=1, ema=0.9))
+    run(config(tmp_path / "run", train_dir, epochs=2, ema=0.9), resume=True)
+    run(config(tmp_path / "straight", train_dir, epochs=2, ema=0.9))
+    resumed, straight = load_file(str(tmp_path / "run" / "last.safetensors")), load_file(str(tmp_path / "straight" / "last.safetensors"))
+    for k in straight:
+        torch.testing.assert_close(resumed[k], straight[k], rtol=1e-4, atol=1e-5)
+
+
+def test_cli_train_ema(capsys, tmp_path, data):
+    train_dir, val_dir = data
+    rc, _, err = cli(capsys, *tiny_args(train_dir, tmp_path / "run", "--val", val_dir, "--epochs", 1, "--ema", 0.9))
+    assert rc == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["ema"] == 0.9
+    assert "val_nme_raw" in log_rows(tmp_path / "run")[0]
+    rc, _, err = cli(capsys, *tiny_args(train_dir, tmp_path / "bad", "--ema", 1.5))
+    assert rc == 2 and "--ema" in err

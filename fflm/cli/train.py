@@ -63,6 +63,8 @@ def train(
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: torch's default)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
     max_val: int = typer.Option(0, "--max-val", min=0, help="Validate on at most this many faces (0: all)."),
+    ema: float = typer.Option(0.0, "--ema", min=0.0, max=0.9999, help="Validate and export an exponential moving "
+                              "average of the weights with this decay per step (e.g. 0.998; 0: off)."),
 ) -> int:
     """Train the landmark model (paper Eq. 1 by default) and export the best epoch as .safetensors."""
     from fflm.train.loop import TrainConfig, train as run_train
@@ -80,7 +82,7 @@ def train(
         # a resumed run trains to max(--epochs, its own): 1 when --epochs is not given keeps its own
         epochs=epochs if epochs is not None else (1 if resume is not None else 30),
         lr=lr, lr_min=lr_min, warmup_steps=warmup, loss=loss.value, init=str(init) if init else None,
-        device=device.value, seed=seed, workers=workers, threads=threads, max_val=max_val,
+        device=device.value, seed=seed, workers=workers, threads=threads, max_val=max_val, ema=ema,
     )
     best = run_train(cfg, resume=resume is not None, log=message)
     if best.exists():  # not yet after Ctrl-C in the first epoch

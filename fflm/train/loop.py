@@ -57,6 +57,7 @@ class TrainConfig:
     workers: int = 0
     threads: int = 0
     max_val: int = 0
+    ema: float = 0.0  # decay of the exponential moving average of the weights that is validated and exported; 0: off
     augment: dict = field(default_factory=lambda: asdict(Augment()))
 
     def __post_init__(self) -> None:
@@ -66,6 +67,8 @@ class TrainConfig:
             raise TrainError("resolution must be within 64..4096")
         if self.epochs < 1 or self.batch_size < 1:
             raise TrainError("epochs and batch size must be positive")
+        if not 0.0 <= self.ema < 1.0:
+            raise TrainError("ema decay must be within [0, 1)")
 
 
 def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
@@ -188,12 +191,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     val_loader = (DataLoader(LandmarkDataset(val_samples, scheme, cfg.resolution, fs, None), 16, num_workers=0)
                   if val_samples else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # the averaged weights (buffers too: BatchNorm statistics) are what validation scores and the export holds;
+    # the raw weights are still validated and logged (val_nme_raw) so the average's effect is measured
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+                                               use_buffers=True) if cfg.ema else None)
+    served = ema.module if ema is not None else model
     start_epoch, best, step = 0, float("inf"), 0
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         start_epoch, best, step = state["epoch"], state["best"], state["step"]
         torch.set_rng_state(state["rng"])
         log(f"resuming {out} at epoch {start_epoch + 1}/{cfg.epochs} (best val NME {best:.3f} %)")
@@ -205,7 +215,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     def save_checkpoint(epoch: int) -> None:
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
-                    "step": step, "rng": torch.get_rng_state()}, tmp)
+                    "step": step, "rng": torch.get_rng_state(), "ema": ema.state_dict() if ema is not None else None},
+                   tmp)
         tmp.replace(ckpt_path)
 
     from rich.console import Console
@@ -233,6 +244,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                     if cfg.clip_grad:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                     opt.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
                     step += 1
                     n += 1
                     for k, v in {"loss": loss.item(), **parts}.items():
@@ -248,14 +261,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                 break
             row = {"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
             if val_loader is not None:
-                row.update(validate(model, val_loader, device))
+                row.update(validate(served, val_loader, device))
+                if ema is not None:
+                    row["val_nme_raw"] = validate(model, val_loader, device)["val_nme"]
             row["seconds"] = round(time.time() - t0, 1)
             score = row.get("val_nme", row["loss"])
             meta = {**meta_base, "epoch": epoch + 1, **{k: round(v, 5) for k, v in row.items() if k.startswith("val")}}
-            save_model(out / "last.safetensors", model, meta)
+            save_model(out / "last.safetensors", served, meta)
             if score < best:
                 best = score
-                save_model(out / "best.safetensors", model, meta)
+                save_model(out / "best.safetensors", served, meta)
             save_checkpoint(epoch + 1)
             _append_log(out / "log.csv", row)
             _plot_log(out / "log.csv", out / "curves.png")
