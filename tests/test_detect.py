@@ -319,6 +319,34 @@ def test_tilt_keeps_boxes_on_their_content() -> None:
     np.testing.assert_allclose(moved, box)
 
 
+def test_occlude_covers_part_of_each_chosen_face_and_nothing_else() -> None:
+    from fflm.detect.data import occlude
+
+    rng = np.random.default_rng(3)
+    boxes = np.array([[9.5, 9.5, 49.5, 59.5], [79.5, 19.5, 119.5, 69.5], [-20.5, 70.5, 19.5, 110.5]])
+    inside = np.zeros((100, 140), bool)
+    for x0, y0, x1, y1 in boxes:
+        inside[max(0, int(y0 + 0.5)) : int(y1 + 0.5), max(0, int(x0 + 0.5)) : int(x1 + 0.5)] = True
+    covered_faces = 0
+    for _ in range(40):
+        img = rng.integers(0, 256, (100, 140, 3), dtype=np.uint8)
+        out = occlude(img.copy(), boxes, rng, 0.5)
+        changed = np.any(out != img, axis=2)
+        assert not changed[~inside].any()  # nothing outside the faces
+        for x0, y0, x1, y1 in boxes:
+            r0, r1, c0, c1 = max(0, int(y0 + 0.5)), int(y1 + 0.5), max(0, int(x0 + 0.5)), int(x1 + 0.5)
+            part = changed[r0:r1, c0:c1]
+            cover = part.sum() / ((x1 - x0) * (y1 - y0))
+            assert cover <= 0.5 + 0.05  # at most half of a face's box covered: it stays a face to find
+            if cover > 0.1:
+                covered_faces += 1
+                ys, xs = np.nonzero(part)
+                assert ys.min() == 0 or ys.max() == part.shape[0] - 1 or xs.min() == 0 or xs.max() == part.shape[1] - 1
+    assert 35 < covered_faces < 80  # p = 0.5 of 120 faces, each covering ≥ 20 % of its box (less if outside the frame)
+    img = rng.integers(0, 256, (100, 140, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(occlude(img.copy(), boxes, rng, 0.0), img)
+
+
 def test_training_script_runs_resumes_and_exports(tmp_path: Path, capsys) -> None:
     """Two tiny epochs of `python -m fflm.detect.train` on made-up scenes and 300-W faces (with tilted canvases):
     it checkpoints, resumes at the next epoch and exports a detector that loads with its threshold."""
@@ -346,9 +374,15 @@ def test_training_script_runs_resumes_and_exports(tmp_path: Path, capsys) -> Non
     w300 = faces(tmp_path / "w300", 3)
     out = tmp_path / "run"
     args = ["--scenes", str(scenes), "--w300", str(w300), "--out", str(out), "--steps", "2", "--batch", "2",
-            "--size", "64", "--widths", "4,4,8,8,8", "--fpn", "8", "--rotate", "15", "--threshold", "0.3"]
+            "--size", "64", "--widths", "4,4,8,8,8", "--fpn", "8", "--rotate", "15", "--occlude", "0.5", "--ema", "0.9",
+            "--threshold", "0.3"]
     main(args + ["--epochs", "1"])
-    assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 1
+    first = torch.load(out / "last.pt", weights_only=False)
+    assert first["epoch"] == 1 and first["ema"] is not None
+    assert "raw weights" in capsys.readouterr().out
+    # the export holds the average of the weights, not the last step's
+    exported = load_detector(out / "best.safetensors")[0].state_dict()
+    assert any(not torch.equal(exported[k], v) for k, v in first["model"].items() if v.is_floating_point())
     main(args + ["--epochs", "2", "--export", str(tmp_path / "det.safetensors")])
     assert torch.load(out / "last.pt", weights_only=False)["step"] == 4
     det = BuiltinDetector(tmp_path / "det.safetensors")

@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--rotate", type=float, default=0.0, help="tilt half of the canvases by up to this many degrees")
+    ap.add_argument("--occlude", type=float, default=0.0, help="chance of each training face to be partly covered")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="validate and export a moving average of the weights with this decay per step (0: off)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--widths", default="16,24,32,48,64", help="backbone channels at strides 2, 4, 8, 16, 32")
     ap.add_argument("--fpn", type=int, default=32, help="channels of the FPN levels and heads")
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                             extra={"keypoint_box": box_model.params.tolist()})
     model = FaceNet(config)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
-    sampler = Sampler(train_p, portraits, a.size, rotate=a.rotate)
+    sampler = Sampler(train_p, portraits, a.size, rotate=a.rotate, occlude=a.occlude)
     total = a.epochs * a.steps
     step, epoch, best = 0, 0, -1.0
     ckpt = out / "last.pt"
@@ -145,10 +148,15 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict(state, strict=False)
         fresh = sorted(set(own) - set(state))
         print(f"initialised from {a.init}" + (f"; new: {', '.join(fresh)}" if fresh else ""), flush=True)
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(a.ema),
+                                               use_buffers=True) if a.ema else None)
+    served = ema.module if ema is not None else model  # what is validated and exported
     if ckpt.exists():
         st = torch.load(ckpt, weights_only=False)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
+        if ema is not None:
+            ema.load_state_dict(st["ema"])
         step, epoch, best = st["step"], st["epoch"], st["best"]
         sampler.rng.bit_generator.state = st["rng"]
         print(f"resumed at epoch {epoch}, step {step}", flush=True)
@@ -165,22 +173,26 @@ def main(argv: list[str] | None = None) -> None:
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             for k in sums:
                 sums[k] += float(losses[k].detach()) / a.steps
         epoch += 1
-        v = validate(model, val_p)
+        v = validate(served, val_p)
+        raw = f" (raw weights {validate(model, val_p)['r32_at_p']:.3f})" if ema is not None else ""
         score = v["r32_at_p"]
         if score > best:
             best = score
-            save_detector(out / "best.safetensors", model,
+            save_detector(out / "best.safetensors", served,
                           {"epoch": epoch, "step": step, "val": v, "data": "scenes (WIDER FACE, face-mask, negatives) + 300-W train"})
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch, "best": best,
-                    "rng": sampler.rng.bit_generator.state}, out / "last.tmp")
+                    "rng": sampler.rng.bit_generator.state, "ema": ema.state_dict() if ema is not None else None},
+                   out / "last.tmp")
         (out / "last.tmp").replace(ckpt)
         print(f"epoch {epoch} step {step} lr {lr:.5f} loss {sums['loss']:.4f} cls {sums['cls']:.4f} box {sums['box']:.4f} "
               f"val@0.5 r32 {v['r32']:.3f} r20 {v['r20']:.3f} prec {v['prec']:.3f}; r32 at prec >= 0.9 {v['r32_at_p']:.3f} "
-              f"(threshold {v['threshold']}) best {best:.3f} ({time.time() - t0:.0f} s)",
+              f"(threshold {v['threshold']}){raw} best {best:.3f} ({time.time() - t0:.0f} s)",
               flush=True)
     if a.export:
         export(out / "best.safetensors", a.export, a.threshold, a.w300)
