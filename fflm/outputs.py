@@ -183,3 +183,15 @@ def overlay_path(target: str | Path, result: ImageResult, many: bool) -> Path:
         return target
     stem = result.stem if result.frame is None else f"{result.stem}_f{result.frame:06d}"
     return target / f"{stem}.fflm.jpg"
+
+
+def overlay_writer(target: str | Path | None, scheme: LandmarkScheme, many: bool):
+    """The per-image callback that draws a result's faces on its pixels and writes it to `overlay_path`
+    (None without a target), for `fflm.runner.run`'s `visit`."""
+    if target is None:
+        return None
+
+    def write(result: ImageResult, pixels: np.ndarray) -> None:
+        write_image(overlay_path(target, result, many), draw_overlay(pixels, result.faces, scheme))
+
+    return write

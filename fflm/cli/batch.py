@@ -53,7 +53,7 @@ def batch(
     from fflm import runner
     from fflm.cli.common import boxes_source, make_landmarker
     from fflm.imageio import is_video_path, list_images, video_frame_count
-    from fflm.outputs import draw_overlay, overlay_path, write_image, write_results
+    from fflm.outputs import overlay_writer, write_results
 
     existing([source])
     if fmt == Format.pts and out is None:
@@ -75,11 +75,7 @@ def batch(
                TextColumn("{task.fields[rate]:.1f} img/s"), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(source.name, total=total, rate=0.0)
-        draw = None
-        if overlay_dir is not None:
-            def draw(r, pixels) -> None:  # noqa: ANN001
-                write_image(overlay_path(overlay_dir, r, True), draw_overlay(pixels, r.faces, lm.scheme))
-
+        draw = overlay_writer(overlay_dir, lm.scheme, True)
         for r in runner.run(lm, runner.source_items(source, recursive), given, batch_size, workers, draw):
             if r.error is not None:
                 failures.append(r)

@@ -47,7 +47,7 @@ def detect(
     """Find facial landmarks on images. Coordinates are original pixels, 0-based pixel centres."""
     from fflm import runner
     from fflm.cli.common import boxes_source, make_landmarker
-    from fflm.outputs import draw_overlay, overlay_path, write_image, write_results
+    from fflm.outputs import overlay_writer, write_results
 
     existing(images)
     for p in images:
@@ -65,11 +65,7 @@ def detect(
                          detector_threshold)
     results = []
     failed = 0
-    draw = None
-    if overlay is not None:
-        def draw(r, pixels) -> None:  # noqa: ANN001
-            write_image(overlay_path(overlay, r, len(images) > 1), draw_overlay(pixels, r.faces, lm.scheme))
-
+    draw = overlay_writer(overlay, lm.scheme, len(images) > 1)
     for r in runner.run(lm, runner.file_items(images), given, batch_size=8, workers=2, visit=draw):
         if r.error is not None:
             failed += 1
