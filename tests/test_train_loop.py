@@ -577,8 +577,9 @@ def test_a_run_fits_its_shape_model_from_the_training_faces(tmp_path, monkeypatc
 
 
 def test_ema_exports_the_moving_average_of_the_weights(tmp_path, data, monkeypatch):
-    """With --ema d the exported weights are e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k over the weights after each
-    step (BatchNorm statistics too); the raw weights stay in the checkpoint and their val NME is logged."""
+    """With --ema d the exported weights are e_1 = w_1, e_k = d_k e_(k-1) + (1 - d_k) w_k over the weights after
+    each step (BatchNorm statistics too), d_k = min(d, k / (9 + k)) (the warm-up); the raw weights stay in the
+    checkpoint and their val NME is logged."""
     train_dir, val_dir = data
     seen: list[dict] = []
     real = torch.optim.swa_utils.AveragedModel.update_parameters
@@ -588,8 +589,8 @@ def test_ema_exports_the_moving_average_of_the_weights(tmp_path, data, monkeypat
         return real(self, model)
 
     monkeypatch.setattr(torch.optim.swa_utils.AveragedModel, "update_parameters", record)
-    d = 0.75
-    run(config(tmp_path / "run", train_dir, val=str(val_dir), epochs=1, ema=d))
+    run(config(tmp_path / "run", train_dir, val=str(val_dir), epochs=1, ema=0.75))
+    d = 2 / 11  # the warm-up's decay at the second step, below 0.75
     assert len(seen) == 2  # 4 faces, batch 2
     exported, state = load_file(str(tmp_path / "run" / "last.safetensors")), torch.load(
         tmp_path / "run" / "checkpoint.pt", weights_only=False)

@@ -23,6 +23,7 @@ from fflm.detect.run import infer
 from fflm.detect.tiling import detect_tiled
 from fflm.detect.targets import detector_loss, level_targets
 from fflm.detect.weights import load_detector, save_detector
+from fflm.train.average import moving_average
 
 
 def make_batch(sampler: Sampler, n: int, strides: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -148,8 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict(state, strict=False)
         fresh = sorted(set(own) - set(state))
         print(f"initialised from {a.init}" + (f"; new: {', '.join(fresh)}" if fresh else ""), flush=True)
-    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(a.ema),
-                                               use_buffers=True) if a.ema else None)
+    ema = moving_average(model, a.ema) if a.ema else None
     served = ema.module if ema is not None else model  # what is validated and exported
     if ckpt.exists():
         st = torch.load(ckpt, weights_only=False)

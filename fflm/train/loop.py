@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from fflm.model import LandmarkNet, ModelConfig, preset
 from fflm.scheme import load_scheme
+from fflm.train.average import moving_average
 from fflm.train.data import Augment, LandmarkDataset, read_annotations
 from fflm.train.losses import LOSSES, landmark_loss
 from fflm.train.shape import fit_shape
@@ -193,8 +194,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # the averaged weights (buffers too: BatchNorm statistics) are what validation scores and the export holds;
     # the raw weights are still validated and logged (val_nme_raw) so the average's effect is measured
-    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
-                                               use_buffers=True) if cfg.ema else None)
+    ema = moving_average(model, cfg.ema) if cfg.ema else None
     served = ema.module if ema is not None else model
     start_epoch, best, step = 0, float("inf"), 0
     out.mkdir(parents=True, exist_ok=True)
