@@ -27,7 +27,7 @@ from fflm.scheme import IBUG68
 from fflm.train import loop
 from fflm.train.data import Augment, LandmarkDataset
 from fflm.train.loop import TrainConfig, TrainError, build_model, lr_at, train
-from fflm.weights import load_model, read_header
+from fflm.weights import load_model, read_header, save_model
 
 from conftest import faces, one_error, run_cli as cli, tiny_config
 
@@ -333,6 +333,20 @@ def test_init_from_weights_of_another_shape(tmp_path, data, weights):
     assert messages[0] == note
     model, meta = load_model(tmp_path / "run" / "best.safetensors")
     assert model.scheme.name == "ibug68-outer-mouth" and meta["train"]["init"] == str(weights)
+
+
+def test_the_scheme_follows_init_unless_given(tmp_path, data):
+    """Fine-tuning keeps the --init file's own regions (e.g. shipped weights with more refined regions) unless
+    --scheme says otherwise; without --init the default is the built-in 68 points."""
+    train_dir, _ = data
+    d = json.loads(small_mouth_scheme(tmp_path / "scheme.json").read_text())
+    path = tmp_path / "outer-mouth.safetensors"
+    save_model(path, LandmarkNet(tiny_config(scheme=d)).eval(), {})
+    model, [note] = build_model(config(tmp_path / "a", train_dir, init=str(path)))
+    assert model.scheme.name == "ibug68-outer-mouth" and "re-initialised 0" in note
+    model, [note] = build_model(config(tmp_path / "b", train_dir, init=str(path), scheme="68"))
+    assert model.scheme == IBUG68 and "re-initialised 0" not in note
+    assert build_model(config(tmp_path / "c", train_dir))[0].scheme == IBUG68
 
 
 def test_init_from_weights_of_the_same_shape_keeps_everything(tmp_path, data, weights):

@@ -38,7 +38,8 @@ class Loss(str, Enum):
 def train(
     data: Path = typer.Option(None, "--data", help="Training annotations: a 300-W style folder, a .csv or a .json file."),
     val: Path = typer.Option(None, "--val", help="Validation annotations (same formats); selects the best epoch."),
-    scheme: str = typer.Option("68", "--scheme", help="Landmark scheme: 68 or a scheme JSON file."),
+    scheme: str = typer.Option(None, "--scheme", help="Landmark scheme: 68 or a scheme JSON file (default: --init's "
+                               "scheme, else 68).", show_default=False),
     variant: Variant = typer.Option(Variant.regular, "--variant", help="regular or light (depthwise-separable)."),
     width: int = typer.Option(None, "--width", min=4, max=512, help="Channels of every hourglass (default: 64, or "
                               "--init's; a different width re-initialises the networks).", show_default=False),

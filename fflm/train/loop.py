@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fflm.model import LandmarkNet, ModelConfig, preset
-from fflm.scheme import load_scheme
+from fflm.scheme import IBUG68, LandmarkScheme, load_scheme
 from fflm.train.average import moving_average
 from fflm.train.data import Augment, LandmarkDataset, read_annotations
 from fflm.train.losses import LOSSES, landmark_loss
@@ -37,7 +37,7 @@ class TrainConfig:
     data: str
     val: str | None = None
     out: str = "runs/fflm"
-    scheme: str = "68"
+    scheme: str | None = None  # a built-in name or a scheme file; None: --init's scheme, else the 68 points
     variant: str = "regular"
     width: int | None = None  # channels of every hourglass; None: the preset's 64, or --init's
     stacks: int | None = None  # hourglasses stacked in the global network; None: the preset's 1, or --init's
@@ -72,9 +72,17 @@ class TrainConfig:
             raise TrainError("ema decay must be within [0, 1)")
 
 
+def run_scheme(cfg: TrainConfig) -> LandmarkScheme:
+    """The run's landmark scheme: `cfg.scheme`, else the `--init` file's own (fine-tuning keeps its regions), else
+    the built-in 68 points."""
+    if cfg.scheme:
+        return load_scheme(cfg.scheme)
+    return read_header(cfg.init)[0].landmark_scheme if cfg.init else IBUG68
+
+
 def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
     """A fresh model for the run, initialised from `cfg.init` where shapes match; notes on what was kept."""
-    scheme = load_scheme(cfg.scheme)
+    scheme = run_scheme(cfg)
     notes = []
     if cfg.init:
         base, _ = read_header(cfg.init)
@@ -171,7 +179,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     torch.manual_seed(cfg.seed)
-    scheme = load_scheme(cfg.scheme)
+    scheme = run_scheme(cfg)
     model, notes = build_model(cfg)
     for n in notes:
         log(n)
