@@ -100,6 +100,17 @@ def test_make_portrait_size_and_content(tmp_path):
     assert img.std() > 20  # a real picture, not a blank canvas
 
 
+def test_bench_portraits_hold_one_face(tmp_path):
+    """The timed portraits hold the sample's one face and nothing the detector takes for another (a mirrored
+    border held half a mirrored face: two faces, and ms per face no longer comparable between sizes)."""
+    from fflm.detect.builtin import BuiltinDetector
+    from fflm.imageio import read_image
+
+    det = BuiltinDetector()
+    for side in (512, 1024):
+        assert len(det.detect(read_image(make_portrait(side, tmp_path / f"p{side}.jpg")))) == 1
+
+
 @needs_dlib
 def test_dlib_adapter_finds_the_sample_face():
     from pathlib import Path
