@@ -117,3 +117,26 @@ def face_image() -> np.ndarray:
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (160, 200, 3), dtype=np.uint8)
     return img
+
+
+def scene_folder(folder: Path, train: int = 12, val: int = 2) -> Path:
+    """A made-up `shared/data/scenes` folder: photos with one flat disc "face" each (human box and five
+    keypoints in labels.json), `train` of them in the training split and `val` in the held-out one."""
+    import json
+
+    from fflm.detect.data import is_validation
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"wider_{i}.jpg" for i in range(40)]
+    labels = {}
+    for name in [n for n in names if not is_validation(n)][:train] + [n for n in names if is_validation(n)][:val]:
+        img = np.full((96, 128, 3), rng.integers(0, 255, 3), np.uint8)
+        x, y = int(rng.integers(0, 60)), int(rng.integers(0, 30))
+        cv2.circle(img, (x + 24, y + 28), 22, (200, 160, 140), -1)
+        cv2.imwrite(str(folder / name), img)
+        kps = [[x + 16, y + 22], [x + 32, y + 22], [x + 24, y + 30], [x + 18, y + 38], [x + 30, y + 38]]
+        labels[name] = [{"box": [x + 2, y + 4, x + 46, y + 52], "kps": kps, "source": "human", "score": 0.9}]
+    (folder / "labels.json").write_text(json.dumps(labels))
+    (folder / "ignore.json").write_text("{}")
+    return folder

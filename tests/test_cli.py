@@ -426,6 +426,13 @@ def test_info_on_a_detector_file(capsys, tmp_path):
     assert d["detector"]["parameters"] == sum(p.numel() for p in net.parameters())
     assert (d["detector"]["threshold"], d["detector"]["landmark_box"]) == (0.6, [0.8, 0.0, 0.1])
     assert d["file"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert d["detector"]["verifier"] == "none"
+    two = FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8, verifier={"crop": 16, "widths": [4, 8], "alpha": 0.6}))
+    save_detector(path, two, {})
+    d2 = json.loads(cli(capsys, "info", path, "--json")[1])["detector"]
+    assert d2["parameters"] == sum(p.numel() for p in two.parameters())
+    assert d2["verifier"].startswith(f"crop classifier, {sum(p.numel() for p in two.verifier.parameters())} parameters")
+    assert '"alpha": 0.6' in d2["verifier"]
     path.write_bytes(path.read_bytes()[:100])  # truncated: one line, exit 1
     rc, _, err = cli(capsys, "info", path)
     assert rc == 1 and len(err.strip().splitlines()) == 1

@@ -350,27 +350,10 @@ def test_occlude_covers_part_of_each_chosen_face_and_nothing_else() -> None:
 def test_training_script_runs_resumes_and_exports(tmp_path: Path, capsys) -> None:
     """Two tiny epochs of `python -m fflm.detect.train` on made-up scenes and 300-W faces (with tilted canvases):
     it checkpoints, resumes at the next epoch and exports a detector that loads with its threshold."""
-    import json
-
-    from conftest import faces
-    from fflm.detect.data import is_validation
+    from conftest import faces, scene_folder
     from fflm.detect.train import main
 
-    scenes = tmp_path / "scenes"
-    scenes.mkdir()
-    rng = np.random.default_rng(0)
-    labels = {}
-    names = [f"wider_{i}.jpg" for i in range(40)]
-    assert any(map(is_validation, names)) and not all(map(is_validation, names))
-    for name in names[:12] + [n for n in names if is_validation(n)][:2]:
-        img = np.full((96, 128, 3), rng.integers(0, 255, 3), np.uint8)
-        x, y = int(rng.integers(0, 60)), int(rng.integers(0, 30))
-        cv2.circle(img, (x + 24, y + 28), 22, (200, 160, 140), -1)
-        cv2.imwrite(str(scenes / name), img)
-        kps = [[x + 16, y + 22], [x + 32, y + 22], [x + 24, y + 30], [x + 18, y + 38], [x + 30, y + 38]]
-        labels[name] = [{"box": [x + 2, y + 4, x + 46, y + 52], "kps": kps, "source": "human", "score": 0.9}]
-    (scenes / "labels.json").write_text(json.dumps(labels))
-    (scenes / "ignore.json").write_text("{}")
+    scenes = scene_folder(tmp_path / "scenes")
     w300 = faces(tmp_path / "w300", 3)
     out = tmp_path / "run"
     args = ["--scenes", str(scenes), "--w300", str(w300), "--out", str(out), "--steps", "2", "--batch", "2",

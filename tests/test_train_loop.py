@@ -147,6 +147,10 @@ def test_run_directory(tmp_path, data):
         assert all(np.isfinite(float(r[key])) for r in rows), key
     for r in rows:  # Eq. 1: the loss is the global term plus the refined term
         assert float(r["loss"]) == pytest.approx(float(r["global"]) + float(r["regional"]), rel=1e-6)
+        # the mean over all points is the point-count-weighted mean of the refined and the other points
+        n, k = IBUG68.num_points, len(IBUG68.refined_indices)
+        assert n * float(r["val_nme"]) == pytest.approx(k * float(r["val_nme_refined_pts"])
+                                                        + (n - k) * float(r["val_nme_unrefined_pts"]), rel=1e-6)
     assert len(messages) == 2 and messages[0].startswith("epoch 1") and "val_nme" in messages[0]
     is_png(out / "curves.png")
 

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fflm.detect.verifier import FaceVerifier, VerifierConfig
+
 
 @dataclass
 class DetectorConfig:
@@ -27,6 +29,7 @@ class DetectorConfig:
     mean: tuple[float, float, float] = (123.7, 116.3, 103.5)
     std: float = 58.0
     extra: dict = field(default_factory=dict)
+    verifier: dict = field(default_factory=dict)  # a VerifierConfig as a dict: the second stage; empty: none
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -88,9 +91,12 @@ class FaceNet(nn.Module):
         self.s32 = nn.Sequential(SepBlock(w[3], w[4], 2), SepBlock(w[4], w[4], k=5), SepBlock(w[4], w[4], k=5))
         self.lat = nn.ModuleList([nn.Conv2d(w[i], c.fpn, 1) for i in (2, 3, 4)])
         self.heads = nn.ModuleDict({str(s): Head(c.fpn) for s in c.strides})
+        # the second stage (fflm.detect.verifier) that re-scores the boxes decoded from the maps, when configured
+        self.verifier = FaceVerifier(VerifierConfig.from_dict(c.verifier), c.mean, c.std) if c.verifier else None
         self.register_buffer("mean", torch.tensor(c.mean).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The first stage's maps (the verifier runs on decoded boxes: see fflm.detect.run.infer)."""
         return self.run_normalised((x - self.mean) / self.config.std)
 
     def run_normalised(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -12,6 +12,7 @@ import torch
 
 from fflm.detect.decode import decode
 from fflm.detect.model import FaceNet
+from fflm.detect.verifier import candidate_threshold, verify
 
 
 def resize_long(image: np.ndarray, long_side: int) -> tuple[np.ndarray, float, float]:
@@ -49,9 +50,14 @@ def prepare(model: FaceNet, image: np.ndarray) -> torch.Tensor:
 
 @torch.inference_mode()
 def infer(model: FaceNet, image: np.ndarray, threshold: float = 0.5, iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes [K, 4] (this image's pixels) and scores [K] for an RGB uint8 image run at its own size."""
+    """Boxes [K, 4] (this image's pixels) and scores [K] for an RGB uint8 image run at its own size, best first.
+    With a verifier, the boxes decoded from the maps are re-scored by it (crops from this image) and `threshold`
+    applies to the joint score."""
     outs = [o[0].numpy() for o in model.run_normalised(prepare(model, image))]
-    return decode(outs, model.config.strides, threshold, iou)
+    if model.verifier is None:
+        return decode(outs, model.config.strides, threshold, iou)
+    boxes, scores = decode(outs, model.config.strides, candidate_threshold(threshold, model.verifier.config.alpha), iou)
+    return verify(model.verifier, image, boxes, scores, threshold)
 
 
 def detect_scaled(model: FaceNet, image: np.ndarray, long_side: int, threshold: float = 0.5,

@@ -74,10 +74,12 @@ def describe_detector(path: str | Path) -> dict:
     return {
         "file": {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)},
         "detector": {
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": sum(p.numel() for p in model.parameters()),  # both stages
             "widths": list(c.widths), "fpn": c.fpn, "strides": list(c.strides), "proxy": c.proxy,
             "threshold": extra.get("threshold", 0.5),
             "landmark_box": extra.get("landmark_box", "not measured (frames from the box itself)"),
+            "verifier": (f"crop classifier, {sum(p.numel() for p in model.verifier.parameters())} parameters: "
+                         + json.dumps(c.verifier, sort_keys=True)) if model.verifier is not None else "none",
         },
         "training": metadata,
     }

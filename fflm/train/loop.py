@@ -134,12 +134,15 @@ def validate(model: LandmarkNet, loader: DataLoader, device: torch.device) -> di
     truth = np.concatenate(truths)
     norm = model.scheme.norm_points
     ref = model.scheme.refined_indices
+    rest = [i for i in range(model.scheme.num_points) if i not in set(ref)]
     f, g = np.concatenate(finals), np.concatenate(globals_)
     return {
         "val_nme": 100 * float(nme(f, truth, norm).mean()),
         "val_nme_global": 100 * float(nme(g, truth, norm).mean()),
         "val_nme_refined_pts": 100 * float(nme(f[:, ref], truth[:, ref], norm, truth).mean()),
         "val_nme_global_on_refined_pts": 100 * float(nme(g[:, ref], truth[:, ref], norm, truth).mean()),
+        # the points only the global stage places (the jaw of the 68-point scheme)
+        "val_nme_unrefined_pts": 100 * float(nme(f[:, rest], truth[:, rest], norm, truth).mean()) if rest else 0.0,
     }
 
 

@@ -1,0 +1,188 @@
+"""Train the detector's second stage (fflm.detect.verifier) for a trained detector file:
+`python -m fflm.detect.train_verifier --detector weights/fflm-detector.safetensors --out RUN_DIR --export FILE`.
+
+Its examples are the detector's own candidates: every training photo (and its mirror image) goes through the
+shipped passes (proxy and coarse) at a low score floor, and each candidate box is cut from the image that pass
+saw. A candidate overlapping a human box at IoU ≥ 0.5 is a face, one under 0.3 with every box and ignore region
+is not, the rest are left out; jittered human boxes add faces the first stage missed. 300-W crops add large,
+sharp faces. The held-out scene photos then choose the weight alpha of the two scores and the threshold, as
+for the first stage (`fflm.detect.train.validate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from fflm.detect.data import KeypointBoxModel, Photo, load_300w, load_scenes, photometric
+from fflm.detect.model import FaceNet
+from fflm.detect.run import infer, unscale_boxes
+from fflm.detect.tiling import run_proxy
+from fflm.detect.train import validate
+from fflm.detect.verifier import FaceVerifier, VerifierConfig, crops_tensor, face_crops
+from fflm.detect.weights import load_detector, save_detector
+from fflm.geometry import box_iou
+
+
+def label_candidates(boxes: np.ndarray, faces: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """Per candidate box: 1 (IoU ≥ 0.5 with a face), 0 (IoU < 0.3 with every face and neutral region), else -1."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    faces, neutral = np.asarray(faces, np.float64).reshape(-1, 4), np.asarray(neutral, np.float64).reshape(-1, 4)
+    y = np.full(len(boxes), -1, np.int64)
+    if not len(boxes):
+        return y
+    face_iou = box_iou(boxes, faces).max(1) if len(faces) else np.zeros(len(boxes))
+    every = np.concatenate([faces, neutral])
+    any_iou = box_iou(boxes, every).max(1) if len(every) else np.zeros(len(boxes))
+    y[any_iou < 0.3] = 0
+    y[face_iou >= 0.5] = 1
+    return y
+
+
+def jitter_box(b: np.ndarray, rng: np.random.Generator, shift: float = 0.08, scale: float = 0.1) -> np.ndarray:
+    """A box moved by shift × its size and resized by exp(N(0, scale)): how the first stage's boxes scatter."""
+    w, h = b[2] - b[0], b[3] - b[1]
+    cx, cy = (b[0] + b[2]) / 2 + rng.normal(0, shift) * w, (b[1] + b[3]) / 2 + rng.normal(0, shift) * h
+    f = math.exp(rng.normal(0, scale))
+    return np.array([cx - w * f / 2, cy - h * f / 2, cx + w * f / 2, cy + h * f / 2])
+
+
+def harvest(model: FaceNet, photos: list[Photo], config: VerifierConfig, rng: np.random.Generator, floor: float = 0.2,
+            mirror: bool = True, jitters: int = 2, min_face: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """Crops [K, S, S, 3] and labels [K] from the first stage's passes over `photos` (see the module doc)."""
+    crops, labels = [], []
+    for p in photos:
+        img, faces, neutral = p.decode(), p.boxes.reshape(-1, 4), p.ignore.reshape(-1, 4)
+        views = [(img, faces, neutral)]
+        if mirror:
+            w = img.shape[1]
+
+            def flip(b: np.ndarray) -> np.ndarray:
+                return np.stack([w - 1 - b[:, 2], b[:, 1], w - 1 - b[:, 0], b[:, 3]], axis=1) if len(b) else b
+
+            views.append((np.ascontiguousarray(img[:, ::-1]), flip(faces), flip(neutral)))
+        for view, vfaces, vneutral in views:
+            passes = []
+
+            def run(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                boxes, scores = infer(model, small, floor)
+                passes.append((small, boxes))
+                return boxes, scores
+
+            run_proxy(run, view, model.config.proxy, coarse=True)
+            for small, boxes in passes:
+                sx, sy = small.shape[1] / view.shape[1], small.shape[0] / view.shape[0]
+                y = label_candidates(unscale_boxes(boxes, sx, sy), vfaces, vneutral)
+                keep = y >= 0
+                if keep.any():
+                    crops.append(face_crops(small, boxes[keep], config))
+                    labels.append(y[keep])
+                # the human boxes in this pass's pixels, jittered: faces whether or not the first stage found them
+                if len(vfaces):
+                    here = (vfaces + 0.5) * np.array([sx, sy, sx, sy]) - 0.5
+                    here = here[np.sqrt(np.prod(np.clip(here[:, 2:] - here[:, :2], 0, None), axis=1)) >= min_face]
+                    jittered = [jitter_box(b, rng) for b in here for _ in range(jitters)]
+                    if jittered:
+                        crops.append(face_crops(small, np.array(jittered), config))
+                        labels.append(np.ones(len(jittered), np.int64))
+    if not crops:
+        return np.zeros((0, config.crop, config.crop, 3), np.uint8), np.zeros(0, np.int64)
+    return np.concatenate(crops), np.concatenate(labels)
+
+
+def train_verifier(crops: np.ndarray, labels: np.ndarray, verifier: FaceVerifier, steps: int, lr: float = 2e-3,
+                   batch: int = 64, seed: int = 0, log=print) -> FaceVerifier:
+    """Binary cross-entropy on the crops with mirror and photometric jitter; AdamW, cosine schedule."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(verifier.parameters(), lr=lr, weight_decay=1e-4)
+    y_all = torch.from_numpy(labels.astype(np.float32))
+    verifier.train()
+    t0, running = time.time(), 0.0
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        idx = rng.integers(0, len(crops), batch)
+        x = np.stack([photometric(c[:, ::-1] if rng.random() < 0.5 else c, rng) for c in crops[idx]])
+        loss = F.binary_cross_entropy_with_logits(verifier(crops_tensor(np.ascontiguousarray(x))), y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running += loss.item() / 250
+        if (step + 1) % 250 == 0:
+            log(f"step {step + 1}/{steps} loss {running:.4f} ({time.time() - t0:.0f} s)")
+            running = 0.0
+    return verifier.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data"
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--detector", default="weights/fflm-detector.safetensors", help="the trained first stage")
+    ap.add_argument("--scenes", default=str(shared / "scenes"))
+    ap.add_argument("--w300", default=str(shared / "300w" / "train"))
+    ap.add_argument("--portraits", type=int, default=500, help="300-W training faces to add (every n-th)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=10000)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--crop", type=int, default=VerifierConfig.crop)
+    ap.add_argument("--grow", type=float, default=VerifierConfig.grow)
+    ap.add_argument("--widths", default=",".join(map(str, VerifierConfig.widths)))
+    ap.add_argument("--alphas", default="0.5,0.6,0.7,0.8", help="weights of the first stage's score to choose from")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--export", default=None, help="write the detector with this second stage here")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    cv2.setNumThreads(1)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, meta = load_detector(a.detector)
+    model.verifier = None  # candidates come from the first stage alone
+    config = VerifierConfig(crop=a.crop, grow=a.grow, widths=tuple(int(w) for w in a.widths.split(",")))
+    train_p, val_p, _ = load_scenes(a.scenes)
+    box_model = KeypointBoxModel(np.array(model.config.extra["keypoint_box"]))
+    portraits = load_300w(a.w300, box_model)
+    portraits = portraits[:: max(1, len(portraits) // a.portraits)] if a.portraits else []
+    rng = np.random.default_rng(0)
+    t0 = time.time()
+    crops, labels = harvest(model, train_p + portraits, config, rng)
+    print(f"{len(labels)} crops from {len(train_p)} scene photos and {len(portraits)} 300-W faces: {int(labels.sum())} "
+          f"faces, {int((labels == 0).sum())} not ({time.time() - t0:.0f} s)", flush=True)
+    verifier = FaceVerifier(config, model.config.mean, model.config.std)
+    train_verifier(crops, labels, verifier, a.steps, a.lr, log=lambda m: print(m, flush=True))
+    model.verifier = verifier
+    model.config.verifier = config.to_dict()
+    before = validate(load_detector(a.detector)[0], val_p)
+    print(f"first stage alone: recall ≥ 32 px {before['r32_at_p']:.3f} at precision ≥ 0.9 (threshold {before['threshold']})",
+          flush=True)
+    results = {}
+    for alpha in (float(v) for v in a.alphas.split(",")):
+        model.config.verifier["alpha"] = alpha
+        verifier.config = VerifierConfig.from_dict(model.config.verifier)
+        results[alpha] = validate(model, val_p)
+        r = results[alpha]
+        print(f"alpha {alpha}: recall ≥ 32 px {r['r32_at_p']:.3f} at precision ≥ 0.9 (threshold {r['threshold']}); "
+              f"at 0.5: r32 {r['r32']:.3f} r20 {r['r20']:.3f} precision {r['prec']:.3f}", flush=True)
+    alpha = max(results, key=lambda k: results[k]["r32_at_p"])
+    model.config.verifier["alpha"] = alpha
+    verifier.config = VerifierConfig.from_dict(model.config.verifier)
+    model.config.extra["threshold"] = results[alpha]["threshold"] or model.config.extra.get("threshold", 0.5)
+    meta = {**meta, "verifier": {"steps": a.steps, "lr": a.lr, "crops": len(labels), "faces": int(labels.sum()),
+                                 "val": {str(k): v for k, v in results.items()}, "first_stage_val": before}}
+    save_detector(out / "best.safetensors", model, meta)
+    (out / "results.json").write_text(json.dumps(meta["verifier"], indent=2))
+    print(f"chose alpha {alpha}, threshold {model.config.extra['threshold']}: {out / 'best.safetensors'}", flush=True)
+    if a.export:
+        save_detector(a.export, model, meta)
+
+
+if __name__ == "__main__":
+    main()
