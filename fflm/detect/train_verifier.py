@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     train_verifier(crops, labels, verifier, a.steps, a.lr, log=lambda m: print(m, flush=True))
     model.verifier = verifier
     model.config.verifier = config.to_dict()
-    before = validate(load_detector(a.detector)[0], val_p)
+    first = load_detector(a.detector)[0]
+    first.verifier = None
+    before = validate(first, val_p)
     print(f"first stage alone: recall ≥ 32 px {before['r32_at_p']:.3f} at precision ≥ 0.9 (threshold {before['threshold']})",
           flush=True)
     results = {}
