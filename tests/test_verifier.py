@@ -16,8 +16,8 @@ from fflm.detect.builtin import BuiltinDetector
 from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.detect.run import infer
 from fflm.detect.train_verifier import harvest, jitter_box, label_candidates, main
-from fflm.detect.verifier import (FaceVerifier, VerifierConfig, candidate_threshold, face_crops, joint_score,
-                                  verify)
+from fflm.detect.verifier import (FaceVerifier, VerifierConfig, apply_deltas, box_deltas, candidate_threshold,
+                                  face_crops, joint_score, verify)
 from fflm.detect.weights import load_detector, save_detector
 from fflm.inference import for_inference
 
@@ -26,10 +26,11 @@ TINY = VerifierConfig(crop=16, widths=(4, 8, 8, 8))
 
 
 def constant_verifier(p: float, config: VerifierConfig = TINY) -> FaceVerifier:
-    """A verifier whose score is `p` for every crop (zero output weights, bias logit(p))."""
+    """A verifier whose score is `p` for every crop (zero output weights, bias logit(p)) and that moves no box."""
     v = FaceVerifier(config, (0.0, 0.0, 0.0), 1.0).eval()
     torch.nn.init.zeros_(v.out.weight)
-    torch.nn.init.constant_(v.out.bias, float(np.log(p / (1 - p))))
+    torch.nn.init.zeros_(v.out.bias)
+    v.out.bias.data[0] = float(np.log(p / (1 - p)))
     return v
 
 
@@ -83,6 +84,25 @@ def test_verify_rescores_filters_and_sorts() -> None:
     np.testing.assert_array_equal(b, boxes[[1, 0]])
     b, s = verify(v, np.zeros((50, 50, 3), np.uint8), np.zeros((0, 4)), np.zeros(0), 0.3)
     assert b.shape == (0, 4) and s.shape == (0,)
+    # box corrections: +0.1 width right, log 2 taller; then boxes that now overlap are suppressed
+    v.out.bias.data[1:] = torch.tensor([0.1, 0.0, 0.0, float(np.log(2))])
+    b, s = verify(v, np.zeros((50, 50, 3), np.uint8), boxes[:2], scores[:2], threshold=0.35)
+    np.testing.assert_allclose(b, [[22, 10, 42, 50], [1, -5, 11, 15]], atol=1e-5)
+    b, s = verify(v, np.zeros((50, 50, 3), np.uint8), np.array([[0, 0, 10, 10], [0, 4, 10, 14.0]]), np.array([1, 0.9]),
+                  threshold=0.3, iou=0.4)
+    assert len(b) == 1  # IoU 6/14 before, 16/24 after the correction: suppressed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-50, 50), min_size=2, max_size=2), st.floats(2, 80), st.floats(2, 80),
+       st.lists(st.floats(-0.3, 0.3), min_size=2, max_size=2), st.floats(0.5, 2.0), st.floats(0.5, 2.0))
+def test_box_deltas_and_apply_deltas_invert_each_other(c, w, h, shift, fw, fh) -> None:
+    box = np.array([[c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2]])
+    cx, cy = c[0] + shift[0] * w, c[1] + shift[1] * h
+    target = np.array([[cx - w * fw / 2, cy - h * fh / 2, cx + w * fw / 2, cy + h * fh / 2]])
+    d = box_deltas(box, target)
+    np.testing.assert_allclose(d[0], [shift[0], shift[1], np.log(fw), np.log(fh)], atol=1e-9)
+    np.testing.assert_allclose(apply_deltas(box, d), target, atol=1e-6)
 
 
 def detector_with_verifier(p: float = 0.5) -> FaceNet:
@@ -105,12 +125,15 @@ def test_infer_applies_the_verifier_to_the_first_stage_boxes() -> None:
     net.verifier = verifier
     boxes, scores = infer(net, img, 0.3)
     with torch.inference_mode():
-        s2 = torch.sigmoid(verifier(torch.from_numpy(face_crops(img, first_boxes, verifier.config)).permute(0, 3, 1, 2)
-                                    .float())).double().numpy()
-    joint = joint_score(first_scores, s2, verifier.config.alpha)
+        out = verifier(torch.from_numpy(face_crops(img, first_boxes, verifier.config)).permute(0, 3, 1, 2).float())
+    joint = joint_score(first_scores, torch.sigmoid(out[:, 0]).double().numpy(), verifier.config.alpha)
     keep = joint >= 0.3
-    assert len(boxes) == keep.sum() > 0
-    np.testing.assert_allclose(np.sort(scores), np.sort(joint[keep]), rtol=1e-5)
+    moved = apply_deltas(first_boxes[keep], out[keep, 1:].double().numpy())
+    assert 0 < len(boxes) <= keep.sum()  # (moved boxes may suppress each other)
+    for b, s in zip(boxes, scores):  # every box returned is a corrected candidate, with its joint score
+        i = np.abs(moved - b).max(1).argmin()
+        np.testing.assert_allclose(moved[i], b, atol=1e-4)
+        assert s == pytest.approx(joint[keep][i], rel=1e-5)
     assert (np.diff(scores) <= 0).all()
 
 
@@ -138,11 +161,16 @@ def test_label_candidates_by_hand() -> None:
     neutral = np.array([[50, 50, 60, 60.0]])
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 20], [30, 30, 40, 40], [51, 51, 61, 61.0]])
     # IoU with the face: 1, 81/119, 0.5, 0; the last overlaps the neutral region by 81/119
-    np.testing.assert_array_equal(label_candidates(boxes, faces_, neutral), [1, 1, 1, 0, -1])
-    np.testing.assert_array_equal(label_candidates(boxes[3:4], np.zeros((0, 4)), np.zeros((0, 4))), [0])
-    assert label_candidates(np.zeros((0, 4)), faces_, neutral).shape == (0,)
-    assert label_candidates(np.array([[0, 0, 10, 14.0]]), faces_, neutral)[0] == 1  # IoU 100/140
-    assert label_candidates(np.array([[0, 0, 10, 30.0]]), faces_, neutral)[0] == -1  # IoU 1/3: neither
+    y, target = label_candidates(boxes, faces_, neutral)
+    np.testing.assert_array_equal(y, [1, 1, 1, 0, -1])
+    np.testing.assert_array_equal(target, [0, 0, 0, -1, -1])
+    np.testing.assert_array_equal(label_candidates(boxes[3:4], np.zeros((0, 4)), np.zeros((0, 4)))[0], [0])
+    assert label_candidates(np.zeros((0, 4)), faces_, neutral)[0].shape == (0,)
+    assert label_candidates(np.array([[0, 0, 10, 14.0]]), faces_, neutral)[0][0] == 1  # IoU 100/140
+    y, target = label_candidates(np.array([[0, 0, 10, 30.0]]), faces_, neutral)  # IoU 1/3: no label, but a box target
+    assert (y[0], target[0]) == (-1, 0)
+    two = np.array([[0, 0, 10, 10], [8, 0, 18, 10.0]])
+    assert label_candidates(np.array([[7, 0, 17, 10.0]]), two, neutral)[1][0] == 1  # the better-overlapping face
 
 
 def test_jitter_keeps_boxes_near_their_face() -> None:
@@ -162,11 +190,14 @@ def test_harvest_labels_candidates_and_adds_jittered_faces(tmp_path: Path) -> No
     net.verifier = None
     for head in net.heads.values():
         torch.nn.init.constant_(head.out.bias[:1], 3.0)
-    crops, labels = harvest(net, train_p, TINY, np.random.default_rng(0), jitters=2)
-    assert crops.shape[1:] == (16, 16, 3) and len(crops) == len(labels)
+    crops, labels, deltas = harvest(net, train_p, TINY, np.random.default_rng(0), jitters=2)
+    assert crops.shape[1:] == (16, 16, 3) and len(crops) == len(labels) == len(deltas)
     # 3 photos × 2 views (mirror) × 2 jittered copies of the one face in each pass, and the candidates
-    assert labels.sum() >= 12 and (labels == 0).any()
-    assert set(np.unique(labels)) <= {0, 1}
+    assert (labels == 1).sum() >= 12 and (labels == 0).any()
+    assert set(np.unique(labels)) <= {-1, 0, 1}
+    boxed = ~np.isnan(deltas).any(1)
+    assert boxed[labels == 1].all() and not boxed[labels == 0].any()  # faces move to their box, non-faces nowhere
+    assert np.abs(deltas[boxed]).max() < 3
 
 
 def test_training_script_exports_a_detector_with_its_verifier(tmp_path: Path, capsys) -> None:

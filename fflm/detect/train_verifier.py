@@ -4,8 +4,8 @@
 Its examples are the detector's own candidates: every training photo (and its mirror image) goes through the
 shipped passes (proxy and coarse) at a low score floor, and each candidate box is cut from the image that pass
 saw. A candidate overlapping a human box at IoU ≥ 0.5 is a face, one under 0.3 with every box and ignore region
-is not, the rest are left out; jittered human boxes add faces the first stage missed. 300-W crops add large,
-sharp faces. The held-out scene photos then choose the weight alpha of the two scores and the threshold, as
+is not; the rest only teach the box correction, which every candidate at IoU ≥ 0.3 with a face learns (towards
+that face's box). Jittered human boxes add faces the first stage missed. 300-W crops add large, sharp faces. The held-out scene photos then choose the weight alpha of the two scores and the threshold, as
 for the first stage (`fflm.detect.train.validate`).
 """
 
@@ -24,27 +24,31 @@ from torch.nn import functional as F
 
 from fflm.detect.data import KeypointBoxModel, Photo, load_300w, load_scenes, photometric
 from fflm.detect.model import FaceNet
-from fflm.detect.run import infer, unscale_boxes
+from fflm.detect.run import infer
 from fflm.detect.tiling import run_proxy
 from fflm.detect.train import validate
-from fflm.detect.verifier import FaceVerifier, VerifierConfig, crops_tensor, face_crops
+from fflm.detect.verifier import FaceVerifier, VerifierConfig, box_deltas, crops_tensor, face_crops
 from fflm.detect.weights import load_detector, save_detector
 from fflm.geometry import box_iou
 
 
-def label_candidates(boxes: np.ndarray, faces: np.ndarray, neutral: np.ndarray) -> np.ndarray:
-    """Per candidate box: 1 (IoU ≥ 0.5 with a face), 0 (IoU < 0.3 with every face and neutral region), else -1."""
+def label_candidates(boxes: np.ndarray, faces: np.ndarray, neutral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate box: its label, 1 (IoU ≥ 0.5 with a face), 0 (IoU < 0.3 with every face and neutral region)
+    or -1 (neither: no face score is learnt from it), and the face its box should move to (the best-overlapping
+    one at IoU ≥ 0.3, else -1)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     faces, neutral = np.asarray(faces, np.float64).reshape(-1, 4), np.asarray(neutral, np.float64).reshape(-1, 4)
-    y = np.full(len(boxes), -1, np.int64)
+    y, target = np.full(len(boxes), -1, np.int64), np.full(len(boxes), -1, np.int64)
     if not len(boxes):
-        return y
-    face_iou = box_iou(boxes, faces).max(1) if len(faces) else np.zeros(len(boxes))
+        return y, target
+    face_iou = box_iou(boxes, faces) if len(faces) else np.zeros((len(boxes), 1))
     every = np.concatenate([faces, neutral])
     any_iou = box_iou(boxes, every).max(1) if len(every) else np.zeros(len(boxes))
     y[any_iou < 0.3] = 0
-    y[face_iou >= 0.5] = 1
-    return y
+    y[face_iou.max(1) >= 0.5] = 1
+    near = face_iou.max(1) >= 0.3
+    target[near] = face_iou[near].argmax(1)
+    return y, target
 
 
 def jitter_box(b: np.ndarray, rng: np.random.Generator, shift: float = 0.08, scale: float = 0.1) -> np.ndarray:
@@ -56,9 +60,16 @@ def jitter_box(b: np.ndarray, rng: np.random.Generator, shift: float = 0.08, sca
 
 
 def harvest(model: FaceNet, photos: list[Photo], config: VerifierConfig, rng: np.random.Generator, floor: float = 0.2,
-            mirror: bool = True, jitters: int = 2, min_face: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
-    """Crops [K, S, S, 3] and labels [K] from the first stage's passes over `photos` (see the module doc)."""
-    crops, labels = [], []
+            mirror: bool = True, jitters: int = 2, min_face: float = 8.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops [K, S, S, 3], labels [K] (1, 0, or -1: box only) and box deltas [K, 4] (NaN: none) from the first
+    stage's passes over `photos` (see the module doc)."""
+    crops, labels, deltas = [], [], []
+
+    def add(image: np.ndarray, boxes: np.ndarray, y: np.ndarray, targets: np.ndarray | None) -> None:
+        crops.append(face_crops(image, boxes, config))
+        labels.append(y)
+        deltas.append(box_deltas(boxes, targets) if targets is not None else np.full((len(boxes), 4), np.nan))
+
     for p in photos:
         img, faces, neutral = p.decode(), p.boxes.reshape(-1, 4), p.ignore.reshape(-1, 4)
         views = [(img, faces, neutral)]
@@ -79,40 +90,50 @@ def harvest(model: FaceNet, photos: list[Photo], config: VerifierConfig, rng: np
 
             run_proxy(run, view, model.config.proxy, coarse=True)
             for small, boxes in passes:
-                sx, sy = small.shape[1] / view.shape[1], small.shape[0] / view.shape[0]
-                y = label_candidates(unscale_boxes(boxes, sx, sy), vfaces, vneutral)
-                keep = y >= 0
-                if keep.any():
-                    crops.append(face_crops(small, boxes[keep], config))
-                    labels.append(y[keep])
-                # the human boxes in this pass's pixels, jittered: faces whether or not the first stage found them
-                if len(vfaces):
-                    here = (vfaces + 0.5) * np.array([sx, sy, sx, sy]) - 0.5
-                    here = here[np.sqrt(np.prod(np.clip(here[:, 2:] - here[:, :2], 0, None), axis=1)) >= min_face]
-                    jittered = [jitter_box(b, rng) for b in here for _ in range(jitters)]
-                    if jittered:
-                        crops.append(face_crops(small, np.array(jittered), config))
-                        labels.append(np.ones(len(jittered), np.int64))
+                scale = np.array([small.shape[1] / view.shape[1], small.shape[0] / view.shape[0]] * 2)
+                here = (vfaces + 0.5) * scale - 0.5  # the human boxes in this pass's pixels
+                y, target = label_candidates((boxes + 0.5) / scale - 0.5, vfaces, vneutral)
+                moved = target >= 0
+                if moved.any():  # faces and near-misses: a face score where it is clear, and the box correction
+                    add(small, boxes[moved], y[moved], here[target[moved]])
+                if ((y == 0) & ~moved).any():
+                    add(small, boxes[(y == 0) & ~moved], y[(y == 0) & ~moved], None)
+                # the human boxes jittered: faces whether or not the first stage found them
+                big = here[np.sqrt(np.prod(np.clip(here[:, 2:] - here[:, :2], 0, None), axis=1)) >= min_face]
+                if len(big) and jitters:
+                    truth = np.repeat(big, jitters, axis=0)
+                    add(small, np.array([jitter_box(b, rng) for b in truth]), np.ones(len(truth), np.int64), truth)
     if not crops:
-        return np.zeros((0, config.crop, config.crop, 3), np.uint8), np.zeros(0, np.int64)
-    return np.concatenate(crops), np.concatenate(labels)
+        return np.zeros((0, config.crop, config.crop, 3), np.uint8), np.zeros(0, np.int64), np.zeros((0, 4))
+    return np.concatenate(crops), np.concatenate(labels), np.concatenate(deltas)
 
 
-def train_verifier(crops: np.ndarray, labels: np.ndarray, verifier: FaceVerifier, steps: int, lr: float = 2e-3,
-                   batch: int = 64, seed: int = 0, log=print) -> FaceVerifier:
-    """Binary cross-entropy on the crops with mirror and photometric jitter; AdamW, cosine schedule."""
+def train_verifier(crops: np.ndarray, labels: np.ndarray, deltas: np.ndarray, verifier: FaceVerifier, steps: int,
+                   lr: float = 2e-3, batch: int = 64, seed: int = 0, box_weight: float = 2.0, log=print) -> FaceVerifier:
+    """Binary cross-entropy on the labelled crops plus `box_weight` × smooth L1 on the box deltas where known,
+    with mirror and photometric jitter; AdamW, cosine schedule."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(verifier.parameters(), lr=lr, weight_decay=1e-4)
     y_all = torch.from_numpy(labels.astype(np.float32))
+    d_all = torch.from_numpy(deltas.astype(np.float32))
     verifier.train()
     t0, running = time.time(), 0.0
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / steps))
         idx = rng.integers(0, len(crops), batch)
-        x = np.stack([photometric(c[:, ::-1] if rng.random() < 0.5 else c, rng) for c in crops[idx]])
-        loss = F.binary_cross_entropy_with_logits(verifier(crops_tensor(np.ascontiguousarray(x))), y_all[idx])
+        flip = rng.random(batch) < 0.5
+        x = np.stack([photometric(c[:, ::-1] if f else c, rng) for c, f in zip(crops[idx], flip)])
+        out = verifier(crops_tensor(np.ascontiguousarray(x)))
+        y, d = y_all[idx], d_all[idx].clone()
+        d[torch.from_numpy(flip), 0] *= -1  # a mirrored crop's box moves the other way in x
+        scored, boxed = y >= 0, ~d.isnan().any(1)
+        loss = out.new_zeros(())
+        if scored.any():
+            loss = loss + F.binary_cross_entropy_with_logits(out[scored, 0], y[scored])
+        if boxed.any():
+            loss = loss + box_weight * F.smooth_l1_loss(out[boxed, 1:], d[boxed], beta=0.05)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -153,11 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     portraits = portraits[:: max(1, len(portraits) // a.portraits)] if a.portraits else []
     rng = np.random.default_rng(0)
     t0 = time.time()
-    crops, labels = harvest(model, train_p + portraits, config, rng)
-    print(f"{len(labels)} crops from {len(train_p)} scene photos and {len(portraits)} 300-W faces: {int(labels.sum())} "
-          f"faces, {int((labels == 0).sum())} not ({time.time() - t0:.0f} s)", flush=True)
+    crops, labels, deltas = harvest(model, train_p + portraits, config, rng)
+    print(f"{len(labels)} crops from {len(train_p)} scene photos and {len(portraits)} 300-W faces: "
+          f"{int((labels == 1).sum())} faces, {int((labels == 0).sum())} not, "
+          f"{int((~np.isnan(deltas).any(1)).sum())} with box corrections ({time.time() - t0:.0f} s)", flush=True)
     verifier = FaceVerifier(config, model.config.mean, model.config.std)
-    train_verifier(crops, labels, verifier, a.steps, a.lr, log=lambda m: print(m, flush=True))
+    train_verifier(crops, labels, deltas, verifier, a.steps, a.lr, log=lambda m: print(m, flush=True))
     model.verifier = verifier
     model.config.verifier = config.to_dict()
     first = load_detector(a.detector)[0]
@@ -177,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     model.config.verifier["alpha"] = alpha
     verifier.config = VerifierConfig.from_dict(model.config.verifier)
     model.config.extra["threshold"] = results[alpha]["threshold"] or model.config.extra.get("threshold", 0.5)
-    meta = {**meta, "verifier": {"steps": a.steps, "lr": a.lr, "crops": len(labels), "faces": int(labels.sum()),
+    meta = {**meta, "verifier": {"steps": a.steps, "lr": a.lr, "crops": len(labels), "faces": int((labels == 1).sum()),
                                  "val": {str(k): v for k, v in results.items()}, "first_stage_val": before}}
     save_detector(out / "best.safetensors", model, meta)
     (out / "results.json").write_text(json.dumps(meta["verifier"], indent=2))

@@ -1,9 +1,11 @@
 """The detector's second stage: a small crop classifier that re-scores the first stage's candidate boxes.
 
 The centre-and-size network scores a face from one cell of its maps; many of its misses at a useful precision
-are faces it did find, at a lower score than some non-faces (a cascade's classic case, as in MTCNN). Each
-candidate is cut from the image the network saw as a square crop of `grow` × its larger side, resized to
-`crop` px, and classified; the final score is s1^alpha · s2^(1 - alpha) of the two stages' scores.
+are faces it did find, at a lower score than some non-faces, or with a box that misses IoU 0.5 (a cascade's
+classic case, as in MTCNN's R-Net). Each candidate is cut from the image the network saw as a square crop of
+`grow` × its larger side, resized to `crop` px; the classifier gives a face score and corrections of the box
+(centre shift in box widths and heights, log scale of width and height). The final score is
+s1^alpha · s2^(1 - alpha) of the two stages' scores.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
+
+from fflm.detect.decode import nms
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ def _cbr(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class FaceVerifier(nn.Module):
-    """Crops [K, 3, S, S] (RGB, 0..255) → face logit [K]."""
+    """Crops [K, 3, S, S] (RGB, 0..255) → [K, 5]: face logit and box deltas (see `apply_deltas`)."""
 
     def __init__(self, config: VerifierConfig, mean: tuple[float, float, float], std: float) -> None:
         super().__init__()
@@ -48,13 +52,31 @@ class FaceVerifier(nn.Module):
             layers.append(_cbr(cin, w, 2 if i % 2 else 1))
             cin = w
         self.body = nn.Sequential(*layers)
-        self.out = nn.Linear(cin, 1)
+        self.out = nn.Linear(cin, 5)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.std = float(std)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         x = self.body((crops - self.mean) / self.std)
-        return self.out(x.mean(dim=(2, 3)))[:, 0]
+        return self.out(x.mean(dim=(2, 3)))
+
+
+def box_deltas(boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Deltas [K, 4] that move each box onto its target: centre shift over width / height, log size ratios."""
+    b, t = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(targets, np.float64).reshape(-1, 4)
+    bw, bh = np.maximum(b[:, 2] - b[:, 0], 1e-6), np.maximum(b[:, 3] - b[:, 1], 1e-6)
+    tw, th = np.maximum(t[:, 2] - t[:, 0], 1e-6), np.maximum(t[:, 3] - t[:, 1], 1e-6)
+    return np.stack([((t[:, 0] + t[:, 2]) - (b[:, 0] + b[:, 2])) / 2 / bw, ((t[:, 1] + t[:, 3]) - (b[:, 1] + b[:, 3])) / 2 / bh,
+                     np.log(tw / bw), np.log(th / bh)], axis=1)
+
+
+def apply_deltas(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """The inverse of `box_deltas`: boxes [K, 4] moved and resized by deltas [K, 4] (log scales clipped to ±1)."""
+    b, d = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(deltas, np.float64).reshape(-1, 4)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    cx, cy = (b[:, 0] + b[:, 2]) / 2 + d[:, 0] * w, (b[:, 1] + b[:, 3]) / 2 + d[:, 1] * h
+    w, h = w * np.exp(np.clip(d[:, 2], -1, 1)), h * np.exp(np.clip(d[:, 3], -1, 1))
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
 
 
 def face_crops(image: np.ndarray, boxes: np.ndarray, config: VerifierConfig) -> np.ndarray:
@@ -91,12 +113,14 @@ def candidate_threshold(threshold: float, alpha: float) -> float:
 
 @torch.inference_mode()
 def verify(verifier: FaceVerifier, image: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-           threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates re-scored jointly, those under `threshold` dropped, best first."""
+           threshold: float, iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates re-scored jointly and their boxes corrected; those under `threshold` dropped, the rest through
+    non-maximum suppression again (corrected boxes may now overlap), best first."""
     if len(boxes) == 0:
         return boxes, scores
-    s2 = torch.sigmoid(verifier(crops_tensor(face_crops(image, boxes, verifier.config)))).double().numpy()
-    joint = joint_score(scores, s2, verifier.config.alpha)
+    out = verifier(crops_tensor(face_crops(image, boxes, verifier.config))).double().numpy()
+    joint = joint_score(scores, 1 / (1 + np.exp(-out[:, 0])), verifier.config.alpha)
     keep = np.nonzero(joint >= threshold)[0]
-    keep = keep[np.argsort(-joint[keep], kind="stable")]
+    boxes, joint = apply_deltas(boxes[keep], out[keep, 1:5]), joint[keep]
+    keep = nms(boxes, joint, iou)
     return boxes[keep], joint[keep]
