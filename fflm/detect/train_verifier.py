@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grow", type=float, default=VerifierConfig.grow)
     ap.add_argument("--widths", default=",".join(map(str, VerifierConfig.widths)))
     ap.add_argument("--alphas", default="0.5,0.6,0.7,0.8", help="weights of the first stage's score to choose from")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the jittered boxes, the batches and the initial weights")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--export", default=None, help="write the detector with this second stage here")
     a = ap.parse_args(argv)
@@ -172,14 +173,15 @@ def main(argv: list[str] | None = None) -> None:
     box_model = KeypointBoxModel(np.array(model.config.extra["keypoint_box"]))
     portraits = load_300w(a.w300, box_model)
     portraits = portraits[:: max(1, len(portraits) // a.portraits)] if a.portraits else []
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(a.seed)
     t0 = time.time()
     crops, labels, deltas = harvest(model, train_p + portraits, config, rng)
     print(f"{len(labels)} crops from {len(train_p)} scene photos and {len(portraits)} 300-W faces: "
           f"{int((labels == 1).sum())} faces, {int((labels == 0).sum())} not, "
           f"{int((~np.isnan(deltas).any(1)).sum())} with box corrections ({time.time() - t0:.0f} s)", flush=True)
+    torch.manual_seed(a.seed)
     verifier = FaceVerifier(config, model.config.mean, model.config.std)
-    train_verifier(crops, labels, deltas, verifier, a.steps, a.lr, log=lambda m: print(m, flush=True))
+    train_verifier(crops, labels, deltas, verifier, a.steps, a.lr, seed=a.seed, log=lambda m: print(m, flush=True))
     model.verifier = verifier
     model.config.verifier = config.to_dict()
     first = load_detector(a.detector)[0]
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     model.config.verifier["alpha"] = alpha
     verifier.config = VerifierConfig.from_dict(model.config.verifier)
     model.config.extra["threshold"] = results[alpha]["threshold"] or model.config.extra.get("threshold", 0.5)
-    meta = {**meta, "verifier": {"steps": a.steps, "lr": a.lr, "crops": len(labels), "faces": int((labels == 1).sum()),
+    meta = {**meta, "verifier": {"steps": a.steps, "lr": a.lr, "seed": a.seed, "crops": len(labels), "faces": int((labels == 1).sum()),
                                  "val": {str(k): v for k, v in results.items()}, "first_stage_val": before}}
     save_detector(out / "best.safetensors", model, meta)
     (out / "results.json").write_text(json.dumps(meta["verifier"], indent=2))
