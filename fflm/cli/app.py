@@ -63,8 +63,8 @@ TilesOpt = typer.Option("auto", "--tiles", help="Tiled detection for big photos:
                         "than the detector's 640 px proxy and faces may be small), off, or N tiles along the long side.")
 MaxFacesOpt = typer.Option(None, "--max-faces", min=1, help="Keep at most N faces per image (best scores first).")
 DetectorThresholdOpt = typer.Option(None, "--detector-threshold", min=0.0, max=1.0,
-                                    help="Face score threshold (default: the detector's own, 0.6 for builtin and "
-                                    "yunet); lower finds more faces, with more false ones.")
+                                    help="Face score threshold (default: the detector's own, 0.55 for builtin, 0.6 "
+                                    "for yunet); lower finds more faces, with more false ones.")
 FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
                        "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark stage ~25 % faster.")
 MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, help="Ignore faces smaller than PX pixels (square root of the "

@@ -90,8 +90,9 @@ def face_crops(image: np.ndarray, boxes: np.ndarray, config: VerifierConfig) -> 
         x0 = min(max(int(round((b[0] + b[2]) / 2 - (side - 1) / 2)), 1 - side), w - 1)
         y0 = min(max(int(round((b[1] + b[3]) / 2 - (side - 1) / 2)), 1 - side), h - 1)
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-        window = cv2.copyMakeBorder(image[cy0:cy1, cx0:cx1], cy0 - y0, y0 + side - cy1, cx0 - x0, x0 + side - cx1,
-                                    cv2.BORDER_REPLICATE)
+        window = image[cy0:cy1, cx0:cx1]
+        if (cx1 - cx0, cy1 - cy0) != (side, side):  # past an edge: pad (a copy only then)
+            window = cv2.copyMakeBorder(window, cy0 - y0, y0 + side - cy1, cx0 - x0, x0 + side - cx1, cv2.BORDER_REPLICATE)
         out[i] = cv2.resize(window, (s, s), interpolation=cv2.INTER_AREA if side > s else cv2.INTER_LINEAR)
     return out
 
