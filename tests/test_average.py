@@ -1,7 +1,6 @@
 """fflm.train.average: the moving average of the weights, its warm-up and its BatchNorm counters, by hand."""
 
 import pytest
-import torch
 from torch import nn
 
 from fflm.train.average import moving_average
