@@ -5,8 +5,9 @@ Its examples are the detector's own candidates: every training photo (and its mi
 shipped passes (proxy and coarse) at a low score floor, and each candidate box is cut from the image that pass
 saw. A candidate overlapping a human box at IoU ≥ 0.5 is a face, one under 0.3 with every box and ignore region
 is not; the rest only teach the box correction, which every candidate at IoU ≥ 0.3 with a face learns (towards
-that face's box). Jittered human boxes add faces the first stage missed. 300-W crops add large, sharp faces. The held-out scene photos then choose the weight alpha of the two scores and the threshold, as
-for the first stage (`fflm.detect.train.validate`).
+that face's box). Jittered human boxes add faces the first stage missed. 300-W crops add large, sharp faces.
+The held-out scene photos then choose the weight alpha of the two scores and the threshold, as for the first
+stage (`fflm.detect.train.validate`).
 """
 
 from __future__ import annotations
@@ -189,17 +190,19 @@ def main(argv: list[str] | None = None) -> None:
     before = validate(first, val_p)
     print(f"first stage alone: recall ≥ 32 px {before['r32_at_p']:.3f} at precision ≥ 0.9 (threshold {before['threshold']})",
           flush=True)
-    results = {}
-    for alpha in (float(v) for v in a.alphas.split(",")):
+    def use_alpha(alpha: float) -> None:  # the file's configuration and the network's own copy of it
         model.config.verifier["alpha"] = alpha
         verifier.config = VerifierConfig.from_dict(model.config.verifier)
+
+    results = {}
+    for alpha in (float(v) for v in a.alphas.split(",")):
+        use_alpha(alpha)
         results[alpha] = validate(model, val_p)
         r = results[alpha]
         print(f"alpha {alpha}: recall ≥ 32 px {r['r32_at_p']:.3f} at precision ≥ 0.9 (threshold {r['threshold']}); "
               f"at 0.5: r32 {r['r32']:.3f} r20 {r['r20']:.3f} precision {r['prec']:.3f}", flush=True)
     alpha = max(results, key=lambda k: results[k]["r32_at_p"])
-    model.config.verifier["alpha"] = alpha
-    verifier.config = VerifierConfig.from_dict(model.config.verifier)
+    use_alpha(alpha)
     model.config.extra["threshold"] = results[alpha]["threshold"] or model.config.extra.get("threshold", 0.5)
     meta = {**meta, "verifier": {"steps": a.steps, "lr": a.lr, "seed": a.seed, "crops": len(labels), "faces": int((labels == 1).sum()),
                                  "val": {str(k): v for k, v in results.items()}, "first_stage_val": before}}
