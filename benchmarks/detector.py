@@ -8,8 +8,9 @@
    side, both through fflm's proxy (long side min(640, 2x photo)).
 2. Small faces in big photos: an 8K mosaic (7680x4320) of held-out scene photos, each enlarged 2x, so faces are
    20-600 px: recall of faces >= 60 px and >= 40 px and precision with --tiles off, auto and 4.
-3. Detector time per photo (median, `--threads` torch threads): a 640x480 photo, and a 3840x2160 (4K) photo from
-   an array (proxy by area resize) and from its JPEG file (reduced decode), tiles off.
+3. Detector time per photo (median, `--threads` torch threads; `--rounds` rounds with the detectors taking turns,
+   the median over the rounds and their range): a 640x480 photo, and a 3840x2160 (4K) photo from an array (proxy
+   by area resize) and from its JPEG file (reduced decode), tiles off.
 4. shared/data/300w/val (one face per crop): the fraction of faces found (a detection with IoU >= 0.5 to the
    face box derived from the landmarks, the box style the detector learned) and, with landmark weights, the
    inter-ocular NME (%) with detector boxes against boxes from the landmarks (fflm.evaluate).
@@ -113,6 +114,22 @@ def timing(name: str, model, photo640: np.ndarray, photo4k: np.ndarray, path4k: 
             "ms_4k_decode_full": median_ms(lambda: read_image(path4k), 3)}
 
 
+def timing_rounds(dets: list, rounds: int, *photos) -> list[dict]:
+    """`timing` for every detector, `rounds` times in turn (a shared machine's speed drifts between minutes, so
+    turns keep the detectors comparable); per detector and figure the median over the rounds, and the spread."""
+    runs = [[timing(n, m, *photos) for n, m in dets] for _ in range(rounds)]
+    out = []
+    for i, (n, _) in enumerate(dets):
+        row: dict = {"detector": n}
+        for key in runs[0][i]:
+            if key.startswith("ms_"):
+                per = [r[i][key] for r in runs]
+                row[key] = tuple(statistics.median(v[j] for v in per) for j in range(2))
+                row[key + "_range"] = (min(v[0] for v in per), max(v[0] for v in per))
+        out.append(row)
+    return out
+
+
 def w300_found(det, items, box_model) -> dict:
     found = 0
     for img_path, pts in items:
@@ -150,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N photos and crops (a quick check)")
+    ap.add_argument("--rounds", type=int, default=3, help="timing rounds, the detectors taking turns")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(a.threads)
@@ -163,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     items = [(p.with_suffix(".jpg"), read_pts(p)) for p in sorted(val300.glob("*.pts"))]
     if a.limit:
         val_photos, items = val_photos[: a.limit], items[: a.limit]
-    report: dict = {"threads": a.threads, "scene_photos": len(val_photos), "torch": torch.__version__,
+    report: dict = {"threads": a.threads, "rounds": a.rounds, "scene_photos": len(val_photos), "torch": torch.__version__,
                     "opencv": cv2.__version__}
 
     report["scenes"] = {n: scene_figures(make_detector(n, m, tiles="off"), val_photos) for n, m in dets}
@@ -175,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         path4k = Path(tmp) / "photo_4k.jpg"
         cv2.imwrite(str(path4k), photo4k[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
         photo640 = cv2.resize(val_photos[0].decode(), (640, 480), interpolation=cv2.INTER_LINEAR)
-        report["timing"] = [timing(n, m, photo640, photo4k, path4k) for n, m in dets]
+        report["timing"] = timing_rounds(dets, a.rounds, photo640, photo4k, path4k)
     report["w300_found"] = {n: w300_found(make_detector(n, m, tiles="off"), items, box_model) for n, m in dets}
     report["w300_nme"] = {n: w300_nme(a.weights, n, m, val300) for n, m in dets}
     print_report(report)
@@ -198,7 +216,8 @@ def print_report(r: dict) -> None:
     for t in r["tiling"]:
         p(f"{t['detector']:10} {t['tiles']:>5} {t['faces_40']:9d} {t['recall_40']:7.3f} {t['recall_60']:7.3f} "
           f"{t['precision']:9.3f} {t['seconds']:8.2f}")
-    p("\n3. detector time per photo, median ms, wall / process CPU (tiles off)")
+    p(f"\n3. detector time per photo, median ms over {r.get('rounds', 1)} round(s), wall / process CPU (tiles off); "
+      "wall range over the rounds below")
     p(f"{'detector':10} {'640x480':>13} {'4K array':>13} {'4K file':>13} {'(4K full decode)':>17}")
 
     def wc(v) -> str:
@@ -207,6 +226,9 @@ def print_report(r: dict) -> None:
     for t in r["timing"]:
         p(f"{t['detector']:10} {wc(t['ms_640']):>13} {wc(t['ms_4k_array']):>13} {wc(t['ms_4k_file']):>13} "
           f"{wc(t['ms_4k_decode_full']):>17}")
+        if "ms_640_range" in t:
+            p(f"{'':10} " + " ".join(f"{'%.1f-%.1f' % t[k + '_range']:>13}" for k in ("ms_640", "ms_4k_array", "ms_4k_file"))
+              + f" {'%.1f-%.1f' % t['ms_4k_decode_full_range']:>17}")
     p("\n4. 300-W val (554 crops, one face each)")
     p(f"{'detector':10} {'found':>6} {'NME det boxes':>14} {'NME lm boxes':>13} {'(same faces)':>13} {'missed':>7}")
     for n, f in r["w300_found"].items():
