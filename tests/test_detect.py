@@ -379,3 +379,12 @@ def test_training_script_runs_resumes_and_exports(tmp_path: Path, capsys) -> Non
     main(grown + ["--epochs", "1", "--strides", "8,16,32", "--init", str(tmp_path / "det.safetensors")])
     assert "new: heads.16." in capsys.readouterr().out
     assert load_detector(tmp_path / "run3" / "best.safetensors")[0].config.strides == (8, 16, 32)
+
+
+def test_mirror_boxes_by_hand_and_twice_is_identity() -> None:
+    from fflm.detect.data import mirror_boxes
+
+    b = np.array([[0, 10, 9, 20], [90, 0, 99, 5.0]])  # in a 100 px wide image: the left and right edges swap
+    np.testing.assert_array_equal(mirror_boxes(b, 100), [[90, 10, 99, 20], [0, 0, 9, 5]])
+    np.testing.assert_array_equal(mirror_boxes(mirror_boxes(b, 100), 100), b)
+    assert mirror_boxes(np.zeros((0, 4)), 100).shape == (0, 4)

@@ -112,6 +112,12 @@ def load_300w(folder: str | Path, box_model: KeypointBoxModel) -> list[Photo]:
                   np.zeros((0, 4))) for s in read_annotations(folder, 68)]
 
 
+def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Boxes [N, 4] of an image `width` px wide, in its mirror image (pixel centre x -> width - 1 - x)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.stack([width - 1 - b[:, 2], b[:, 1], width - 1 - b[:, 0], b[:, 3]], axis=1)
+
+
 def _scale_boxes(b: np.ndarray, s: float, dx: float, dy: float) -> np.ndarray:
     """Boxes under x' = (x + 0.5)·s - 0.5 + dx (a resize by s, then a shift), pixel-centre convention."""
     out = (b + 0.5) * s - 0.5
@@ -139,9 +145,7 @@ class Sampler:
             img, boxes, ign = self._scene(self.scenes[rng.integers(len(self.scenes))])
         if rng.random() < 0.5:
             img = img[:, ::-1]
-            w = img.shape[1]
-            boxes = np.stack([w - 1 - boxes[:, 2], boxes[:, 1], w - 1 - boxes[:, 0], boxes[:, 3]], 1) if len(boxes) else boxes
-            ign = np.stack([w - 1 - ign[:, 2], ign[:, 1], w - 1 - ign[:, 0], ign[:, 3]], 1) if len(ign) else ign
+            boxes, ign = mirror_boxes(boxes, img.shape[1]), mirror_boxes(ign, img.shape[1])
         if self.rotate and rng.random() < 0.5:
             img, boxes, ign = tilt(img, boxes, ign, rng.uniform(-self.rotate, self.rotate))
         if self.occlude:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from fflm.detect.data import KeypointBoxModel, Photo, load_300w, load_scenes, photometric
+from fflm.detect.data import KeypointBoxModel, Photo, load_300w, load_scenes, mirror_boxes, photometric
 from fflm.detect.model import FaceNet
-from fflm.detect.run import infer
+from fflm.detect.run import infer, unscale_boxes
 from fflm.detect.tiling import run_proxy
 from fflm.detect.train import validate
 from fflm.detect.verifier import FaceVerifier, VerifierConfig, box_deltas, crops_tensor, face_crops
@@ -76,11 +76,7 @@ def harvest(model: FaceNet, photos: list[Photo], config: VerifierConfig, rng: np
         views = [(img, faces, neutral)]
         if mirror:
             w = img.shape[1]
-
-            def flip(b: np.ndarray) -> np.ndarray:
-                return np.stack([w - 1 - b[:, 2], b[:, 1], w - 1 - b[:, 0], b[:, 3]], axis=1) if len(b) else b
-
-            views.append((np.ascontiguousarray(img[:, ::-1]), flip(faces), flip(neutral)))
+            views.append((np.ascontiguousarray(img[:, ::-1]), mirror_boxes(faces, w), mirror_boxes(neutral, w)))
         for view, vfaces, vneutral in views:
             passes = []
 
@@ -91,9 +87,9 @@ def harvest(model: FaceNet, photos: list[Photo], config: VerifierConfig, rng: np
 
             run_proxy(run, view, model.config.proxy, coarse=True)
             for small, boxes in passes:
-                scale = np.array([small.shape[1] / view.shape[1], small.shape[0] / view.shape[0]] * 2)
-                here = (vfaces + 0.5) * scale - 0.5  # the human boxes in this pass's pixels
-                y, target = label_candidates((boxes + 0.5) / scale - 0.5, vfaces, vneutral)
+                sx, sy = small.shape[1] / view.shape[1], small.shape[0] / view.shape[0]
+                here = unscale_boxes(vfaces, 1 / sx, 1 / sy)  # the human boxes in this pass's pixels
+                y, target = label_candidates(unscale_boxes(boxes, sx, sy), vfaces, vneutral)
                 moved = target >= 0
                 if moved.any():  # faces and near-misses: a face score where it is clear, and the box correction
                     add(small, boxes[moved], y[moved], here[target[moved]])
@@ -180,16 +176,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(labels)} crops from {len(train_p)} scene photos and {len(portraits)} 300-W faces: "
           f"{int((labels == 1).sum())} faces, {int((labels == 0).sum())} not, "
           f"{int((~np.isnan(deltas).any(1)).sum())} with box corrections ({time.time() - t0:.0f} s)", flush=True)
+    before = validate(model, val_p)  # the first stage alone (after harvesting: validate leaves the model in train mode)
+    print(f"first stage alone: recall ≥ 32 px {before['r32_at_p']:.3f} at precision ≥ 0.9 (threshold {before['threshold']})",
+          flush=True)
     torch.manual_seed(a.seed)
     verifier = FaceVerifier(config, model.config.mean, model.config.std)
     train_verifier(crops, labels, deltas, verifier, a.steps, a.lr, seed=a.seed, log=lambda m: print(m, flush=True))
     model.verifier = verifier
     model.config.verifier = config.to_dict()
-    first = load_detector(a.detector)[0]
-    first.verifier = None
-    before = validate(first, val_p)
-    print(f"first stage alone: recall ≥ 32 px {before['r32_at_p']:.3f} at precision ≥ 0.9 (threshold {before['threshold']})",
-          flush=True)
     def use_alpha(alpha: float) -> None:  # the file's configuration and the network's own copy of it
         model.config.verifier["alpha"] = alpha
         verifier.config = VerifierConfig.from_dict(model.config.verifier)
