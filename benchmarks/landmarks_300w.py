@@ -7,7 +7,8 @@ detector-like jitter (`jitter`: box scaled by exp(N(0, 0.1)) and shifted by N(0,
 the truth's tight box (`landmarks`). dlib (when `dlib-bin` and `face-recognition-models` are installed):
 its HOG detector (upsampling once) and its 68-point shape predictor; the detection overlapping the truth
 most is used, and a face it does not find counts as a failure (NME = inf, excluded from the mean, counted
-in FR). NME is inter-ocular (outer eye corners), in percent.
+in FR). NME is inter-ocular (outer eye corners), in percent. Then, for each method on the faces it found: NME per
+region, and the jaw's errors split along and across the contour (RMS, percent of the inter-ocular distance).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fflm.evaluate import evaluate, nme, summary
+from fflm.evaluate import contour_errors, evaluate, nme, summary
 from fflm.geometry import best_overlap, points_box
 from fflm.pipeline import Landmarker
 from fflm.train.data import read_annotations
@@ -46,8 +47,8 @@ def run_dlib(samples: list) -> dict | None:
     if not dlib_available():
         return None
     dl = DlibLandmarker(upsample=1)
-    errors, t_pred, found = [], 0.0, 0
-    for s in samples:
+    errors, points, t_pred, found = [], np.full((len(samples), 68, 2), np.nan), 0.0, 0
+    for k, s in enumerate(samples):
         img = read_image(s.image)
         boxes = dl.detect(img)
         if len(boxes) == 0:
@@ -55,11 +56,20 @@ def run_dlib(samples: list) -> dict | None:
             continue
         best = best_overlap(boxes, points_box(s.points), min_iou=-1.0)  # any detection: the one overlapping most
         t = time.perf_counter()
-        pred = dl.landmarks(img, boxes[best])
+        points[k] = dl.landmarks(img, boxes[best])
         t_pred += time.perf_counter() - t
-        errors.append(float(nme(pred[None], s.points[None], (36, 45))[0]))
+        errors.append(float(nme(points[k][None], s.points[None], (36, 45))[0]))
         found += 1
-    return {"errors": np.array(errors), "ms_per_face": 1000 * t_pred / max(found, 1), "found": found}
+    return {"errors": np.array(errors), "ms_per_face": 1000 * t_pred / max(found, 1), "found": found, "points": points}
+
+
+def parts_row(points: np.ndarray, truth: np.ndarray, scheme) -> list[str]:
+    """Per-region NME and the jaw's along / across-contour RMS (percent), over the faces with a prediction."""
+    ok = ~np.isnan(points).any(axis=(1, 2))
+    p, t = points[ok], truth[ok]
+    cells = [f"{100 * nme(p[:, list(idx)], t[:, list(idx)], scheme.norm_points, t).mean():.2f}" for idx in scheme.groups.values()]
+    along, across = contour_errors(p, t, list(scheme.groups["jaw"]), scheme.norm_points)
+    return [*cells, f"{100 * np.sqrt(np.mean(along**2)):.2f}", f"{100 * np.sqrt(np.mean(across**2)):.2f}"]
 
 
 def main() -> int:
@@ -89,8 +99,16 @@ def main() -> int:
                                                                               "fr_0.10", "auc_0.10")), f"{ms:.1f}")
     con = Console(highlight=False)
     con.print(t)
+    truth = np.stack([s.points for s in samples])
+    parts = Table(title="per region (NME %) and the jaw along / across its contour (RMS, % of the inter-ocular distance)",
+                  title_justify="left")
+    for c in ("method", *lm.scheme.groups, "jaw along", "jaw across"):
+        parts.add_column(c, justify="right" if c != "method" else "left")
+    parts.add_row(rows[0][0], *parts_row(rep.points, truth, lm.scheme))
+    if d is not None:
+        parts.add_row(rows[1][0], *parts_row(d["points"], truth, lm.scheme))
+    con.print(parts)
     g = rep.to_dict(per_image=False)
-    con.print("fflm per region (mean %): " + ", ".join(f"{k} {v:.2f}" for k, v in g["groups"].items()))
     if "refined_points" in g:
         con.print(f"fflm refined points: final {g['refined_points']['final']:.2f} %, "
                   f"global stage {g['refined_points']['global_stage']:.2f} %")

@@ -33,6 +33,24 @@ def nme(pred: np.ndarray, truth: np.ndarray, norm_points: tuple[int, int] | None
     return np.linalg.norm(pred - truth, axis=-1).mean(axis=-1) / np.maximum(d, 1e-12)
 
 
+def contour_errors(pred: np.ndarray, truth: np.ndarray, contour: list[int], norm_points: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Errors of the points of an open contour (e.g. the jaw) split into their components along it and across it,
+    over the normalising distance: two arrays [B, K]. Where a point sits along a contour is the ambiguous part of
+    its annotation; across it, the visible edge pins it. The direction along the contour at a point is the
+    truth's chord from the point before to the point after (one-sided at the ends); across is that turned 90°."""
+    pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
+    idx = list(contour)
+    before = [idx[max(k - 1, 0)] for k in range(len(idx))]
+    after = [idx[min(k + 1, len(idx) - 1)] for k in range(len(idx))]
+    chord = truth[:, after] - truth[:, before]
+    along = chord / np.maximum(np.linalg.norm(chord, axis=-1, keepdims=True), 1e-12)
+    e = pred[:, idx] - truth[:, idx]
+    d = np.linalg.norm(truth[:, norm_points[0]] - truth[:, norm_points[1]], axis=-1)[:, None]
+    a = (e * along).sum(-1)
+    c = along[..., 0] * e[..., 1] - along[..., 1] * e[..., 0]
+    return a / d, c / d
+
+
 def failure_rate(errors: np.ndarray, threshold: float) -> float:
     return float(np.mean(np.asarray(errors) > threshold)) if len(errors) else float("nan")
 
@@ -77,6 +95,7 @@ class EvalReport:
     refined_global: np.ndarray | None = None  # NME on the same points, global stage's estimate
     residual: np.ndarray | None = None  # mean (truth - prediction) over found faces and all points, px (x, y)
     seconds: float = 0.0
+    points: np.ndarray | None = None  # the predictions [faces, N, 2] (NaN where no face was found)
 
     def to_dict(self, per_image: bool = True) -> dict:
         found = np.isfinite(self.nme_io)
@@ -165,6 +184,7 @@ def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_s
         refined_global=err(ref, np.where(missing[:, None, None], 0.0, glob)) if ref else None,
         residual=(truth[~missing] - preds[~missing]).mean(axis=(0, 1)) if (~missing).any() else None,
         seconds=seconds,
+        points=preds,
     )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from fflm.detect.base import Detection
-from fflm.evaluate import SIZE_BUCKETS, EvalReport, auc, ced, evaluate, failure_rate, nme, plot_ced, summary
+from fflm.evaluate import SIZE_BUCKETS, EvalReport, auc, ced, contour_errors, evaluate, failure_rate, nme, plot_ced, summary
 from fflm.pipeline import Face, Landmarker
 from fflm.pts import format_pts
 from fflm.scheme import IBUG68
@@ -161,6 +161,18 @@ def test_nme_normaliser_from_other_points():
     pred[:, idx] += [6, 8]
     e = nme(pred[:, idx], truth[:, idx], (36, 45), truth)
     np.testing.assert_allclose(e, [10 / iod(truth[0])])
+
+
+def test_contour_errors_hand_computed():
+    """A contour (0, 0) → (2, 0) → (4, 2) → (4, 6) with normaliser points 4 and 5 (10 apart). Directions along it,
+    from the truth's chords: (1, 0), (4, 2)/√20, (2, 6)/√40, (0, 1). Errors (3, 4) on point 0: 3 along, 4 across;
+    (0, 1) on point 1: 2/√20 along, 4/√20 across; none on point 2; (1, 0) on point 3: 0 along, -1 across."""
+    truth = np.array([[[0, 0], [2, 0], [4, 2], [4, 6], [0, 10], [0, 0]]], np.float64)
+    pred = truth + np.array([[3, 4], [0, 1], [0, 0], [1, 0], [9, 9], [9, 9]])
+    along, across = contour_errors(pred, truth, [0, 1, 2, 3], (4, 5))
+    np.testing.assert_allclose(along, [[0.3, 0.2 / math.sqrt(20), 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(across, [[0.4, 0.4 / math.sqrt(20), 0, -0.1]], atol=1e-12)
+    np.testing.assert_allclose(np.hypot(along, across)[0], np.linalg.norm(pred - truth, axis=-1)[0, :4] / 10)
 
 
 def test_failure_rate_is_strictly_above():
@@ -319,6 +331,8 @@ def test_evaluate_missing_faces_are_failures(annotated):
     assert d["inter_ocular"]["auc_0.08"] == pytest.approx(100 * (0.08 - report.nme_io[0]) / 0.08 / 3)
     assert d["inter_ocular"]["mean"] == pytest.approx(100 * report.nme_io[0])  # over the faces found
     np.testing.assert_allclose(report.residual, [-0.3, -0.4])  # over the faces found
+    np.testing.assert_allclose(report.points[0], truth["a.png"] + [0.3, 0.4])  # the predictions, NaN when not found
+    assert np.isnan(report.points[1:]).all()
     assert [p["nme_io"] for p in d["per_image"]][1:] == [None, None]
 
 
