@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fflm.scheme import IBUG68
-from fflm.train.losses import LOSSES, heatmap_divergence, landmark_loss, point_loss
+from fflm.train.losses import LOSSES, landmark_loss, point_loss
 
 FAST = settings(max_examples=30, deadline=None)
 ONE = torch.ones(1, dtype=torch.float64)
@@ -241,56 +241,3 @@ def test_landmark_loss_float32_like_training():
     for kind in LOSSES:
         total, _ = landmark_loss({"global": [pred], "refined": []}, truth, 256.0, [], IBUG68.norm_points, kind)
         assert total.dtype == torch.float32 and total.ndim == 0 and torch.isfinite(total)
-
-
-# --- the heatmap regulariser -----------------------------------------------------------------------------------
-
-
-def gaussian_map(h: int, w: int, stride: int, x: float, y: float, sigma: float) -> torch.Tensor:
-    """A normalised Gaussian of `sigma` cells at input pixel (x, y) on an h×w map, written out cell by cell."""
-    m = torch.zeros(1, 1, h, w, dtype=torch.float64)
-    for i in range(h):
-        for j in range(w):
-            cx, cy = j * stride + (stride - 1) / 2, i * stride + (stride - 1) / 2
-            m[0, 0, i, j] = math.exp(-((cx - x) ** 2 + (cy - y) ** 2) / (2 * (sigma * stride) ** 2))
-    return m / m.sum()
-
-
-def test_heatmap_divergence_by_hand():
-    """Two cells (x = 0 and 1), truth at x = 0, sigma 1/sqrt(2): the target is (1, e^-1) / (1 + e^-1); against an
-    even map (1/2, 1/2) the Jensen-Shannon divergence is 0.02855 nats (computed by hand)."""
-    p = t([[[[0.5, 0.5]]]])
-    js = heatmap_divergence(p, t([[[0.0, 0.0]]]), 1, 1 / math.sqrt(2))
-    assert js.item() == pytest.approx(0.02855, abs=2e-5)
-
-
-def test_heatmap_divergence_zero_at_the_target_and_ln2_when_disjoint():
-    target = gaussian_map(8, 8, 4, 13.0, 9.5, 1.0)
-    assert heatmap_divergence(target, t([[[13.0, 9.5]]]), 4, 1.0).item() == pytest.approx(0.0, abs=1e-9)
-    assert heatmap_divergence(target, t([[[12.0, 9.5]]]), 4, 1.0).item() > 1e-3  # a pixel off is not the target
-    far = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
-    far[0, 0, 7, 7] = 1.0  # all the mass in the far corner: no overlap with a sharp target at the top left
-    assert heatmap_divergence(far, t([[[1.5, 1.5]]]), 4, 0.2).item() == pytest.approx(math.log(2), abs=1e-6)
-
-
-def test_heatmap_divergence_with_the_truth_far_outside_the_map_is_finite():
-    p = torch.full((1, 1, 4, 4), 1 / 16, dtype=torch.float64)
-    js = heatmap_divergence(p, t([[[-500.0, 900.0]]]), 4, 1.0)
-    assert math.isfinite(js.item()) and 0 < js.item() <= math.log(2) + 1e-9
-
-
-def test_heatmap_divergence_gradient_moves_the_peak_to_the_truth():
-    """Descending the regulariser through a softmax moves the soft-argmax toward the truth and sharpens it."""
-    from fflm.model.heads import soft_argmax
-
-    logits = torch.zeros(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
-    truth = t([[[22.0, 6.0]]])
-    start, _ = soft_argmax(logits.detach(), 1.0, 4)
-    for _ in range(50):
-        _, prob = soft_argmax(logits, 1.0, 4)
-        loss = heatmap_divergence(prob, truth, 4, 1.0)
-        grad, = torch.autograd.grad(loss, logits)
-        logits = (logits - 20.0 * grad).detach().requires_grad_(True)
-    end, prob = soft_argmax(logits.detach(), 1.0, 4)
-    assert (end - truth).norm() < 0.5 * (start - truth).norm()
-    assert heatmap_divergence(prob, truth, 4, 1.0) < 0.1

@@ -214,41 +214,6 @@ def test_loss_goes_down(tmp_path):
     assert losses[2] < 0.9 * losses[0], losses
 
 
-def test_heatmap_term_maps_the_truth_onto_the_proxy():
-    """The truth in training-frame pixels lands on the proxy's grid as box_to_local puts it: at resolution 128 and
-    proxy 64, pixel (10, 30) is proxy (4.75, 14.75); maps that are the target Gaussians there score zero."""
-    from types import SimpleNamespace
-
-    from test_losses import gaussian_map
-
-    model = SimpleNamespace(config=SimpleNamespace(proxy_size=64), global_net=SimpleNamespace(stride=4))
-    cfg = SimpleNamespace(resolution=128, heatmap_sigma=1.0)
-    truth = torch.tensor([[[10.0, 30.0]]], dtype=torch.float64)
-    exact = gaussian_map(16, 16, 4, 4.75, 14.75, 1.0)
-    assert loop.heatmap_term(model, {"global_maps": [exact]}, truth, cfg).item() == pytest.approx(0.0, abs=1e-9)
-    half_off = gaussian_map(16, 16, 4, 5.0, 15.0, 1.0)  # pixel (10, 30) × 0.5 without the pixel-centre shift
-    assert loop.heatmap_term(model, {"global_maps": [half_off]}, truth, cfg).item() > 1e-4  # exact: < 1e-9
-
-
-def test_heatmap_regulariser_is_trained_and_logged(tmp_path, data):
-    """With --heatmap-reg the loss includes the regulariser (logged per epoch as `heatmap`); maps are only kept in
-    training: an evaluating model returns none."""
-    train_dir, _ = data
-    run(config(tmp_path / "run", train_dir, epochs=1, heatmap_reg=0.5))
-    row = log_rows(tmp_path / "run")[0]
-    assert 0 < float(row["heatmap"]) <= np.log(2)
-    assert float(row["loss"]) == pytest.approx(float(row["global"]) + float(row["regional"]) + 0.5 * float(row["heatmap"]), rel=1e-5)
-    model, _ = load_model(tmp_path / "run" / "last.safetensors", "cpu")
-    out = model(torch.zeros(1, 3, 64, 64))
-    assert out["global_maps"] is None
-    model.train()
-    maps = model(torch.zeros(2, 3, 64, 64))["global_maps"]
-    assert len(maps) == 1 and maps[0].shape[:2] == (2, N)
-    torch.testing.assert_close(maps[0].sum(dim=(2, 3)), torch.ones(2, N))
-    with pytest.raises(TrainError):
-        config(tmp_path / "bad", train_dir, heatmap_reg=-1.0)
-
-
 # --- resume and Ctrl-C ---------------------------------------------------------------------------------------
 
 

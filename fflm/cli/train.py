@@ -66,9 +66,6 @@ def train(
     max_val: int = typer.Option(0, "--max-val", min=0, help="Validate on at most this many faces (0: all)."),
     ema: float = typer.Option(0.0, "--ema", min=0.0, max=0.9999, help="Validate and export an exponential moving "
                               "average of the weights with this decay per step (e.g. 0.998; 0: off)."),
-    heatmap_reg: float = typer.Option(0.0, "--heatmap-reg", min=0.0, help="Weight of a Jensen-Shannon regulariser "
-                                      "pulling the global stage's maps toward a Gaussian at each true point (0: off)."),
-    heatmap_sigma: float = typer.Option(1.0, "--heatmap-sigma", min=0.01, help="That Gaussian's sigma, in heatmap cells."),
 ) -> int:
     """Train the landmark model (paper Eq. 1 by default) and export the best epoch as .safetensors."""
     from fflm.train.loop import TrainConfig, train as run_train
@@ -87,7 +84,6 @@ def train(
         epochs=epochs if epochs is not None else (1 if resume is not None else 30),
         lr=lr, lr_min=lr_min, warmup_steps=warmup, loss=loss.value, init=str(init) if init else None,
         device=device.value, seed=seed, workers=workers, threads=threads, max_val=max_val, ema=ema,
-        heatmap_reg=heatmap_reg, heatmap_sigma=heatmap_sigma,
     )
     best = run_train(cfg, resume=resume is not None, log=message)
     if best.exists():  # not yet after Ctrl-C in the first epoch

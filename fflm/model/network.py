@@ -23,13 +23,11 @@ from fflm.shape import ShapeModel
 
 @dataclass
 class StageOutput:
-    """Points [B, N, 2] in the stage's input pixels, their confidence [B, N], and every stack's points; in
-    training also every stack's probability maps [B, N, h, w] (for a heatmap regulariser; None otherwise)."""
+    """Points [B, N, 2] in the stage's input pixels, their confidence [B, N], and every stack's points."""
 
     points: torch.Tensor
     scores: torch.Tensor
     stack_points: list[torch.Tensor]
-    maps: list[torch.Tensor] | None = None
 
     def rows(self, index: torch.Tensor | slice) -> "StageOutput":
         """The faces at `index`."""
@@ -82,14 +80,13 @@ class LandmarkNet(nn.Module):
             buf.copy_(torch.as_tensor(value, dtype=buf.dtype))
 
     def _run(self, net: HourglassNet, head: SoftArgmax, x: torch.Tensor) -> StageOutput:
-        return self._points(net((x - self.mean) / self.std), head, net.stride, self.training)
+        return self._points(net((x - self.mean) / self.std), head, net.stride)
 
     @staticmethod
-    def _points(heatmaps: list[torch.Tensor], head: SoftArgmax, stride: int, keep_maps: bool = False) -> StageOutput:
+    def _points(heatmaps: list[torch.Tensor], head: SoftArgmax, stride: int) -> StageOutput:
         pts = [head(h, stride) for h in heatmaps]
         last_pts, last_prob = pts[-1]
-        return StageOutput(last_pts, confidence(last_prob, last_pts, stride), [p for p, _ in pts],
-                           [m for _, m in pts] if keep_maps else None)
+        return StageOutput(last_pts, confidence(last_prob, last_pts, stride), [p for p, _ in pts])
 
     def run_global(self, proxy: torch.Tensor, flip: bool = False, direct: StageOutput | None = None) -> StageOutput:
         """Global stage on proxies [B, 3, P, P]; points in proxy pixels. With `flip` (test-time augmentation) the
@@ -168,8 +165,7 @@ class LandmarkNet(nn.Module):
         With jitter > 0 each region box's width and height are scaled by (1 + jitter·N(0, 1)) independently and
         its centre moved by centre_jitter·side·N(0, 1) (paper 3.2). Returns, in image pixels: `global` points
         per stack, `refined` per regional stage ([B, N_refined, 2]), `final` [B, N, 2], `scores` [B, N]
-        (regional confidence where refined, global elsewhere), `global_scores`, the region `boxes`, and in
-        training `global_maps`, the global stage's probability maps per stack.
+        (regional confidence where refined, global elsewhere), `global_scores`, and the region `boxes`.
         `global_out`: the global stage's output when the caller already has it (then `proxy` is unused).
         `flip`: mirrored test-time augmentation in both stages (see run_global and run_regions).
         """
@@ -193,7 +189,7 @@ class LandmarkNet(nn.Module):
             boxes_all.append(boxes)
             current = refined
         return {"global": global_pts, "refined": refined_all, "final": current, "scores": scores,
-                "global_scores": g.scores, "boxes": boxes_all, "global_maps": g.maps}
+                "global_scores": g.scores, "boxes": boxes_all}
 
     def forward(self, images: torch.Tensor, jitter: float = 0.0, centre_jitter: float = 0.0) -> dict[str, Any]:
         """The training path: whole images [B, 3, R, R] (0..255), each one face frame, as float tensors.

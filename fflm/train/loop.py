@@ -23,8 +23,7 @@ from fflm.model import LandmarkNet, ModelConfig, preset
 from fflm.scheme import IBUG68, LandmarkScheme, load_scheme
 from fflm.train.average import moving_average
 from fflm.train.data import Augment, LandmarkDataset, read_annotations
-from fflm.geometry import box_to_local
-from fflm.train.losses import LOSSES, heatmap_divergence, landmark_loss
+from fflm.train.losses import LOSSES, landmark_loss
 from fflm.train.shape import fit_shape
 from fflm.weights import init_from, read_header, save_model
 
@@ -60,8 +59,6 @@ class TrainConfig:
     threads: int = 0
     max_val: int = 0
     ema: float = 0.0  # decay of the exponential moving average of the weights that is validated and exported; 0: off
-    heatmap_reg: float = 0.0  # weight of the global maps' Jensen-Shannon regulariser (fflm.train.losses); 0: off
-    heatmap_sigma: float = 1.0  # its Gaussians' standard deviation, in heatmap cells
     augment: dict = field(default_factory=lambda: asdict(Augment()))
 
     def __post_init__(self) -> None:
@@ -73,8 +70,6 @@ class TrainConfig:
             raise TrainError("epochs and batch size must be positive")
         if not 0.0 <= self.ema < 1.0:
             raise TrainError("ema decay must be within [0, 1)")
-        if self.heatmap_reg < 0 or self.heatmap_sigma <= 0:
-            raise TrainError("the heatmap regulariser's weight must be ≥ 0 and its sigma > 0")
 
 
 def run_scheme(cfg: TrainConfig) -> LandmarkScheme:
@@ -123,15 +118,6 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
-
-
-def heatmap_term(model: LandmarkNet, outputs: dict, truth: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """The heatmap regulariser over the global stacks, the truth [B, N, 2] (frame pixels) mapped to the proxy."""
-    side = float(cfg.resolution)
-    frame = truth.new_tensor([-0.5, -0.5, side - 0.5, side - 0.5])  # the training frame is the whole image
-    t = box_to_local(truth, frame, model.config.proxy_size)
-    maps = outputs["global_maps"]
-    return sum(heatmap_divergence(m, t, model.global_net.stride, cfg.heatmap_sigma) for m in maps) / len(maps)
 
 
 @torch.inference_mode()
@@ -265,10 +251,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                     outputs = model(images, cfg.jitter, cfg.centre_jitter)
                     loss, parts = landmark_loss(outputs, pts, float(cfg.resolution), scheme.refined_indices,
                                                 scheme.norm_points, cfg.loss)
-                    if cfg.heatmap_reg:
-                        reg = heatmap_term(model, outputs, pts, cfg)
-                        loss = loss + cfg.heatmap_reg * reg
-                        parts["heatmap"] = reg.item()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.clip_grad:

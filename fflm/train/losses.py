@@ -4,10 +4,6 @@
 distance of the refined points to the truth. The others replace the per-point term:
 `l1` (|dx| + |dy|), `wing` (Feng et al. 2018, on frame pixels scaled to 256), and `ion`
 (Euclidean distance over the inter-ocular distance, after the fine-grained refinement paper).
-
-`heatmap_divergence` is an optional regulariser on the global stage's probability maps (DSNT, Nibali et
-al. 2018): the Jensen-Shannon divergence between each map and a Gaussian at the true point, so that the
-soft-argmax is the mean of one compact peak rather than of a diffuse map.
 """
 
 from __future__ import annotations
@@ -15,8 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-
-from fflm.model.heads import heatmap_grid
 
 LOSSES = ("l2", "l1", "wing", "ion")
 
@@ -51,22 +45,3 @@ def landmark_loss(outputs: dict, truth: torch.Tensor, side: float, refined_idx: 
         parts["regional"] = reg.item()
         total = total + reg
     return total, parts
-
-
-def heatmap_divergence(prob: torch.Tensor, truth: torch.Tensor, stride: int, sigma: float) -> torch.Tensor:
-    """Mean Jensen-Shannon divergence (nats, within [0, ln 2]) between probability maps [B, N, h, w] and
-    normalised Gaussians of `sigma` map cells centred at `truth` [B, N, 2] (the maps' input pixels)."""
-    b, n, h, w = prob.shape
-    xs, ys = heatmap_grid(h, w, stride, prob.device, prob.dtype)
-    s2 = 2 * (sigma * stride) ** 2
-    dx2 = (xs - truth[..., 0:1]) ** 2 / s2  # [B, N, w]
-    dy2 = (ys - truth[..., 1:2]) ** 2 / s2  # [B, N, h]
-    # normalised in log space: a true point far outside the map still gives a proper distribution
-    log_q = -(dy2[..., :, None] + dx2[..., None, :]).reshape(b, n, -1)
-    log_q = log_q - torch.logsumexp(log_q, dim=-1, keepdim=True)
-    p, q = prob.reshape(b, n, -1), log_q.exp()
-    m = (p + q) / 2
-    log_m = m.clamp_min(1e-30).log()
-    kl_p = (p * (p.clamp_min(1e-30).log() - log_m)).sum(-1)
-    kl_q = (q * (log_q - log_m)).sum(-1)
-    return ((kl_p + kl_q) / 2).mean()
