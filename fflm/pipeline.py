@@ -82,8 +82,6 @@ class Landmarker:
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
         self.flip = flip  # both stages also on the mirrored face and crops, averaged: more accurate, slower
-        # the global stage's mirrored pass, unless the weights say it does not pay (ModelConfig.mirror_global)
-        self.flip_global = flip and self.model.config.mirror_global
         # the weights' shape model pulls the points no regional network refines toward a plausible face
         self.shape = self.model.shape_model() if shape_prior else None
         self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
@@ -151,17 +149,17 @@ class Landmarker:
         proxies = self._proxies(images, frames)
         # with re-centring, the first pass only proposes frames: it runs without the mirrored half, which only
         # the faces that keep their frame then get (no mirrored pass is spent on a frame that is replaced)
-        g = self.model.run_global(proxies, self.flip_global and not self.recentre)
+        g = self.model.run_global(proxies, self.flip and not self.recentre)
         if self.recentre:
             pts = self._to_image(g.points, frames)
             proposed = _recentred(frames, square_box(points_box(pts), fs))
             moved = _moved(frames, proposed, self.recentre_tolerance)
             stay, redo = np.flatnonzero(~moved), np.flatnonzero(moved)
-            if self.flip_global and len(stay):
+            if self.flip and len(stay):
                 index = torch.as_tensor(stay, device=self.device)
                 g = _replace(g, self.model.run_global(proxies[index], True, direct=g.rows(index)), index)
             if len(redo):
-                again = self.model.run_global(self._proxies([images[i] for i in redo], proposed[redo]), self.flip_global)
+                again = self.model.run_global(self._proxies([images[i] for i in redo], proposed[redo]), self.flip)
                 g = _replace(g, again, torch.as_tensor(redo, device=self.device))
                 frames = frames.copy()
                 frames[redo] = proposed[redo]

@@ -124,7 +124,6 @@ def describe(path: str | Path) -> dict:
             "regional_stages": config.regional_stages,
             "frame_scale": config.frame_scale,
             "mirror_offset": f"{config.mirror_offset:+.3f} px (x, added to the points)",
-            "mirrored_passes": "global and regional stages" if config.mirror_global else "regional stage only",
             "shape_model": (f"{config.shape_prior.components} modes (unrefined points weight {config.shape_prior.weight},"
                             f" moved {config.shape_prior.blend} of the way)" if config.shape_prior.components else "none"),
         },

@@ -462,36 +462,6 @@ def test_flip_with_recentre_spends_no_mirrored_pass_on_a_replaced_frame(weights,
         np.testing.assert_allclose(got, lm._to_image(ref.points, frames), atol=1e-3)
 
 
-@pytest.mark.parametrize("tolerance, sizes", [(0.0, [2, 2]), (1e9, [2])])
-def test_weights_without_mirrored_global_passes(weights, monkeypatch, tmp_path, tolerance, sizes):
-    """A file with `mirror_global: false`: with flip on, the global stage sees no mirrored proxy (the first pass,
-    and the second for faces that move), while the regional stage still averages its mirrored crops."""
-    from fflm.weights import load_model, save_model
-
-    model, meta = load_model(weights, "cpu")
-    model.config.mirror_global = False
-    path = tmp_path / "no-mirrored-global.safetensors"
-    save_model(path, model, meta)
-    lm = Landmarker(path, device="cpu", detector="none", recentre_tolerance=tolerance)
-    assert lm.flip and not lm.flip_global
-    seen, regional = [], []
-    real_run, real_regions = lm.model._run, lm.model.run_regions
-    monkeypatch.setattr(lm.model, "_run", lambda net, head, x: (seen.append(len(x)) if net is lm.model.global_net
-                                                                else None) or real_run(net, head, x))
-    monkeypatch.setattr(lm.model, "run_regions", lambda crops, stage=0, flip=False: regional.append(flip)
-                        or real_regions(crops, stage, flip))
-    img, boxes = _image(80, 100), [[5.0, 5.0, 45.0, 45.0], [50.0, 30.0, 90.0, 70.0]]
-    faces = lm.predict(img, boxes)
-    assert seen == sizes and regional[0] is True  # (its mirrored call then runs both halves unflipped)
-    if tolerance > 1:  # frames kept: the global points are the plain pass's on the detector's frames
-        fs = lm.model.config.frame_scale
-        frames = np.stack([square_box(np.asarray(b), fs) for b in boxes])
-        with torch.inference_mode():
-            ref = lm.model.run_global(lm._proxies([img, img], frames), False)
-        np.testing.assert_allclose(np.stack([f.global_landmarks for f in faces]), lm._to_image(ref.points, frames), atol=1e-3)
-    assert Landmarker(path, device="cpu", detector="none", flip=False).flip_global is False
-
-
 def test_second_pass_only_for_the_faces_that_moved():
     """Two faces in one call: only the one whose frame moves goes through the global stage again, and each
     face keeps its own result."""

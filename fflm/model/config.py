@@ -54,10 +54,7 @@ class ModelConfig:
     `mirror_offset`: how far right of the mirror-symmetric position the training annotations sit, in image
     pixels. Mirrored training samples teach the network the symmetric position (an offset that flips sign with
     the image cannot be learnt), so the pipeline adds it back; measured on the training faces by
-    `python -m fflm.train.calibrate`, 0 for a fresh run. `mirror_global`: when the pipeline's mirrored test-time
-    passes are on, whether the global stage also sees the mirrored proxy (the regional stage always does); a
-    file turns it off when its global network is deep enough that the mirrored pass gains less than it costs
-    (a two-stack global network without it takes as long as one stack with it, and is more accurate).
+    `python -m fflm.train.calibrate`, 0 for a fresh run.
     """
 
     scheme: dict = field(default_factory=IBUG68.to_dict)
@@ -73,7 +70,6 @@ class ModelConfig:
     learn_temperature: bool = True
     shape_prior: ShapePriorConfig = field(default_factory=ShapePriorConfig)
     mirror_offset: float = 0.0
-    mirror_global: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.shape_prior, dict):

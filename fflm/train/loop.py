@@ -86,10 +86,9 @@ def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
     notes = []
     if cfg.init:
         base, _ = read_header(cfg.init)
-        # a new run's annotations set their own convention: the file's mirror offset does not carry over, and
-        # whether its global stage gains from mirrored passes is measured on the new file (default: it does)
+        # a new run's annotations set their own convention: the file's mirror offset does not carry over
         model_cfg = ModelConfig(**{**asdict(base), "scheme": scheme.to_dict(), "crop_size": cfg.crop_size,
-                                   "mirror_offset": 0.0, "mirror_global": True})
+                                   "mirror_offset": 0.0})
         if cfg.width:
             model_cfg = replace(model_cfg, global_net=replace(model_cfg.global_net, width=cfg.width),
                                 regional_net=replace(model_cfg.regional_net, width=cfg.width))
