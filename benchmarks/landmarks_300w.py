@@ -8,7 +8,8 @@ the truth's tight box (`landmarks`). dlib (when `dlib-bin` and `face-recognition
 its HOG detector (upsampling once) and its 68-point shape predictor; the detection overlapping the truth
 most is used, and a face it does not find counts as a failure (NME = inf, excluded from the mean, counted
 in FR). NME is inter-ocular (outer eye corners), in percent. Then, for each method on the faces it found: NME per
-region, and the jaw's errors split along and across the contour (RMS, percent of the inter-ocular distance).
+region, and the jaw's errors split along and across the contour (RMS, percent of the inter-ocular distance)
+and how alike the two methods' errors along it are.
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ def main() -> int:
     d = run_dlib(samples)
     if d is not None:
         rows.append(("dlib 68 (HOG boxes)", d["errors"], d["ms_per_face"], d["found"]))
-    from rich.console import Console
     from rich.table import Table
+
+    from fflm.cli.app import out_console
 
     t = Table(title=f"300-W common subset ({len(samples)} faces), inter-ocular NME %", title_justify="left")
     for c in ("method", "found", "mean", "median", "FR@0.08", "AUC@0.08", "FR@0.10", "AUC@0.10", "ms/face"):
@@ -97,7 +99,7 @@ def main() -> int:
         s = summary(e)
         t.add_row(name, f"{found}/{len(samples)}", *(f"{s[k]:.2f}" for k in ("mean", "median", "fr_0.08", "auc_0.08",
                                                                               "fr_0.10", "auc_0.10")), f"{ms:.1f}")
-    con = Console(highlight=False)
+    con = out_console()  # a terminal's width, else 160 columns (a log file gets whole tables)
     con.print(t)
     truth = np.stack([s.points for s in samples])
     parts = Table(title="per region (NME %) and the jaw along / across its contour (RMS, % of the inter-ocular distance)",
@@ -108,6 +110,13 @@ def main() -> int:
     if d is not None:
         parts.add_row(rows[1][0], *parts_row(d["points"], truth, lm.scheme))
     con.print(parts)
+    if d is not None:  # do both miss each jaw point the same way? (faces both found)
+        both = ~(np.isnan(rep.points).any(axis=(1, 2)) | np.isnan(d["points"]).any(axis=(1, 2)))
+        jaw = list(lm.scheme.groups["jaw"])
+        a_f = contour_errors(rep.points[both], truth[both], jaw, lm.scheme.norm_points)[0]
+        a_d = contour_errors(d["points"][both], truth[both], jaw, lm.scheme.norm_points)[0]
+        con.print(f"jaw errors along the contour, fflm against dlib: correlation {np.corrcoef(a_f.ravel(), a_d.ravel())[0, 1]:.2f} "
+                  f"over the {len(jaw) * int(both.sum())} jaw points of the {int(both.sum())} faces both found")
     g = rep.to_dict(per_image=False)
     if "refined_points" in g:
         con.print(f"fflm refined points: final {g['refined_points']['final']:.2f} %, "
