@@ -51,14 +51,15 @@ def _median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def measure_one(path: Path, weights: str | None, device: str, repeat: int, detector: str, flip: bool = True) -> dict:
+def measure_one(path: Path, weights: str | None, device: str, repeat: int, detector: str, flip: bool = True,
+                precision: str = "auto") -> dict:
     """All the per-image figures for one file (run in its own process)."""
     import torch
 
     from fflm.imageio import read_image
     from fflm.pipeline import Landmarker
 
-    lm = Landmarker(weights, device=device, detector=detector, flip=flip)
+    lm = Landmarker(weights, device=device, detector=detector, flip=flip, precision=precision)
     lm.predict(path)  # first, so the peak memory is that of one `predict` (the timings below hold extra copies)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     image = read_image(path)
@@ -71,7 +72,8 @@ def measure_one(path: Path, weights: str | None, device: str, repeat: int, detec
     lm.recentre = True
     total = _median_time(lambda: lm.predict(path), repeat)
     cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if lm.device.type == "cuda" else None
-    return {"file": str(path), "threads": torch.get_num_threads(), "width": image.shape[1], "height": image.shape[0],
+    return {"file": str(path), "threads": torch.get_num_threads(), "precision": str(lm.dtype).removeprefix("torch."),
+            "width": image.shape[1], "height": image.shape[0],
             "faces": len(dets),
             "decode_ms": 1000 * decode, "detector_ms": 1000 * det_time, "landmarks_ms_per_face": 1000 * lm_time,
             "one_pass_ms_per_face": 1000 * one_pass, "total_ms": 1000 * total, "total_over_decode": total / decode,
@@ -102,7 +104,7 @@ def measure_dlib(path: Path, repeat: int) -> dict:
 
 
 def measure_batch(folder: Path, weights: str | None, device: str, detector: str, flip: bool = True,
-                  batch_size: int = 8, rounds: int = 4) -> dict:
+                  precision: str = "auto", batch_size: int = 8, rounds: int = 4) -> dict:
     """Images/s over a folder: the batch runner against a loop of single-image predict calls. The folder is cut
     into `rounds` parts, each timed both ways in turn, so that a neighbour's load on a shared machine falls on
     both about equally."""
@@ -110,7 +112,7 @@ def measure_batch(folder: Path, weights: str | None, device: str, detector: str,
     from fflm.imageio import list_images
     from fflm.pipeline import Landmarker
 
-    lm = Landmarker(weights, device=device, detector=detector, flip=flip)
+    lm = Landmarker(weights, device=device, detector=detector, flip=flip, precision=precision)
     files = list_images(folder)
     lm.predict(files[0])  # warm-up
     loop = batch = 0.0
@@ -128,12 +130,12 @@ def measure_batch(folder: Path, weights: str | None, device: str, detector: str,
 
 
 def measure_cli_loop(folder: Path, weights: str | None, device: str, detector: str, flip: bool = True,
-                     count: int = 10) -> dict:
+                     precision: str = "auto", count: int = 10) -> dict:
     """Images/s of a shell-style loop of `fflm detect FRAME` processes over the first `count` frames: what a
     user who does not use `batch` gets (each run starts Python, loads the models and decodes its frame)."""
     files = sorted(folder.glob("*.jpg"))[:count]
     cmd = [sys.executable, "-m", "fflm", "detect", "--device", device, "--detector", detector,
-           "--flip" if flip else "--no-flip"] + (["--weights", weights] if weights else [])
+           "--flip" if flip else "--no-flip", "--precision", precision] + (["--weights", weights] if weights else [])
     t = time.perf_counter()
     for f in files:
         subprocess.run([*cmd, str(f)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -165,7 +167,7 @@ def _child(args: list[str]) -> dict:
 
 def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int, ...] = SIZES, repeat: int = 5,
               frames: int = 200, detector: str = "builtin", workdir: Path | None = None, dlib: bool = True,
-              flip: bool = True) -> dict:
+              flip: bool = True, precision: str = "auto") -> dict:
     """The whole benchmark; returns the figures (printing is the caller's). dlib's figures are added when
     it is installed (fflm.peers) and `dlib` is true."""
     import torch
@@ -177,7 +179,7 @@ def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int
     rows, dlib_rows = [], []
     for s in sizes:
         p = make_portrait(s, work / f"portrait_{s}.jpg")
-        rows.append(_child(["one", str(p), weights or "", device, str(repeat), detector, str(int(flip))]))
+        rows.append(_child(["one", str(p), weights or "", device, str(repeat), detector, str(int(flip)), precision]))
         if dlib and dlib_available():
             dlib_rows.append({**_child(["dlib", str(p), str(repeat)]), "width": rows[-1]["width"],
                               "height": rows[-1]["height"], "fflm_total_ms": rows[-1]["total_ms"]})
@@ -186,13 +188,14 @@ def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int
         folder = work / "frames_1080p"
         if len(list(folder.glob("*.jpg"))) != frames:
             make_frames(folder, frames)
-        batch = {**_child(["batch", str(folder), weights or "", device, detector, str(int(flip))]),
-                 **measure_cli_loop(folder, weights, device, detector, flip, min(10, frames))}
+        batch = {**_child(["batch", str(folder), weights or "", device, detector, str(int(flip)), precision]),
+                 **measure_cli_loop(folder, weights, device, detector, flip, precision, min(10, frames))}
     return {
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": rows[0]["threads"] if rows else torch.get_num_threads(),
                     "device": device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
-                    "opencv": cv2.__version__, "detector": detector, "flip": flip},
+                    "opencv": cv2.__version__, "detector": detector, "flip": flip,
+                    "precision": rows[0]["precision"] if rows else precision},
         "images": rows,
         "dlib": dlib_rows,
         "batch": batch,
@@ -206,7 +209,8 @@ def print_report(report: dict, con=None) -> None:
     m = report["machine"]
     con = con or Console(highlight=False)
     t = Table(title=f"fflm bench: {m['device']}, {m['cpus']} CPUs, {m['threads']} torch threads, torch {m['torch']}, "
-                    f"OpenCV {m['opencv']}, detector {m['detector']}, flip {'on' if m['flip'] else 'off'}",
+                    f"OpenCV {m['opencv']}, detector {m['detector']}, flip {'on' if m['flip'] else 'off'}, "
+                    f"{m.get('precision', 'float32')}",
               title_justify="left")
     for c in ("image", "faces", "decode ms", "detector ms", "landmarks ms/face", "1 pass ms/face", "total ms",
               "total/decode", "peak RSS MB", "decoded MB", "CUDA peak MB"):
@@ -245,14 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         kind, *rest = argv[1:]
         if kind == "one":
-            path, weights, device, repeat, detector, flip = rest
-            res = measure_one(Path(path), weights or None, device, int(repeat), detector, flip == "1")
+            path, weights, device, repeat, detector, flip, precision = rest
+            res = measure_one(Path(path), weights or None, device, int(repeat), detector, flip == "1", precision)
         elif kind == "dlib":
             path, repeat = rest
             res = measure_dlib(Path(path), int(repeat))
         else:
-            folder, weights, device, detector, flip = rest
-            res = measure_batch(Path(folder), weights or None, device, detector, flip == "1")
+            folder, weights, device, detector, flip, precision = rest
+            res = measure_batch(Path(folder), weights or None, device, detector, flip == "1", precision)
         print(json.dumps(res))
         return 0
     from fflm.cli import main as cli_main

@@ -18,7 +18,7 @@ from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
 from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
-from fflm.inference import for_inference
+from fflm.inference import compute_dtype, for_inference
 from fflm.model.network import StageOutput
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
@@ -68,12 +68,16 @@ class Landmarker:
     finds them: `detector` is a FaceDetector or a name of fflm.detect.make_detector ("builtin", the
     default; "yunet" needs a model file so pass an object; "none" = the whole image is the face).
     `shape_prior`: use the weights' shape model, when they have one, on the points no region refines.
+    `precision`: the landmark networks' arithmetic, `float32`, `bfloat16`, or `auto` (bfloat16 where the device
+    computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see README).
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  detector: FaceDetector | str = "builtin", recentre: bool = True,
-                 recentre_tolerance: float = 0.05, flip: bool = True, shape_prior: bool = True) -> None:
+                 recentre_tolerance: float = 0.05, flip: bool = True, shape_prior: bool = True,
+                 precision: str = "auto") -> None:
         self.device = pick_device(device)
+        self.dtype = compute_dtype(precision, self.device)
         self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
         for_inference(self.model)
         self.model.stack_regions()  # the four regional networks as one grouped network: one call per stage
@@ -136,7 +140,8 @@ class Landmarker:
         results: list[list[Face]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
             chunk = owners[start : start + self.max_faces_per_call]
-            faces = self._faces([images[i] for i, _ in chunk], [d for _, d in chunk])
+            with torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
+                faces = self._faces([images[i] for i, _ in chunk], [d for _, d in chunk])
             for (i, _), face in zip(chunk, faces):
                 results[i].append(face)
         for faces in results:

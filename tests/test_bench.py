@@ -47,6 +47,7 @@ def test_bench_rows_per_size(report):
 def test_bench_machine_and_batch(report):
     m = report["machine"]
     assert m["device"] == "cpu" and m["torch"] == torch.__version__ and m["detector"] == "none" and m["flip"] is True
+    assert m["precision"] == report["images"][0]["precision"] in ("float32", "bfloat16")  # auto, resolved
     assert m["threads"] == report["images"][0]["threads"] >= 1  # the measuring processes' own setting
     b = report["batch"]
     assert b["images"] == 3
@@ -55,18 +56,19 @@ def test_bench_machine_and_batch(report):
     assert b["cli_images"] == 3 and 0 < b["cli_loop_img_s"] < b["batch_img_s"]  # a process per frame is slower
 
 
-@pytest.mark.parametrize("flip", [True, False])
-def test_bench_measurements_use_the_flip_setting(weights, tmp_path, monkeypatch, flip):
+@pytest.mark.parametrize("flip, precision", [(True, "float32"), (False, "bfloat16")])
+def test_bench_measurements_use_the_flip_and_precision_settings(weights, tmp_path, monkeypatch, flip, precision):
     from fflm import bench
     from fflm.pipeline import Landmarker
 
     made = []
     init = Landmarker.__init__
-    monkeypatch.setattr(Landmarker, "__init__", lambda self, *a, **k: made.append(k["flip"]) or init(self, *a, **k))
+    monkeypatch.setattr(Landmarker, "__init__", lambda self, *a, **k: made.append((k["flip"], k["precision"]))
+                        or init(self, *a, **k))
     path = make_portrait(128, tmp_path / "p.jpg")
-    bench.measure_one(path, str(weights), "cpu", 1, "none", flip)
-    bench.measure_batch(tmp_path, str(weights), "cpu", "none", flip, rounds=1)
-    assert made == [flip, flip]
+    row = bench.measure_one(path, str(weights), "cpu", 1, "none", flip, precision)
+    bench.measure_batch(tmp_path, str(weights), "cpu", "none", flip, precision, rounds=1)
+    assert made == [(flip, precision)] * 2 and row["precision"] == precision
 
 
 @needs_dlib

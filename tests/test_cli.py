@@ -28,7 +28,7 @@ from fflm.outputs import csv_header, read_csv
 from fflm.pts import read_pts
 from fflm.weights import FORMAT
 
-from conftest import tiny_config
+from conftest import shape68, tiny_config
 
 N = 68
 
@@ -174,6 +174,28 @@ def test_flip_option_reaches_the_model(capsys, img, weights, monkeypatch, tmp_pa
     assert np.abs(a - b).max() > 1e-3
     assert cli(capsys, "batch", str(Path(img).parent), "--weights", weights, "--no-flip")[0] == 0
     assert made[-1] is False
+
+
+@pytest.mark.parametrize("command", ["detect", "batch", "eval"])
+def test_precision_option_reaches_the_model(capsys, img, weights, monkeypatch, command):
+    """--precision reaches the Landmarker (auto by default); a value outside auto/float32/bfloat16 is a usage error."""
+    from fflm.pipeline import Landmarker
+    from fflm.pts import format_pts
+
+    made = []
+    init = Landmarker.__init__
+    monkeypatch.setattr(Landmarker, "__init__", lambda self, *a, **k: made.append(k.get("precision")) or init(self, *a, **k))
+    target = img if command == "detect" else str(Path(img).parent)
+    if command == "eval":  # eval needs annotations: one .pts beside the image
+        Path(img).with_suffix(".pts").write_text(format_pts(shape68() * 30 + [25, 20]))
+    for extra, want in (([], "auto"), (["--precision", "bfloat16"], "bfloat16"), (["--precision", "FLOAT32"], "float32")):
+        rc, _, err = cli(capsys, command, target, "--weights", weights, *extra)
+        assert rc == 0, (extra, err)
+        assert made[-1] == want
+    rc, _, err = cli(capsys, command, target, "--weights", weights, "--precision", "half")
+    assert rc == 2 and "--precision" in err
+    if command == "eval":
+        Path(img).with_suffix(".pts").unlink()
 
 
 def test_detect_csv(capsys, img, weights):

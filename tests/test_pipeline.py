@@ -23,8 +23,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 @pytest.fixture(scope="module")
 def lm(weights) -> Landmarker:
-    """Shared by the tests that only call predict: they never modify it."""
-    return Landmarker(weights, device="cpu", detector="none")
+    """Shared by the tests that only call predict: they never modify it (float32: built before the per-test
+    fixtures, it does not see conftest's float32_by_default)."""
+    return Landmarker(weights, device="cpu", detector="none", precision="float32")
 
 
 def _image(h: int = 80, w: int = 100, seed: int = 0) -> np.ndarray:
@@ -460,6 +461,50 @@ def test_flip_with_recentre_spends_no_mirrored_pass_on_a_replaced_frame(weights,
             ref = lm.model.run_global(lm._proxies([img, img], frames), True)
         got = np.stack([f.global_landmarks for f in faces])
         np.testing.assert_allclose(got, lm._to_image(ref.points, frames), atol=1e-3)
+
+
+def test_precision_picks_the_dtype(monkeypatch):
+    """float32 and bfloat16 as asked; auto is bfloat16 only where the device computes it natively; other names fail."""
+    from fflm import inference
+
+    cpu = torch.device("cpu")
+    assert inference.compute_dtype("float32", cpu) == torch.float32
+    assert inference.compute_dtype("bfloat16", cpu) == torch.bfloat16
+    for native, want in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(inference, "native_bfloat16", lambda device, n=native: n)
+        assert inference.compute_dtype("auto", cpu) == want
+    with pytest.raises(ValueError, match="precision"):
+        inference.compute_dtype("half", cpu)
+
+
+def test_native_bfloat16_without_torchs_cpu_probes(monkeypatch):
+    """torch's CPU probes are private: without them the answer is no (float32), never an error."""
+    from conftest import real_native_bfloat16
+
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    assert real_native_bfloat16(torch.device("cpu")) is False
+
+
+@pytest.mark.parametrize("precision, dtype", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_precision_runs_the_networks_in_that_dtype(weights, precision, dtype):
+    """Every convolution of both stages computes in the chosen dtype; the points come back as float64 and agree
+    with float32's to well within a pixel (bfloat16 keeps 8 bits of mantissa; the soft-argmax stays float32)."""
+    ref = Landmarker(weights, device="cpu", detector="none", precision="float32")
+    lm = Landmarker(weights, device="cpu", detector="none", precision=precision)
+    assert lm.dtype == dtype
+    seen = set()
+    hooks = [m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
+             for m in lm.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks += [m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
+              for net in lm.model.__dict__["_stacked"] for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    img = _image(80, 100)
+    [face] = lm.predict(img)
+    for h in hooks:
+        h.remove()
+    assert seen == {dtype}
+    [want] = ref.predict(img)
+    assert face.landmarks.dtype == np.float64 and np.isfinite(face.landmarks).all()
+    assert np.abs(face.landmarks - want.landmarks).mean() < 0.2
 
 
 def test_second_pass_only_for_the_faces_that_moved():

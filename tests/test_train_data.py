@@ -136,9 +136,9 @@ def test_json_reader_paths_relative_to_json_file(tmp_path, monkeypatch):
     np.testing.assert_array_equal(samples[1].points, [[0.0, 0.0], [-0.5, 10.0]])
 
 
-point_sets = st.integers(1, 6).flatmap(
+point_sets = st.integers(2, 6).flatmap(
     lambda n: st.lists(st.tuples(st.floats(-50, 5000, allow_nan=False), st.floats(-50, 5000, allow_nan=False)),
-                       min_size=n, max_size=n))
+                       min_size=n, max_size=n)).filter(lambda p: np.ptp(np.array(p), axis=0).min() > 0)  # a face has an extent
 
 
 @FAST
@@ -188,6 +188,18 @@ def test_wrong_point_count_names_the_annotation(tmp_path):
     path.write_text(json.dumps([{"image": "a.png", "landmarks": [[1, 2]] * 68},
                                 {"image": "a.png", "landmarks": [[1, 2]] * 67}]))
     raises([path, "item 1", "67 points", "68"], read_annotations, path, 68)
+
+
+def test_points_spanning_no_area_name_the_annotation(tmp_path):
+    """A face frame is built from the points' box: points all at one place or on one line are refused by name
+    (they would give a frame of side 0 and NaN everywhere downstream)."""
+    tiny_png(tmp_path / "dir" / "face.png")
+    pts = tmp_path / "dir" / "face.pts"
+    for points in ([[20.0, 20.0]] * 3, [[5.0, 20.0], [9.0, 20.0], [30.0, 20.0]]):
+        pts.write_text(format_pts(np.array(points)))
+        raises([pts, "span no area"], read_annotations, tmp_path / "dir")
+    pts.write_text(format_pts(np.array([[5.0, 20.0], [9.0, 21.0], [30.0, 20.0]])))
+    assert len(read_annotations(tmp_path / "dir")) == 1
 
 
 def test_pts_count_disagreeing_with_header(tmp_path):

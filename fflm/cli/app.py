@@ -43,6 +43,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
 class DetectorChoice(str, Enum):
     builtin = "builtin"
     yunet = "yunet"
@@ -52,6 +58,8 @@ class DetectorChoice(str, Enum):
 WeightsOpt = typer.Option(None, "--weights", "-w", help="Landmark weights (.safetensors); default: the shipped 68-point model.",
                           dir_okay=False)
 DeviceOpt = typer.Option(Device.auto, "--device", help="auto = CUDA when available, else CPU.", case_sensitive=False)
+PrecisionOpt = typer.Option(Precision.auto, "--precision", help="Landmark networks' arithmetic: auto = bfloat16 where "
+                            "the CPU (AVX512-BF16, AMX) or GPU computes it natively, else float32.", case_sensitive=False)
 BoxesOpt = typer.Option(None, "--boxes", help="JSON object: image file name -> list of face boxes (x0, y0, x1, y1).",
                         dir_okay=False)
 DetectorOpt = typer.Option(DetectorChoice.builtin, "--detector",

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt, Format,
-                          MaxFacesOpt, MinFaceOpt, TilesOpt, WeightsOpt, app, err, existing, message, usage)
+                          MaxFacesOpt, MinFaceOpt, PrecisionOpt, TilesOpt, WeightsOpt, app, err, existing, message, usage)
 
 EXAMPLES = """
 Examples:
@@ -42,6 +42,7 @@ def batch(
     min_face_size: float = MinFaceOpt,
     flip: bool = FlipOpt,
     detector_threshold: float = DetectorThresholdOpt,
+    precision=PrecisionOpt,
 ) -> int:
     """Find landmarks on every image of a folder (sorted) or every frame of a video.
 
@@ -68,7 +69,7 @@ def batch(
         raise usage(f"{source} is neither a folder nor a video file: use 'fflm detect' for single images")
     given = boxes_source(boxes, detector)
     lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
-                         detector_threshold)
+                         detector_threshold, precision=precision)
     results, failures, faces, faceless = [], [], 0, 0
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

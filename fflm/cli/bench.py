@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import DeviceOpt, WeightsOpt, app, out_console
+from fflm.cli.app import DeviceOpt, PrecisionOpt, WeightsOpt, app, out_console
 
 EXAMPLES = """
 Examples:
@@ -31,6 +31,7 @@ def bench(
     dlib: bool = typer.Option(True, "--dlib/--no-dlib", help="Also time dlib on the same images when it is installed."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Time the landmark stage with (the default) or without "
                               "its mirrored test-time pass."),
+    precision=PrecisionOpt,
     workdir: Path = typer.Option(None, "--workdir", help="Keep the generated images here (default: a temp folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> int:
@@ -48,7 +49,7 @@ def bench(
 
         raise usage(f"--detector for bench is builtin or none, got {detector!r}")
     report = run_bench(str(weights) if weights else None, device.value, size_list, repeat, frames, detector, workdir,
-                       dlib, flip)
+                       dlib, flip, precision.value)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
     else:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fflm.cli.app import Device, DetectorChoice, message, usage
+from fflm.cli.app import Device, DetectorChoice, Precision, message, usage
 
 
 def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None,
                     detector_model: Path | None = None, tiles: str = "auto", max_faces: int | None = None,
                     min_face_size: float = 0.0, flip: bool = True, detector_threshold: float | None = None,
-                    shape_prior: bool = True):
+                    shape_prior: bool = True, precision: Precision = Precision.auto):
     """The Landmarker with the chosen detector (None: the Landmarker's default, builtin). A missing or unusable
     detector model raises DetectorModelError (exit 1)."""
     from fflm.pipeline import Landmarker
@@ -24,7 +24,7 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
     except ValueError as e:
         raise usage(str(e)) from None
     if detector is None:
-        return Landmarker(weights, device=device.value, flip=flip, shape_prior=shape_prior)
+        return Landmarker(weights, device=device.value, flip=flip, shape_prior=shape_prior, precision=precision.value)
     from fflm.detect import make_detector
     from fflm.detect.builtin import parse_tiles
 
@@ -37,7 +37,8 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
     extra = {} if detector_threshold is None else {"threshold": detector_threshold}
     det = make_detector(detector.value, detector_model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size,
                         **extra)
-    return Landmarker(weights, device=device.value, detector=det, flip=flip, shape_prior=shape_prior)
+    return Landmarker(weights, device=device.value, detector=det, flip=flip, shape_prior=shape_prior,
+                      precision=precision.value)
 
 
 def boxes_source(boxes: Path | None, detector: DetectorChoice | None) -> dict | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt, Format,
-                          MaxFacesOpt, MinFaceOpt, TilesOpt, WeightsOpt, app, existing, message, usage)
+                          MaxFacesOpt, MinFaceOpt, PrecisionOpt, TilesOpt, WeightsOpt, app, existing, message, usage)
 
 EXAMPLES = """
 Examples:
@@ -43,6 +43,7 @@ def detect(
     min_face_size: float = MinFaceOpt,
     flip: bool = FlipOpt,
     detector_threshold: float = DetectorThresholdOpt,
+    precision=PrecisionOpt,
 ) -> int:
     """Find facial landmarks on images. Coordinates are original pixels, 0-based pixel centres."""
     from fflm import runner
@@ -62,7 +63,7 @@ def detect(
             raise usage(f"--overlay: cannot write a colour image as {overlay.suffix} (use {', '.join(OVERLAY_TYPES)})")
     given = boxes_source(boxes, detector)
     lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
-                         detector_threshold)
+                         detector_threshold, precision=precision)
     results = []
     failed = 0
     draw = overlay_writer(overlay, lm.scheme, len(images) > 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import DeviceOpt, FlipOpt, WeightsOpt, app, err, out_console, usage
+from fflm.cli.app import DeviceOpt, FlipOpt, PrecisionOpt, WeightsOpt, app, err, out_console, usage
 
 EXAMPLES = """
 Examples:
@@ -43,6 +43,7 @@ def evaluate(
     shape_prior: bool = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model "
                                      "(when they have one) on the points no region refines, as detect does."),
     device=DeviceOpt,
+    precision=PrecisionOpt,
 ) -> int:
     """Measure a model on annotated faces: NME, failure rate and AUC, per region, stage and face size.
 
@@ -62,7 +63,7 @@ def evaluate(
         from fflm.cli.common import boxes_source
 
         box_source = boxes_source(Path(boxes), None)
-    lm = make_landmarker(weights, device, None, flip=flip, shape_prior=shape_prior)
+    lm = make_landmarker(weights, device, None, flip=flip, shape_prior=shape_prior, precision=precision)
     samples = read_annotations(data, lm.scheme.num_points)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(samples))

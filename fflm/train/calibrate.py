@@ -23,7 +23,7 @@ def mirror_offset(weights: str | Path, data: str | Path, device: str = "cpu") ->
     from fflm.pipeline import Landmarker
     from fflm.train.data import read_annotations
 
-    lm = Landmarker(weights, device=device, detector="none")
+    lm = Landmarker(weights, device=device, detector="none", precision="float32")  # the same figure on any CPU
     lm.model.config.mirror_offset = 0.0
     samples = read_annotations(data, lm.scheme.num_points)
     report = evaluate(lm, samples)

@@ -52,6 +52,10 @@ def read_annotations(source: str | Path, num_points: int | None = None) -> list[
         for s in samples:
             if len(s.points) != num_points:
                 raise AnnotationError(f"{s.source or s.image}: {len(s.points)} points, the scheme has {num_points}")
+    for s in samples:  # a face frame is built from the points' box: it needs a width and a height
+        extent = s.points.max(axis=0) - s.points.min(axis=0)
+        if not np.isfinite(s.points).all() or (extent <= 0).any():
+            raise AnnotationError(f"{s.source or s.image}: the points span no area (all on one line or at one place)")
     return samples
 
 
