@@ -81,6 +81,7 @@ class Landmarker:
         self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
         for_inference(self.model)
         self.model.stack_regions()  # the four regional networks as one grouped network: one call per stage
+        self.model.networks_to(self.dtype)
         self.weights_path = Path(weights or DEFAULT_WEIGHTS)
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre

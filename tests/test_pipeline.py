@@ -502,6 +502,8 @@ def test_precision_runs_the_networks_in_that_dtype(weights, precision, dtype):
     for h in hooks:
         h.remove()
     assert seen == {dtype}
+    assert {p.dtype for p in lm.model.global_net.parameters()} == {dtype}  # cast once, not by autocast per call
+    assert lm.model.mean.dtype == torch.float32  # normalisation (and the shape model, when there is one) stay float32
     [want] = ref.predict(img)
     assert face.landmarks.dtype == np.float64 and np.isfinite(face.landmarks).all()
     assert np.abs(face.landmarks - want.landmarks).mean() < 0.2

@@ -138,6 +138,14 @@ class LandmarkNet(nn.Module):
 
         self.__dict__["_stacked"] = [stack_convnets(list(nets)) for nets in self.regional_nets]
 
+    def networks_to(self, dtype: torch.dtype) -> None:
+        """The hourglasses' weights (and their stacked copies) in `dtype`, for inference under autocast: cast once
+        here instead of at every call. The shape model, normalisation and heads stay float32."""
+        self.global_net.to(dtype)
+        self.regional_nets.to(dtype)
+        for net in self.__dict__.get("_stacked") or []:
+            net.to(dtype)
+
     def region_boxes(self, points: torch.Tensor, frame_side: torch.Tensor) -> torch.Tensor:
         """Boxes [B, R, 4] around each region's points [B, N, 2] (any pixel frame), made square.
 
