@@ -118,6 +118,24 @@ def test_detector_by_name_defaults_to_builtin(weights):
         Landmarker(weights, device="cpu", detector="haar")
 
 
+def test_the_detector_runs_in_float32_inside_a_callers_autocast(weights):
+    """A caller's own bfloat16 autocast around predict reaches neither the built-in detector (float32: its threshold
+    was chosen so; its outputs go to NumPy) nor changes what it finds."""
+    from pathlib import Path
+
+    from fflm.imageio import read_image
+
+    lm = Landmarker(weights, device="cpu")
+    img = read_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")
+    want = lm.detections(img)
+    with torch.autocast("cpu", torch.bfloat16):
+        got = lm.detections(img)
+        faces = lm.predict(img)
+    assert len(want) == len(got) == len(faces) == 1
+    np.testing.assert_array_equal(got[0].box, want[0].box)
+    assert got[0].score == want[0].score
+
+
 def test_box_partly_outside_is_clipped_with_a_warning(lm):
     img = _image(40, 50)
     with pytest.warns(BoxWarning, match="clipped"):
