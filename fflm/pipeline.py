@@ -114,8 +114,7 @@ class Landmarker:
                    label: str = "") -> list[Detection]:
         """The given boxes (validated, clipped with a warning), or the detector's faces when None."""
         if boxes is None:
-            with torch.autocast(self.device.type, enabled=False):  # float32 (its threshold was chosen so), even
-                return self.detector.detect(image)              # inside a caller's own autocast
+            return self.detector.detect(image)
         h, w = image.shape[:2]
         out = []
         for b in boxes:

@@ -131,7 +131,9 @@ def test_the_detector_runs_in_float32_inside_a_callers_autocast(weights):
     with torch.autocast("cpu", torch.bfloat16):
         got = lm.detections(img)
         faces = lm.predict(img)
-    assert len(want) == len(got) == len(faces) == 1
+        direct = lm.detector.detect(img)  # the detector on its own too
+    assert len(want) == len(got) == len(faces) == len(direct) == 1
+    np.testing.assert_array_equal(direct[0].box, want[0].box)
     np.testing.assert_array_equal(got[0].box, want[0].box)
     assert got[0].score == want[0].score
 

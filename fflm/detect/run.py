@@ -52,12 +52,14 @@ def prepare(model: FaceNet, image: np.ndarray) -> torch.Tensor:
 def infer(model: FaceNet, image: np.ndarray, threshold: float = 0.5, iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
     """Boxes [K, 4] (this image's pixels) and scores [K] for an RGB uint8 image run at its own size, best first.
     With a verifier, the boxes decoded from the maps are re-scored and corrected by it (crops from this image) and
-    `threshold` applies to the joint score."""
-    outs = [o[0].numpy() for o in model.run_normalised(prepare(model, image))]
-    if model.verifier is None:
-        return decode(outs, model.config.strides, threshold, iou)
-    boxes, scores = decode(outs, model.config.strides, candidate_threshold(threshold, model.verifier.config.alpha), iou)
-    return verify(model.verifier, image, boxes, scores, threshold, iou)
+    `threshold` applies to the joint score. Always float32, even inside a caller's own autocast: the threshold
+    was chosen in float32."""
+    with torch.autocast("cpu", enabled=False):
+        outs = [o[0].numpy() for o in model.run_normalised(prepare(model, image))]
+        if model.verifier is None:
+            return decode(outs, model.config.strides, threshold, iou)
+        boxes, scores = decode(outs, model.config.strides, candidate_threshold(threshold, model.verifier.config.alpha), iou)
+        return verify(model.verifier, image, boxes, scores, threshold, iou)
 
 
 def detect_scaled(model: FaceNet, image: np.ndarray, long_side: int, threshold: float = 0.5,
