@@ -210,7 +210,7 @@ def print_report(report: dict, con=None) -> None:
     con = con or Console(highlight=False)
     t = Table(title=f"fflm bench: {m['device']}, {m['cpus']} CPUs, {m['threads']} torch threads, torch {m['torch']}, "
                     f"OpenCV {m['opencv']}, detector {m['detector']}, flip {'on' if m['flip'] else 'off'}, "
-                    f"{m.get('precision', 'float32')}",
+                    f"{m['precision']}",
               title_justify="left")
     for c in ("image", "faces", "decode ms", "detector ms", "landmarks ms/face", "1 pass ms/face", "total ms",
               "total/decode", "peak RSS MB", "decoded MB", "CUDA peak MB"):

@@ -194,8 +194,6 @@ def test_precision_option_reaches_the_model(capsys, img, weights, monkeypatch, c
         assert made[-1] == want
     rc, _, err = cli(capsys, command, target, "--weights", weights, "--precision", "half")
     assert rc == 2 and "--precision" in err
-    if command == "eval":
-        Path(img).with_suffix(".pts").unlink()
 
 
 def test_detect_csv(capsys, img, weights):
