@@ -106,7 +106,7 @@ def tiny_args(train_dir: Path, out: Path, *more) -> list:
 # --- configuration and schedule ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [dict(loss="l3"), dict(resolution=32), dict(resolution=5000), dict(epochs=0), dict(batch_size=0)])
+@pytest.mark.parametrize("bad", [dict(loss="l3"), dict(precision="float16"), dict(resolution=32), dict(resolution=5000), dict(epochs=0), dict(batch_size=0)])
 def test_train_config_rejects(bad):
     with pytest.raises(TrainError):
         TrainConfig(data="x", **bad)
@@ -151,7 +151,8 @@ def test_run_directory(tmp_path, data):
         n, k = IBUG68.num_points, len(IBUG68.refined_indices)
         assert n * float(r["val_nme"]) == pytest.approx(k * float(r["val_nme_refined_pts"])
                                                         + (n - k) * float(r["val_nme_unrefined_pts"]), rel=1e-6)
-    assert len(messages) == 2 and messages[0].startswith("epoch 1") and "val_nme" in messages[0]
+    assert messages[0] == "networks in float32 (--precision auto)"  # auto: float32 in tests (conftest)
+    assert len(messages) == 3 and messages[1].startswith("epoch 1") and "val_nme" in messages[1]
     is_png(out / "curves.png")
 
     state = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -223,7 +224,7 @@ def test_resume_continues_at_the_right_epoch(tmp_path, data):
     assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1"]
     _, messages = run(config(tmp_path / "run", train_dir, epochs=2), resume=True)
     assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1", "2"]
-    assert messages[0].startswith(f"resuming {tmp_path / 'run'} at epoch 2/2")
+    assert messages[1].startswith(f"resuming {tmp_path / 'run'} at epoch 2/2")
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert (state["epoch"], state["step"]) == (2, 4)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 1  # the recipe as first written
@@ -273,7 +274,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_repeats_the_epoch(tmp_path, data, 
     assert not any(p.suffix == ".tmp" for p in out.iterdir())
 
     _, messages = run(config(out, train_dir, epochs=3), resume=True)
-    assert messages[0].startswith(f"resuming {out} at epoch 2/3")
+    assert messages[1].startswith(f"resuming {out} at epoch 2/3")
     assert [r["epoch"] for r in log_rows(out)] == ["1", "2", "3"]
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 3
 
@@ -519,6 +520,9 @@ def _wrong_count(d: Path) -> Path:
     ("bad_scheme_file", 1, "scheme"),
     ("bad_loss", 2, "--loss"),
     ("small_resolution", 2, "--resolution"),
+    ("bad_precision", 2, "--precision"),
+    ("proxy_over_resolution", 1, "the proxy (128 px) is larger than the training frames (--resolution 64)"),
+    ("proxy_not_a_multiple", 1, "proxy_size 72 must be a multiple of 16"),
     ("odd_width", 2, "--width must be even"),
     ("init_not_weights", 1, "not a readable safetensors file"),
     ("resume_nothing", 1, "no checkpoint.pt"),
@@ -542,6 +546,9 @@ def test_cli_train_bad_inputs(capsys, tmp_path, data, case, rc, words):
         "bad_scheme_file": tiny_args(train_dir, out, "--scheme", tmp_path / "bad_scheme.json"),
         "bad_loss": tiny_args(train_dir, out, "--loss", "l3"),
         "small_resolution": tiny_args(train_dir, out, "--resolution", 32),
+        "bad_precision": tiny_args(train_dir, out, "--precision", "float16"),
+        "proxy_over_resolution": tiny_args(train_dir, out, "--proxy-size", 128),
+        "proxy_not_a_multiple": tiny_args(train_dir, out, "--resolution", 128, "--proxy-size", 72),
         "odd_width": tiny_args(train_dir, out, "--width", 33),
         "init_not_weights": tiny_args(train_dir, out, "--init", tmp_path / "junk.safetensors"),
         "resume_nothing": ["train", "--resume", tmp_path / "empty"],
@@ -568,6 +575,74 @@ def test_cli_train_stacks(capsys, tmp_path, data):
     rc, _, _ = cli(capsys, *tiny_args(train_dir, tmp_path / "run", "--epochs", 1, "--stacks", 2))
     config, meta = read_header(tmp_path / "run" / "best.safetensors")
     assert rc == 0 and config.global_net.stacks == 2 and config.regional_net.stacks == 1 and meta["train"]["stacks"] == 2
+
+
+def test_cli_train_proxy_size_and_precision(capsys, tmp_path, data):
+    train_dir, _ = data
+    rc, _, err = cli(capsys, *tiny_args(train_dir, tmp_path / "run", "--epochs", 1, "--resolution", 128,
+                                        "--proxy-size", 96, "--precision", "bfloat16"))
+    config, meta = read_header(tmp_path / "run" / "best.safetensors")
+    assert rc == 0 and "networks in bfloat16 (--precision bfloat16)" in err
+    assert config.proxy_size == 96 and meta["train"]["proxy_size"] == 96 and meta["train"]["resolution"] == 128
+    assert meta["train"]["precision"] == "bfloat16" and meta["dtype"] == "bfloat16"
+
+
+def test_proxy_size_is_what_the_global_stage_sees(tmp_path, data):
+    """Frames at --resolution, the global hourglass fed the --proxy-size area-average, the crops cut from the frames;
+    an --init file's proxy size carries over unless given."""
+    train_dir, _ = data
+    model, _ = build_model(config(tmp_path, train_dir, resolution=128, proxy_size=96))
+    seen = []
+    model.global_net.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+    model.regional_nets[0][0].register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+    model(torch.rand(2, 3, 128, 128) * 255)
+    assert seen == [(96, 96), (32, 32)]
+
+    run(config(tmp_path / "run", train_dir, epochs=1, resolution=128, proxy_size=96))
+    inherited, _ = build_model(config(tmp_path, train_dir, resolution=128, init=str(tmp_path / "run" / "best.safetensors")))
+    assert inherited.config.proxy_size == 96
+    assert build_model(config(tmp_path, train_dir, resolution=128))[0].config.proxy_size == 64  # the preset's
+
+
+def test_bfloat16_mixed_precision_training(tmp_path, data):
+    """--precision bfloat16: every convolution runs in bfloat16 while the weights, the optimiser and the points the
+    loss sees stay float32, and the run follows the float32 run of the same seed closely."""
+    train_dir, val_dir = data
+    dtypes: set = set()
+    real = torch.nn.Conv2d._conv_forward
+
+    def spy(self, x, weight, bias):
+        out = real(self, x, weight, bias)
+        dtypes.add(out.dtype)  # autocast casts inside the call: the input may still be float32
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.Conv2d, "_conv_forward", spy)
+        best, messages = run(config(tmp_path / "bf16", train_dir, val=str(val_dir), precision="bfloat16"))
+    assert messages[0] == "networks in bfloat16 (--precision bfloat16)"
+    assert dtypes == {torch.bfloat16}  # training steps and validation alike
+    state = torch.load(tmp_path / "bf16" / "checkpoint.pt", weights_only=False)
+    assert {v.dtype for v in state["model"].values() if v.is_floating_point()} == {torch.float32}
+    assert {t.dtype for s in state["optimizer"]["state"].values() for k, t in s.items() if k != "step"} == {torch.float32}
+    assert {v.dtype for v in load_file(str(best)).values() if v.is_floating_point()} == {torch.float32}
+    assert read_header(best)[1]["dtype"] == "bfloat16"
+
+    run(config(tmp_path / "fp32", train_dir, val=str(val_dir), precision="float32"))
+    bf, fp = log_rows(tmp_path / "bf16"), log_rows(tmp_path / "fp32")
+    for key in ("loss", "val_nme"):  # bfloat16 keeps 8 bits of mantissa: the same run within a few per cent
+        assert [float(r[key]) for r in bf] == pytest.approx([float(r[key]) for r in fp], rel=0.05), key
+    assert [float(r["loss"]) for r in bf] != [float(r["loss"]) for r in fp]  # and it did run in bfloat16
+
+
+def test_resuming_a_run_from_before_precision_keeps_float32(tmp_path, data):
+    train_dir, _ = data
+    run(config(tmp_path / "run", train_dir, epochs=1))
+    path = tmp_path / "run" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["precision"]
+    path.write_text(json.dumps(saved))
+    _, messages = run(config(tmp_path / "run", train_dir, epochs=2, precision="bfloat16"), resume=True)
+    assert messages[0] == "networks in float32 (--precision float32)"
 
 
 def test_cli_train_help(capsys):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import Device, DeviceOpt, app, message, usage
+from fflm.cli.app import Device, DeviceOpt, Precision, app, message, usage
 
 EXAMPLES = """
 Examples:
@@ -47,6 +47,9 @@ def train(
                                "(default: 1, or --init's; with --init the added ones start as copies of its last).",
                                show_default=False),
     resolution: int = typer.Option(256, "--resolution", min=64, max=4096, help="Training frame side in pixels."),
+    proxy_size: int = typer.Option(None, "--proxy-size", min=64, max=4096, help="Side of the global stage's input, a "
+                                   "multiple of 64, at most --resolution (default: 256, or --init's).",
+                                   show_default=False),
     crop_size: int = typer.Option(128, "--crop-size", min=16, max=512, help="Regional crop side in pixels."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs (default 30). With --resume: extend the run to "
                                "this many (default: the run's own).", show_default=False),
@@ -60,6 +63,9 @@ def train(
     out: Path = typer.Option(Path("runs/fflm"), "--out", help="Run directory."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory."),
     device: Device = DeviceOpt,
+    precision: Precision = typer.Option(Precision.auto, "--precision", case_sensitive=False, help="The networks' "
+                                        "arithmetic (weights stay float32): auto = bfloat16 mixed precision where the "
+                                        "CPU (AVX512-BF16, AMX) or GPU computes it natively, else float32."),
     workers: int = typer.Option(0, "--workers", min=0, help="Data-loading processes."),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: torch's default)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
@@ -79,11 +85,11 @@ def train(
             raise usage(f"no such file or directory: {p}")
     cfg = TrainConfig(
         data=str(data) if data else "", val=str(val) if val else None, out=str(resume or out), scheme=scheme,
-        variant=variant.value, width=width, stacks=stacks, resolution=resolution, crop_size=crop_size, batch_size=batch_size,
+        variant=variant.value, width=width, stacks=stacks, proxy_size=proxy_size, resolution=resolution, crop_size=crop_size, batch_size=batch_size,
         # a resumed run trains to max(--epochs, its own): 1 when --epochs is not given keeps its own
         epochs=epochs if epochs is not None else (1 if resume is not None else 30),
         lr=lr, lr_min=lr_min, warmup_steps=warmup, loss=loss.value, init=str(init) if init else None,
-        device=device.value, seed=seed, workers=workers, threads=threads, max_val=max_val, ema=ema,
+        device=device.value, precision=precision.value, seed=seed, workers=workers, threads=threads, max_val=max_val, ema=ema,
     )
     best = run_train(cfg, resume=resume is not None, log=message)
     if best.exists():  # not yet after Ctrl-C in the first epoch

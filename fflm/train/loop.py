@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from fflm.inference import PRECISIONS, compute_dtype
 from fflm.model import LandmarkNet, ModelConfig, preset
 from fflm.scheme import IBUG68, LandmarkScheme, load_scheme
 from fflm.train.average import moving_average
@@ -41,6 +42,7 @@ class TrainConfig:
     variant: str = "regular"
     width: int | None = None  # channels of every hourglass; None: the preset's 64, or --init's
     stacks: int | None = None  # hourglasses stacked in the global network; None: the preset's 1, or --init's
+    proxy_size: int | None = None  # the global stage's input side; None: the preset's 256, or --init's
     resolution: int = 256
     crop_size: int = 128
     epochs: int = 30
@@ -58,6 +60,7 @@ class TrainConfig:
     workers: int = 0
     threads: int = 0
     max_val: int = 0
+    precision: str = "auto"  # the networks' arithmetic (fflm.inference.PRECISIONS); weights and optimiser stay float32
     ema: float = 0.0  # decay of the exponential moving average of the weights that is validated and exported; 0: off
     augment: dict = field(default_factory=lambda: asdict(Augment()))
 
@@ -70,6 +73,8 @@ class TrainConfig:
             raise TrainError("epochs and batch size must be positive")
         if not 0.0 <= self.ema < 1.0:
             raise TrainError("ema decay must be within [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise TrainError(f"unknown precision {self.precision!r} (one of {', '.join(PRECISIONS)})")
 
 
 def run_scheme(cfg: TrainConfig) -> LandmarkScheme:
@@ -96,6 +101,14 @@ def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
             model_cfg = replace(model_cfg, global_net=replace(model_cfg.global_net, stacks=cfg.stacks))
     else:
         model_cfg = preset(cfg.variant, scheme, cfg.crop_size, cfg.width, cfg.stacks)
+    if cfg.proxy_size:
+        try:
+            model_cfg = replace(model_cfg, proxy_size=cfg.proxy_size)
+        except ValueError as e:  # not a multiple of the global hourglass's downsampling
+            raise TrainError(str(e)) from None
+    if model_cfg.proxy_size > cfg.resolution:  # the proxy is an area-average of the frame, never an enlargement
+        raise TrainError(f"the proxy ({model_cfg.proxy_size} px) is larger than the training frames "
+                         f"(--resolution {cfg.resolution})")
     model = LandmarkNet(model_cfg)
     if cfg.init:
         kept, fresh = init_from(model, cfg.init)
@@ -120,14 +133,17 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 @torch.inference_mode()
-def validate(model: LandmarkNet, loader: DataLoader, device: torch.device) -> dict[str, float]:
-    """Mean inter-ocular NME (%) on frames from the truth: final points and the global stage alone."""
+def validate(model: LandmarkNet, loader: DataLoader, device: torch.device,
+             dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Mean inter-ocular NME (%) on frames from the truth: final points and the global stage alone; the networks
+    run in `dtype` (under autocast)."""
     from fflm.evaluate import nme
 
     model.eval()
     finals, globals_, truths = [], [], []
     for images, pts in loader:
-        out = model(images.to(device).float())
+        with torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
+            out = model(images.to(device).float())
         finals.append(out["final"].cpu().numpy())
         globals_.append(out["global"][-1].cpu().numpy())
         truths.append(pts.numpy())
@@ -171,7 +187,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if resume:
         if not ckpt_path.is_file():
             raise TrainError(f"{out}: no checkpoint.pt to resume from")
-        saved = json.loads((out / "config.json").read_text())
+        saved = {"precision": "float32", **json.loads((out / "config.json").read_text())}  # runs before --precision
         # a resumed run keeps its recipe; only where it runs and how long (--epochs, to extend) may change
         cfg = TrainConfig(**{**saved, "device": cfg.device, "workers": cfg.workers, "threads": cfg.threads,
                              "epochs": max(cfg.epochs, saved["epochs"])})
@@ -181,6 +197,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
+    dtype = compute_dtype(cfg.precision, device)
     torch.manual_seed(cfg.seed)
     scheme = run_scheme(cfg)
     model, notes = build_model(cfg)
@@ -193,6 +210,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         log(fit_shape(model, train_samples))
     if cfg.max_val:
         val_samples = val_samples[: cfg.max_val]
+    log(f"networks in {str(dtype).removeprefix('torch.')} (--precision {cfg.precision})")
     fs = model.config.frame_scale
     train_ds = LandmarkDataset(train_samples, scheme, cfg.resolution, fs, Augment(**cfg.augment), cfg.seed)
     # workers are not persistent: a persistent worker keeps its copy of train_ds and never sees train_ds.epoch
@@ -221,7 +239,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     else:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     total_steps = cfg.epochs * len(loader)
-    meta_base = {"train": asdict(cfg), "samples": len(train_samples), "val_samples": len(val_samples)}
+    meta_base = {"train": asdict(cfg), "dtype": str(dtype).removeprefix("torch."), "samples": len(train_samples), "val_samples": len(val_samples)}
 
     def save_checkpoint(epoch: int) -> None:
         tmp = ckpt_path.with_suffix(".tmp")
@@ -247,7 +265,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                     for g in opt.param_groups:
                         g["lr"] = lr_at(step, total_steps, cfg)
                     images, pts = images.to(device, non_blocking=True).float(), pts.to(device)
-                    outputs = model(images, cfg.jitter, cfg.centre_jitter)
+                    # mixed precision: the convolutions in `dtype`, the soft-argmax (hence the loss) in float32
+                    with torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
+                        outputs = model(images, cfg.jitter, cfg.centre_jitter)
                     loss, parts = landmark_loss(outputs, pts, float(cfg.resolution), scheme.refined_indices,
                                                 scheme.norm_points, cfg.loss)
                     opt.zero_grad(set_to_none=True)
@@ -272,9 +292,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                 break
             row = {"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
             if val_loader is not None:
-                row.update(validate(served, val_loader, device))
+                row.update(validate(served, val_loader, device, dtype))
                 if ema is not None:
-                    row["val_nme_raw"] = validate(model, val_loader, device)["val_nme"]
+                    row["val_nme_raw"] = validate(model, val_loader, device, dtype)["val_nme"]
             row["seconds"] = round(time.time() - t0, 1)
             score = row.get("val_nme", row["loss"])
             meta = {**meta_base, "epoch": epoch + 1, **{k: round(v, 5) for k, v in row.items() if k.startswith("val")}}
