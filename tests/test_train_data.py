@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import cv2
@@ -416,6 +417,25 @@ def test_augmented_landmarks_stay_in_frame_under_rotation_and_scale():
         assert dist.max() <= r / 3 * math.exp(0.25) + 1e-3
         assert dist.min() >= r / 3 * math.exp(-0.25) - 1e-3
         assert out.min() > -0.5 and out.max() < r - 0.5
+
+
+def test_augment_parse():
+    assert Augment.parse("") == Augment() and Augment.parse("none") == Augment.none()
+    assert Augment.parse("rotate=6, blur=0,jpeg=0.5") == Augment(rotate=6.0, blur=0.0, jpeg=0.5)  # the rest: defaults
+    assert Augment.parse("scale=0.05,scale=0.02").scale == 0.02  # the last one counts
+
+
+@pytest.mark.parametrize("text, words", [
+    ("rotation=6", "unknown augmentation 'rotation'"),
+    ("rotate", "rotate needs a number >= 0, got ''"),
+    ("rotate=six", "rotate needs a number >= 0, got 'six'"),
+    ("blur=-0.1", "blur needs a number >= 0"),
+    ("blur=nan", "blur needs a number >= 0"),
+    ("flip=2", "flip is a probability (0..1), got 2"),
+])
+def test_augment_parse_errors(text, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        Augment.parse(text)
 
 
 def test_photometric_off_is_identity_and_on_keeps_shape():

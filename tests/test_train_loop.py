@@ -521,6 +521,7 @@ def _wrong_count(d: Path) -> Path:
     ("bad_loss", 2, "--loss"),
     ("small_resolution", 2, "--resolution"),
     ("bad_precision", 2, "--precision"),
+    ("bad_augment", 2, "--augment: unknown augmentation 'rotation'"),
     ("proxy_over_resolution", 1, "the proxy (128 px) is larger than the training frames (--resolution 64)"),
     ("proxy_not_a_multiple", 1, "proxy_size 72 must be a multiple of 16"),
     ("odd_width", 2, "--width must be even"),
@@ -547,6 +548,7 @@ def test_cli_train_bad_inputs(capsys, tmp_path, data, case, rc, words):
         "bad_loss": tiny_args(train_dir, out, "--loss", "l3"),
         "small_resolution": tiny_args(train_dir, out, "--resolution", 32),
         "bad_precision": tiny_args(train_dir, out, "--precision", "float16"),
+        "bad_augment": tiny_args(train_dir, out, "--augment", "rotation=6"),
         "proxy_over_resolution": tiny_args(train_dir, out, "--proxy-size", 128),
         "proxy_not_a_multiple": tiny_args(train_dir, out, "--resolution", 128, "--proxy-size", 72),
         "odd_width": tiny_args(train_dir, out, "--width", 33),
@@ -585,6 +587,16 @@ def test_cli_train_proxy_size_and_precision(capsys, tmp_path, data):
     assert rc == 0 and "networks in bfloat16 (--precision bfloat16)" in err
     assert config.proxy_size == 96 and meta["train"]["proxy_size"] == 96 and meta["train"]["resolution"] == 128
     assert meta["train"]["precision"] == "bfloat16" and meta["dtype"] == "bfloat16"
+
+
+def test_cli_train_augment(capsys, tmp_path, data):
+    train_dir, _ = data
+    rc, _, _ = cli(capsys, *tiny_args(train_dir, tmp_path / "run", "--epochs", 1, "--augment", "rotate=6,jpeg=0"))
+    expected = asdict(Augment(rotate=6.0, jpeg=0.0))
+    assert rc == 0 and json.loads((tmp_path / "run" / "config.json").read_text())["augment"] == expected
+    assert read_header(tmp_path / "run" / "best.safetensors")[1]["train"]["augment"] == expected
+    rc, _, _ = cli(capsys, *tiny_args(train_dir, tmp_path / "plain", "--epochs", 1))
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["augment"] == asdict(Augment())
 
 
 def test_proxy_size_is_what_the_global_stage_sees(tmp_path, data):

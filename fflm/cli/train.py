@@ -18,6 +18,9 @@ Examples:
 
   fflm train --data hires/ --resolution 1024 --init runs/300w/best.safetensors      progressive resolution
 
+  fflm train --data 300w/train --init best.safetensors --lr 1e-4 --augment rotate=6,blur=0,noise=0,jpeg=0
+                                                                      a last, gentler pass
+
   fflm train --resume runs/300w                                                      continue after Ctrl-C
 """
 
@@ -70,10 +73,16 @@ def train(
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: torch's default)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
     max_val: int = typer.Option(0, "--max-val", min=0, help="Validate on at most this many faces (0: all)."),
+    augment: str = typer.Option(None, "--augment", help="Augmentation: the defaults with NAME=VALUE pairs replaced "
+                                "(comma-separated; names: scale, shift, rotate, flip, colour, blur, noise, jpeg), or "
+                                "none. Example: rotate=6,blur=0.", show_default=False),
     ema: float = typer.Option(0.0, "--ema", min=0.0, max=0.9999, help="Validate and export an exponential moving "
                               "average of the weights with this decay per step (e.g. 0.998; 0: off)."),
 ) -> int:
     """Train the landmark model (paper Eq. 1 by default) and export the best epoch as .safetensors."""
+    from dataclasses import asdict
+
+    from fflm.train.data import Augment
     from fflm.train.loop import TrainConfig, train as run_train
 
     if resume is None and data is None:
@@ -83,13 +92,19 @@ def train(
     for p in (data, val, init):
         if p is not None and not p.exists():
             raise usage(f"no such file or directory: {p}")
+    try:
+        augmentation = asdict(Augment.parse(augment or ""))
+    except ValueError as e:
+        raise usage(f"--augment: {e}") from None
     cfg = TrainConfig(
         data=str(data) if data else "", val=str(val) if val else None, out=str(resume or out), scheme=scheme,
-        variant=variant.value, width=width, stacks=stacks, proxy_size=proxy_size, resolution=resolution, crop_size=crop_size, batch_size=batch_size,
+        variant=variant.value, width=width, stacks=stacks, proxy_size=proxy_size, resolution=resolution,
+        crop_size=crop_size, batch_size=batch_size,
         # a resumed run trains to max(--epochs, its own): 1 when --epochs is not given keeps its own
         epochs=epochs if epochs is not None else (1 if resume is not None else 30),
         lr=lr, lr_min=lr_min, warmup_steps=warmup, loss=loss.value, init=str(init) if init else None,
-        device=device.value, precision=precision.value, seed=seed, workers=workers, threads=threads, max_val=max_val, ema=ema,
+        device=device.value, precision=precision.value, seed=seed, workers=workers, threads=threads, max_val=max_val,
+        ema=ema, augment=augmentation,
     )
     best = run_train(cfg, resume=resume is not None, log=message)
     if best.exists():  # not yet after Ctrl-C in the first epoch

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import cv2
@@ -119,6 +119,9 @@ def _read_json(path: Path) -> list[Sample]:
     return samples
 
 
+PROBABILITIES = ("flip", "blur", "noise", "jpeg")  # the Augment fields that are probabilities
+
+
 @dataclass
 class Augment:
     """Random augmentation of one training face; all zero gives the plain face frame."""
@@ -135,6 +138,29 @@ class Augment:
     @classmethod
     def none(cls) -> "Augment":
         return cls(0, 0, 0, 0, 0, 0, 0, 0)
+
+    @classmethod
+    def parse(cls, text: str) -> "Augment":
+        """The defaults with `name=value` pairs (comma-separated) replaced, e.g. "rotate=6,blur=0"; "none": no
+        augmentation. ValueError names what is wrong."""
+        if text.strip() == "none":
+            return cls.none()
+        names = [f.name for f in fields(cls)]
+        values = {}
+        for pair in filter(None, (p.strip() for p in text.split(","))):
+            name, eq, value = pair.partition("=")
+            name = name.strip()
+            if name not in names:
+                raise ValueError(f"unknown augmentation {name!r} (one of {', '.join(names)}, or none)")
+            try:
+                values[name] = float(value) if eq else float("nan")
+            except ValueError:
+                values[name] = float("nan")
+            if not values[name] >= 0:  # also NaN
+                raise ValueError(f"augmentation {name} needs a number >= 0, got {value.strip()!r}")
+            if name in PROBABILITIES and values[name] > 1:
+                raise ValueError(f"augmentation {name} is a probability (0..1), got {values[name]:g}")
+        return replace(cls(), **values)
 
 
 def frame_transform(points: np.ndarray, resolution: int, frame_scale: float, rng: np.random.Generator | None,
