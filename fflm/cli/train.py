@@ -18,8 +18,7 @@ Examples:
 
   fflm train --data hires/ --resolution 1024 --init runs/300w/best.safetensors      progressive resolution
 
-  fflm train --data 300w/train --init best.safetensors --lr 1e-4 --augment rotate=6,blur=0,noise=0,jpeg=0
-                                                                      a last, gentler pass
+  fflm train --data 300w/train --init best.safetensors --augment rotate=6,blur=0      gentler augmentation
 
   fflm train --resume runs/300w                                                      continue after Ctrl-C
 """
@@ -50,8 +49,9 @@ def train(
                                "(default: 1, or --init's; with --init the added ones start as copies of its last).",
                                show_default=False),
     resolution: int = typer.Option(256, "--resolution", min=64, max=4096, help="Training frame side in pixels."),
-    proxy_size: int = typer.Option(None, "--proxy-size", min=64, max=4096, help="Side of the global stage's input, a "
-                                   "multiple of 64, at most --resolution (default: 256, or --init's).",
+    proxy_size: int = typer.Option(None, "--proxy-size", min=64, max=4096, help="Side of the global stage's input, at "
+                                   "most --resolution and a multiple of the global network's downsampling (64 for the "
+                                   "shipped one; default: 256, or --init's).",
                                    show_default=False),
     crop_size: int = typer.Option(128, "--crop-size", min=16, max=512, help="Regional crop side in pixels."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs (default 30). With --resume: extend the run to "
