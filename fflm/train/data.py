@@ -148,14 +148,14 @@ class Augment:
         names = [f.name for f in fields(cls)]
         values = {}
         for pair in filter(None, (p.strip() for p in text.split(","))):
-            name, eq, value = pair.partition("=")
+            name, _, value = pair.partition("=")
             name = name.strip()
             if name not in names:
                 raise ValueError(f"unknown augmentation {name!r} (one of {', '.join(names)}, or none)")
             try:
-                values[name] = float(value) if eq else float("nan")
+                values[name] = float(value)  # "" (no "=") and words fail here
             except ValueError:
-                values[name] = float("nan")
+                values[name] = math.nan
             if not values[name] >= 0:  # also NaN
                 raise ValueError(f"augmentation {name} needs a number >= 0, got {value.strip()!r}")
             if name in PROBABILITIES and values[name] > 1:

@@ -198,6 +198,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     dtype = compute_dtype(cfg.precision, device)
+    dtype_name = str(dtype).removeprefix("torch.")
     torch.manual_seed(cfg.seed)
     scheme = run_scheme(cfg)
     model, notes = build_model(cfg)
@@ -210,7 +211,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         log(fit_shape(model, train_samples))
     if cfg.max_val:
         val_samples = val_samples[: cfg.max_val]
-    log(f"networks in {str(dtype).removeprefix('torch.')} (--precision {cfg.precision})")
+    log(f"networks in {dtype_name} (--precision {cfg.precision})")
     fs = model.config.frame_scale
     train_ds = LandmarkDataset(train_samples, scheme, cfg.resolution, fs, Augment(**cfg.augment), cfg.seed)
     # workers are not persistent: a persistent worker keeps its copy of train_ds and never sees train_ds.epoch
@@ -239,7 +240,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     else:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     total_steps = cfg.epochs * len(loader)
-    meta_base = {"train": asdict(cfg), "dtype": str(dtype).removeprefix("torch."), "samples": len(train_samples), "val_samples": len(val_samples)}
+    meta_base = {"train": asdict(cfg), "dtype": dtype_name, "samples": len(train_samples),
+                 "val_samples": len(val_samples)}
 
     def save_checkpoint(epoch: int) -> None:
         tmp = ckpt_path.with_suffix(".tmp")
