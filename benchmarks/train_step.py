@@ -2,8 +2,8 @@
 
     python benchmarks/train_step.py [--weights W] [--threads 2] [--batch-size 8] [--rounds 5] [--data DIR]
 
-Times one optimiser step (forward through both stages with region-box jitter, the L1 loss, backward, gradient
-clipping, Adam) of the given weights on random frames, the precisions taking turns for `--rounds` rounds (median
+Times one optimiser step of the training loop (`fflm.train.loop.train_step`: forward through both stages with
+region-box jitter, the L1 loss, backward, gradient clipping, Adam) of the given weights on random frames, the precisions taking turns for `--rounds` rounds (median
 and range). With `--data`, also the time to decode and augment one batch of faces from that folder (the data
 pipeline runs in float32 whatever the precision).
 """
@@ -20,7 +20,7 @@ from rich.table import Table
 
 from fflm.scheme import IBUG68
 from fflm.train.data import Augment, LandmarkDataset, read_annotations
-from fflm.train.losses import landmark_loss
+from fflm.train.loop import TrainConfig, train_step
 from fflm.weights import load_model
 
 
@@ -41,15 +41,11 @@ def main() -> None:
     frames = torch.rand(args.batch_size, 3, side, side) * 255
     truth = side * (0.3 + 0.4 * torch.rand(args.batch_size, scheme.num_points, 2))
 
+    cfg = TrainConfig(data="", loss="l1", resolution=side)  # the loop's defaults: box jitter, clipping
+
     def step(dtype: torch.dtype) -> float:
         t = time.perf_counter()
-        with torch.autocast("cpu", dtype, enabled=dtype != torch.float32):
-            out = model(frames, 0.1, 0.05)
-        loss, _ = landmark_loss(out, truth, float(side), scheme.refined_indices, scheme.norm_points, "l1")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        train_step(model, opt, frames, truth, cfg, dtype)
         return 1000 * (time.perf_counter() - t)
 
     dtypes = (torch.float32, torch.bfloat16)

@@ -162,6 +162,24 @@ def validate(model: LandmarkNet, loader: DataLoader, device: torch.device,
     }
 
 
+def train_step(model: LandmarkNet, opt: torch.optim.Optimizer, images: torch.Tensor, truth: torch.Tensor,
+               cfg: TrainConfig, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, dict[str, float]]:
+    """One optimiser step on a batch of frames [B, 3, R, R] and their points [B, N, 2]: forward with region-box
+    jitter, the run's loss, backward, gradient clipping, the update. Returns the loss and its parts."""
+    # mixed precision: the convolutions in `dtype`, the soft-argmax (hence the loss) in float32
+    with torch.autocast(images.device.type, dtype, enabled=dtype != torch.float32):
+        outputs = model(images, cfg.jitter, cfg.centre_jitter)
+    scheme = model.scheme
+    loss, parts = landmark_loss(outputs, truth, float(images.shape[-1]), scheme.refined_indices, scheme.norm_points,
+                                cfg.loss)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip_grad:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    opt.step()
+    return loss, parts
+
+
 class _Interrupt:
     """Turns SIGINT/SIGTERM into a flag so the loop can save a checkpoint and leave cleanly."""
 
@@ -267,16 +285,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                     for g in opt.param_groups:
                         g["lr"] = lr_at(step, total_steps, cfg)
                     images, pts = images.to(device, non_blocking=True).float(), pts.to(device)
-                    # mixed precision: the convolutions in `dtype`, the soft-argmax (hence the loss) in float32
-                    with torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
-                        outputs = model(images, cfg.jitter, cfg.centre_jitter)
-                    loss, parts = landmark_loss(outputs, pts, float(cfg.resolution), scheme.refined_indices,
-                                                scheme.norm_points, cfg.loss)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip_grad:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                    opt.step()
+                    loss, parts = train_step(model, opt, images, pts, cfg, dtype)
                     if ema is not None:
                         ema.update_parameters(model)
                     step += 1
