@@ -59,6 +59,12 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
+def networks_in(dtype: torch.dtype, device: torch.device) -> torch.autocast:
+    """The context the landmark networks run in for `dtype` (from compute_dtype): autocast to bfloat16, or plain
+    float32 (autocast off). Shared by inference, validation and training."""
+    return torch.autocast(device.type, dtype, enabled=dtype != torch.float32)
+
+
 def stack_convnets(nets: list[nn.Module]) -> nn.Module:
     """R networks of one architecture (convolutions, element-wise and per-channel layers only) as one
     network with R× the channels, every convolution grouped R ways: input [B, R·C, H, W] (network r's

@@ -18,7 +18,7 @@ from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
 from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
-from fflm.inference import compute_dtype, for_inference
+from fflm.inference import compute_dtype, for_inference, networks_in
 from fflm.model.network import StageOutput
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
@@ -141,7 +141,7 @@ class Landmarker:
         results: list[list[Face]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
             chunk = owners[start : start + self.max_faces_per_call]
-            with torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32):
+            with networks_in(self.dtype, self.device):
                 faces = self._faces([images[i] for i, _ in chunk], [d for _, d in chunk])
             for (i, _), face in zip(chunk, faces):
                 results[i].append(face)

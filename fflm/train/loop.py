@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fflm.inference import PRECISIONS, compute_dtype
+from fflm.inference import PRECISIONS, compute_dtype, networks_in
 from fflm.model import LandmarkNet, ModelConfig, preset
 from fflm.scheme import IBUG68, LandmarkScheme, load_scheme
 from fflm.train.average import moving_average
@@ -142,7 +142,7 @@ def validate(model: LandmarkNet, loader: DataLoader, device: torch.device,
     model.eval()
     finals, globals_, truths = [], [], []
     for images, pts in loader:
-        with torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
+        with networks_in(dtype, device):
             out = model(images.to(device).float())
         finals.append(out["final"].cpu().numpy())
         globals_.append(out["global"][-1].cpu().numpy())
@@ -167,7 +167,7 @@ def train_step(model: LandmarkNet, opt: torch.optim.Optimizer, images: torch.Ten
     """One optimiser step on a batch of frames [B, 3, R, R] and their points [B, N, 2]: forward with region-box
     jitter, the run's loss, backward, gradient clipping, the update. Returns the loss and its parts."""
     # mixed precision: the convolutions in `dtype`, the soft-argmax (hence the loss) in float32
-    with torch.autocast(images.device.type, dtype, enabled=dtype != torch.float32):
+    with networks_in(dtype, images.device):
         outputs = model(images, cfg.jitter, cfg.centre_jitter)
     scheme = model.scheme
     loss, parts = landmark_loss(outputs, truth, float(images.shape[-1]), scheme.refined_indices, scheme.norm_points,
