@@ -9,7 +9,8 @@ its HOG detector (upsampling once) and its 68-point shape predictor; the detecti
 most is used, and a face it does not find counts as a failure (NME = inf, excluded from the mean, counted
 in FR). NME is inter-ocular (outer eye corners), in percent. Then, for each method on the faces it found: NME per
 region, and the jaw's errors split along and across the contour (RMS, percent of the inter-ocular distance)
-and how alike the two methods' errors along it are.
+and how alike the two methods' errors along it are; and both methods on the 76 faces dlib's model was not
+trained on (listed in dlib_heldout_300w_val.txt) against the 478 it was.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def run_dlib(samples: list) -> dict | None:
         errors.append(float(nme(points[k][None], s.points[None], (36, 45))[0]))
         found += 1
     return {"errors": np.array(errors), "ms_per_face": 1000 * t_pred / max(found, 1), "found": found, "points": points}
+
+
+def dlib_heldout(samples: list) -> np.ndarray:
+    """Which samples dlib's 68-point model never saw in training (by file stem; see dlib_heldout_300w_val.txt)."""
+    lines = (HERE / "dlib_heldout_300w_val.txt").read_text().splitlines()
+    stems = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    return np.array([Path(s.image).stem in stems for s in samples])
 
 
 def parts_row(points: np.ndarray, truth: np.ndarray, scheme) -> list[str]:
@@ -117,6 +125,19 @@ def main() -> int:
         a_d = contour_errors(d["points"][both], truth[both], jaw, lm.scheme.norm_points)[0]
         con.print(f"jaw errors along the contour, fflm against dlib: correlation {np.corrcoef(a_f.ravel(), a_d.ravel())[0, 1]:.2f} "
                   f"over the {len(jaw) * int(both.sum())} jaw points of the {int(both.sum())} faces both found")
+    heldout = dlib_heldout(samples)
+    if heldout.any():
+        split = Table(title="by dlib's training split: NME % on the faces each method found (mean / median)",
+                      title_justify="left")
+        for c in ("method", "faces dlib never saw", "faces dlib trained on"):
+            split.add_column(c, justify="right" if c != "method" else "left")
+        for name, e, _, _ in rows:
+            cells = []
+            for subset in (heldout, ~heldout):
+                ok = subset & np.isfinite(e)
+                cells.append(f"{ok.sum()}/{subset.sum()}: {100 * np.mean(e[ok]):.2f} / {100 * np.median(e[ok]):.2f}")
+            split.add_row(name, *cells)
+        con.print(split)
     g = rep.to_dict(per_image=False)
     if "refined_points" in g:
         con.print(f"fflm refined points: final {g['refined_points']['final']:.2f} %, "
