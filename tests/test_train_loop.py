@@ -29,7 +29,7 @@ from fflm.train.data import Augment, LandmarkDataset
 from fflm.train.loop import TrainConfig, TrainError, build_model, lr_at, train
 from fflm.weights import load_model, read_header, save_model
 
-from conftest import faces, one_error, run_cli as cli, tiny_config
+from conftest import faces, one_error, randomise_batchnorm, run_cli as cli, tiny_config
 
 N = 68
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -644,6 +644,63 @@ def test_bfloat16_mixed_precision_training(tmp_path, data):
     for key in ("loss", "val_nme"):  # bfloat16 keeps 8 bits of mantissa: the same run within a few per cent
         assert [float(r[key]) for r in bf] == pytest.approx([float(r[key]) for r in fp], rel=0.05), key
     assert [float(r["loss"]) for r in bf] != [float(r["loss"]) for r in fp]  # and it did run in bfloat16
+
+
+def test_teacher_targets_move_from_the_annotations_to_the_teachers_mirrored_points():
+    torch.manual_seed(5)
+    teacher = randomise_batchnorm(LandmarkNet(tiny_config())).eval()
+    images, truth = torch.rand(2, 3, 64, 64) * 255, torch.rand(2, N, 2) * 64
+    with torch.no_grad():
+        mirrored, plain = teacher(images, flip=True)["final"], teacher(images)["final"]
+    assert not torch.allclose(mirrored, plain)  # an asymmetric network: the mirrored pass changes its answer
+    torch.testing.assert_close(loop.teacher_targets(teacher, images, truth, 0.0), truth, rtol=0, atol=0)
+    torch.testing.assert_close(loop.teacher_targets(teacher, images, truth, 1.0), mirrored)
+    torch.testing.assert_close(loop.teacher_targets(teacher, images, truth, 0.25), 0.75 * truth + 0.25 * mirrored)
+
+
+def test_a_run_with_a_teacher_trains_on_its_blended_targets(tmp_path, data, weights, monkeypatch):
+    """Every step's targets are the annotations moved --distill of the way to the teacher's points on the same
+    augmented frames; without a teacher they are the annotations."""
+    train_dir, _ = data
+    teacher, _ = load_model(weights)
+    seen, real = [], loop.train_step
+
+    def step(model, opt, images, truth, cfg, dtype=torch.float32):
+        seen.append((images.clone(), truth.clone()))
+        return real(model, opt, images, truth, cfg, dtype)
+
+    monkeypatch.setattr(loop, "train_step", step)
+    _, messages = run(config(tmp_path / "plain", train_dir, epochs=1, seed=3))
+    plain = seen[:]
+    seen.clear()
+    _, messages = run(config(tmp_path / "kd", train_dir, epochs=1, seed=3, teacher=str(weights), distill=0.3))
+    assert f"targets 0.3 of the way from the annotations to {weights}'s points" in messages
+    assert len(seen) == len(plain) == 2
+    for (images, targets), (same_images, annotations) in zip(seen, plain):
+        torch.testing.assert_close(images, same_images, rtol=0, atol=0)  # same seed: the same augmented frames
+        with torch.no_grad():
+            points = teacher(images, flip=True)["final"]
+        assert not torch.allclose(targets, annotations)
+        torch.testing.assert_close(targets, annotations + 0.3 * (points - annotations))
+    meta = read_header(tmp_path / "kd" / "best.safetensors")[1]
+    assert meta["train"]["teacher"] == str(weights) and meta["train"]["distill"] == 0.3
+
+
+def test_cli_train_teacher(capsys, tmp_path, data, weights):
+    train_dir, _ = data
+    rc, _, err = cli(capsys, *tiny_args(train_dir, tmp_path / "run", "--epochs", 1, "--teacher", weights,
+                                        "--distill", 0.4))
+    assert rc == 0 and "targets 0.4 of the way from the annotations to" in err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["teacher"], saved["distill"]) == (str(weights), 0.4)
+    other = tmp_path / "five.safetensors"
+    save_model(other, LandmarkNet(tiny_config(scheme={"num_points": 5, "norm_points": [0, 1]})))
+    for more, code, words in [(("--teacher", tmp_path / "nope.safetensors"), 2, "no such file or directory"),
+                              (("--teacher", weights, "--distill", 1.5), 2, "--distill"),
+                              (("--teacher", other), 1, "has 5 points, the run's scheme 68")]:
+        rc, stdout, err = cli(capsys, *tiny_args(train_dir, tmp_path / "bad", "--epochs", 1, *more))
+        assert (rc, stdout) == (code, "") and words in one_error(err)
+        assert not (tmp_path / "bad" / "checkpoint.pt").exists()
 
 
 def test_resuming_a_run_from_before_precision_keeps_float32(tmp_path, data):

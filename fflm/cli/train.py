@@ -78,6 +78,11 @@ def train(
                                 "none. Example: rotate=6,blur=0.", show_default=False),
     ema: float = typer.Option(0.0, "--ema", min=0.0, max=0.9999, help="Validate and export an exponential moving "
                               "average of the weights with this decay per step (e.g. 0.998; 0: off)."),
+    teacher: Path = typer.Option(None, "--teacher", help="Distil from these weights: the targets move --distill of the "
+                                 "way from the annotations to the teacher's points on the same augmented frames.",
+                                 dir_okay=False),
+    distill: float = typer.Option(0.5, "--distill", min=0.0, max=1.0, help="With --teacher: how far the targets move "
+                                  "towards its points (0: the annotations, 1: the teacher's)."),
 ) -> int:
     """Train the landmark model (paper Eq. 1 by default) and export the best epoch as .safetensors."""
     from dataclasses import asdict
@@ -89,7 +94,7 @@ def train(
         raise usage("give --data (or --resume RUN_DIR)")
     if width is not None and width % 2:
         raise usage("--width must be even")
-    for p in (data, val, init):
+    for p in (data, val, init, teacher):
         if p is not None and not p.exists():
             raise usage(f"no such file or directory: {p}")
     try:
@@ -104,7 +109,7 @@ def train(
         epochs=epochs if epochs is not None else (1 if resume is not None else 30),
         lr=lr, lr_min=lr_min, warmup_steps=warmup, loss=loss.value, init=str(init) if init else None,
         device=device.value, precision=precision.value, seed=seed, workers=workers, threads=threads, max_val=max_val,
-        ema=ema, augment=augmentation,
+        ema=ema, augment=augmentation, teacher=str(teacher) if teacher else None, distill=distill,
     )
     best = run_train(cfg, resume=resume is not None, log=message)
     if best.exists():  # not yet after Ctrl-C in the first epoch

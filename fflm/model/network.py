@@ -199,10 +199,12 @@ class LandmarkNet(nn.Module):
         return {"global": global_pts, "refined": refined_all, "final": current, "scores": scores,
                 "global_scores": g.scores, "boxes": boxes_all}
 
-    def forward(self, images: torch.Tensor, jitter: float = 0.0, centre_jitter: float = 0.0) -> dict[str, Any]:
+    def forward(self, images: torch.Tensor, jitter: float = 0.0, centre_jitter: float = 0.0,
+                flip: bool = False) -> dict[str, Any]:
         """The training path: whole images [B, 3, R, R] (0..255), each one face frame, as float tensors.
 
-        The proxy is the area-average of the image; crops come from the full-resolution image.
+        The proxy is the area-average of the image; crops come from the full-resolution image. `flip`: as in `infer`
+        (a teacher's targets use it).
         """
         b, _, h, w = images.shape
         p = self.config.proxy_size
@@ -215,7 +217,7 @@ class LandmarkNet(nn.Module):
             crops = roi_align(images, boxes.reshape(-1, 4), batch_index, self.config.crop_size)
             return crops.reshape(b, nr, *crops.shape[1:])
 
-        return self.infer(proxy, frames, crop, jitter, centre_jitter)
+        return self.infer(proxy, frames, crop, jitter, centre_jitter, flip=flip)
 
 
 def _average_mirrored(both: StageOutput, b: int, order: list[int], side: int) -> StageOutput:

@@ -26,7 +26,7 @@ from fflm.train.average import moving_average
 from fflm.train.data import Augment, LandmarkDataset, read_annotations
 from fflm.train.losses import LOSSES, landmark_loss
 from fflm.train.shape import fit_shape
-from fflm.weights import init_from, read_header, save_model
+from fflm.weights import WeightsError, init_from, load_model, read_header, save_model
 
 
 class TrainError(Exception):
@@ -63,6 +63,8 @@ class TrainConfig:
     precision: str = "auto"  # the networks' arithmetic (fflm.inference.PRECISIONS); weights and optimiser stay float32
     ema: float = 0.0  # decay of the exponential moving average of the weights that is validated and exported; 0: off
     augment: dict = field(default_factory=lambda: asdict(Augment()))
+    teacher: str | None = None  # weights whose points on the same augmented frames blend into the targets
+    distill: float = 0.5  # how far the targets move from the annotations to the teacher's points (with a teacher)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -73,6 +75,8 @@ class TrainConfig:
             raise TrainError("epochs and batch size must be positive")
         if not 0.0 <= self.ema < 1.0:
             raise TrainError("ema decay must be within [0, 1)")
+        if not 0.0 <= self.distill <= 1.0:
+            raise TrainError("distill must be within [0, 1]")
         if self.precision not in PRECISIONS:
             raise TrainError(f"unknown precision {self.precision!r} (one of {', '.join(PRECISIONS)})")
 
@@ -122,6 +126,20 @@ def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
         notes.append(f"--init {cfg.init}: kept {len(kept)} tensors, re-initialised {len(fresh)}"
                      + (f" ({', '.join(fresh[:6])}{'…' if len(fresh) > 6 else ''})" if fresh else ""))
     return model, notes
+
+
+def load_teacher(cfg: TrainConfig, scheme: LandmarkScheme, device: torch.device) -> LandmarkNet | None:
+    """The run's teacher (--teacher) in inference mode, or None; its scheme must have the run's points."""
+    if not cfg.teacher:
+        return None
+    try:
+        teacher, _ = load_model(cfg.teacher, device)
+    except WeightsError as e:
+        raise TrainError(f"--teacher: {e}") from None
+    if teacher.scheme.num_points != scheme.num_points:
+        raise TrainError(f"--teacher {cfg.teacher} has {teacher.scheme.num_points} points, the run's scheme "
+                         f"{scheme.num_points}")
+    return teacher.requires_grad_(False)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -180,6 +198,17 @@ def train_step(model: LandmarkNet, opt: torch.optim.Optimizer, images: torch.Ten
     return loss, parts
 
 
+@torch.no_grad()
+def teacher_targets(teacher: LandmarkNet, images: torch.Tensor, truth: torch.Tensor, weight: float,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The targets moved `weight` of the way from the annotations `truth` [B, N, 2] to the teacher's final points on
+    the same augmented frames [B, 3, R, R] (both stages, each averaged with its mirrored pass): distillation from a
+    stronger model, whose answers are consistent where annotators place points differently (along the jaw)."""
+    with networks_in(dtype, images.device):
+        points = teacher(images, flip=True)["final"].float()
+    return truth + weight * (points - truth)
+
+
 class _Interrupt:
     """Turns SIGINT/SIGTERM into a flag so the loop can save a checkpoint and leave cleanly."""
 
@@ -220,6 +249,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     torch.manual_seed(cfg.seed)
     scheme = run_scheme(cfg)
     model, notes = build_model(cfg)
+    teacher = load_teacher(cfg, scheme, device)
     for n in notes:
         log(n)
     model.to(device)
@@ -230,6 +260,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if cfg.max_val:
         val_samples = val_samples[: cfg.max_val]
     log(f"networks in {dtype_name} (--precision {cfg.precision})")
+    if teacher is not None:
+        log(f"targets {cfg.distill:g} of the way from the annotations to {cfg.teacher}'s points")
     fs = model.config.frame_scale
     train_ds = LandmarkDataset(train_samples, scheme, cfg.resolution, fs, Augment(**cfg.augment), cfg.seed)
     # workers are not persistent: a persistent worker keeps its copy of train_ds and never sees train_ds.epoch
@@ -285,6 +317,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                     for g in opt.param_groups:
                         g["lr"] = lr_at(step, total_steps, cfg)
                     images, pts = images.to(device, non_blocking=True).float(), pts.to(device)
+                    if teacher is not None:
+                        pts = teacher_targets(teacher, images, pts, cfg.distill, dtype)
                     loss, parts = train_step(model, opt, images, pts, cfg, dtype)
                     if ema is not None:
                         ema.update_parameters(model)
