@@ -670,18 +670,18 @@ def test_a_run_with_a_teacher_trains_on_its_blended_targets(tmp_path, data, weig
         return real(model, opt, images, truth, cfg, dtype)
 
     monkeypatch.setattr(loop, "train_step", step)
-    _, messages = run(config(tmp_path / "plain", train_dir, epochs=1, seed=3))
+    run(config(tmp_path / "plain", train_dir, epochs=1, seed=3))
     plain = seen[:]
     seen.clear()
     _, messages = run(config(tmp_path / "kd", train_dir, epochs=1, seed=3, teacher=str(weights), distill=0.3))
     assert f"targets 0.3 of the way from the annotations to {weights}'s points" in messages
     assert len(seen) == len(plain) == 2
-    for (images, targets), (same_images, annotations) in zip(seen, plain):
+    for (images, targets), (same_images, truth) in zip(seen, plain):
         torch.testing.assert_close(images, same_images, rtol=0, atol=0)  # same seed: the same augmented frames
         with torch.no_grad():
             points = teacher(images, flip=True)["final"]
-        assert not torch.allclose(targets, annotations)
-        torch.testing.assert_close(targets, annotations + 0.3 * (points - annotations))
+        assert not torch.allclose(targets, truth)
+        torch.testing.assert_close(targets, truth + 0.3 * (points - truth))
     meta = read_header(tmp_path / "kd" / "best.safetensors")[1]
     assert meta["train"]["teacher"] == str(weights) and meta["train"]["distill"] == 0.3
 
