@@ -203,7 +203,8 @@ def teacher_targets(teacher: LandmarkNet, images: torch.Tensor, truth: torch.Ten
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The targets moved `weight` of the way from the annotations `truth` [B, N, 2] to the teacher's final points on
     the same augmented frames [B, 3, R, R] (both stages, each averaged with its mirrored pass): distillation from a
-    stronger model, whose answers are consistent where annotators place points differently (along the jaw)."""
+    stronger model, whose answers are consistent where annotators place points differently (along the jaw). The
+    teacher's mirror offset is not added: mirrored training cannot learn it; calibrate the result afterwards."""
     with networks_in(dtype, images.device):
         points = teacher(images, flip=True)["final"].float()
     return truth + weight * (points - truth)
