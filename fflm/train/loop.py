@@ -139,7 +139,7 @@ def load_teacher(cfg: TrainConfig, scheme: LandmarkScheme, device: torch.device)
     if teacher.scheme.num_points != scheme.num_points:
         raise TrainError(f"--teacher {cfg.teacher} has {teacher.scheme.num_points} points, the run's scheme "
                          f"{scheme.num_points}")
-    return teacher.requires_grad_(False)
+    return teacher
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
