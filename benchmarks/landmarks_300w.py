@@ -42,13 +42,13 @@ def jittered_boxes(samples: list, seed: int = 0) -> dict[str, list]:
     return out
 
 
-def run_dlib(samples: list) -> dict | None:
+def run_dlib(samples: list, model: str | None = None) -> dict | None:
     from fflm.imageio import read_image
     from fflm.peers import DlibLandmarker, dlib_available
 
     if not dlib_available():
         return None
-    dl = DlibLandmarker(upsample=1)
+    dl = DlibLandmarker(upsample=1, model=model)
     errors, points, t_pred, found = [], np.full((len(samples), 68, 2), np.nan), 0.0, 0
     for k, s in enumerate(samples):
         img = read_image(s.image)
@@ -87,6 +87,8 @@ def main() -> int:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--boxes", default="jitter", choices=("detector", "jitter", "landmarks"))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dlib-model", default=None,
+                    help="also a retrained dlib shape predictor (benchmarks/train_dlib_300w.py), with the same HOG boxes")
     args = ap.parse_args()
     samples = read_annotations(args.val, 68)
     lm = Landmarker(args.weights, device=args.device)
@@ -94,8 +96,10 @@ def main() -> int:
     rep = evaluate(lm, samples, boxes)
     rows = [(f"fflm ({args.boxes} boxes)", rep.nme_io, 1000 * rep.seconds / len(samples), int(np.isfinite(rep.nme_io).sum()))]
     d = run_dlib(samples)
-    if d is not None:
-        rows.append(("dlib 68 (HOG boxes)", d["errors"], d["ms_per_face"], d["found"]))
+    dlibs = [] if d is None else [("dlib 68 (HOG boxes)", d)]
+    if d is not None and args.dlib_model:
+        dlibs.append((f"dlib retrained: {Path(args.dlib_model).name} (HOG boxes)", run_dlib(samples, args.dlib_model)))
+    rows += [(name, r["errors"], r["ms_per_face"], r["found"]) for name, r in dlibs]
     from rich.table import Table
 
     from fflm.cli.app import out_console
@@ -115,8 +119,8 @@ def main() -> int:
     for c in ("method", *lm.scheme.groups, "jaw along", "jaw across"):
         parts.add_column(c, justify="right" if c != "method" else "left")
     parts.add_row(rows[0][0], *parts_row(rep.points, truth, lm.scheme))
-    if d is not None:
-        parts.add_row(rows[1][0], *parts_row(d["points"], truth, lm.scheme))
+    for name, r in dlibs:
+        parts.add_row(name, *parts_row(r["points"], truth, lm.scheme))
     con.print(parts)
     if d is not None:  # do both miss each jaw point the same way? (faces both found)
         both = ~(np.isnan(rep.points).any(axis=(1, 2)) | np.isnan(d["points"]).any(axis=(1, 2)))

@@ -15,28 +15,34 @@ import numpy as np
 class DlibLandmarker:
     """dlib's HOG detector (upsampling `upsample` times) and 68-point shape predictor on RGB uint8 arrays.
 
+    `model`: a shape predictor file (e.g. one retrained by benchmarks/train_dlib_300w.py); default dlib's own.
     Coordinates are returned as dlib gives them: integer pixel indices, i.e. 0-based pixel centres like fflm's.
     """
 
-    def __init__(self, upsample: int = 1) -> None:
+    def __init__(self, upsample: int = 1, model: str | Path | None = None) -> None:
         import dlib
 
         self.dlib = dlib
         self.version = dlib.__version__
         self.upsample = upsample
         self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(dlib_model_path()))
+        self.predictor = dlib.shape_predictor(str(model or dlib_model_path()))
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """Face boxes [K, 4] as [x0, y0, x1, y1]."""
-        dets = self.detector(image, self.upsample)
-        return np.array([[d.left(), d.top(), d.right(), d.bottom()] for d in dets], dtype=np.float64).reshape(-1, 4)
+        return hog_boxes(self.detector, image, self.upsample)
 
     def landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         """68×2 points for one face box."""
         rect = self.dlib.rectangle(*(int(round(v)) for v in box))
         shape = self.predictor(image, rect)
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+def hog_boxes(detector, image: np.ndarray, upsample: int = 1) -> np.ndarray:
+    """dlib's frontal face `detector` (`dlib.get_frontal_face_detector()`) on an RGB uint8 image: boxes [K, 4]."""
+    dets = detector(image, upsample)
+    return np.array([[d.left(), d.top(), d.right(), d.bottom()] for d in dets], dtype=np.float64).reshape(-1, 4)
 
 
 def dlib_model_path() -> Path:
