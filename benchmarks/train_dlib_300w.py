@@ -7,7 +7,7 @@ Needs `dlib-bin`. dlib's recipe for its 68-point model, on fflm's training faces
 HOG detector (upsampling once; the detection overlapping the annotated landmarks' box most, IoU > 0.3, else
 the face is left out), every face also mirrored (points through the scheme's flip pairs), and the trainer's
 default options (10 cascades of 500 trees of depth 4, oversampling 20, nu 0.1, 400 feature pixels).
-dlib's own model was trained the same way on about 3,300 300-W faces, 478 of them in 300w/val.
+dlib's own model was trained on about 3,300 300-W faces, 478 of them in 300w/val (with options unknown to us).
 About 16 minutes on two cores for the 2,012 faces of 300w/train.
 """
 

@@ -21,12 +21,8 @@ def _script(name: str):
     return module
 
 
-def _landmarks_benchmark():
-    return _script("landmarks_300w")
-
-
 def test_dlib_heldout_marks_its_76_faces_by_stem(tmp_path):
-    bench = _landmarks_benchmark()
+    bench = _script("landmarks_300w")
     samples = [Sample(tmp_path / "helen_test_2980607773_1.jpg", None), Sample(tmp_path / "helen_test_1_1.jpg", None),
                Sample(tmp_path / "lfpw_test_image_0003.png", None)]
     assert bench.dlib_heldout(samples).tolist() == [True, False, True]
@@ -34,7 +30,7 @@ def test_dlib_heldout_marks_its_76_faces_by_stem(tmp_path):
 
 @needs_shared
 def test_dlib_heldout_faces_are_40_helen_and_36_lfpw_test_faces_of_val():
-    bench = _landmarks_benchmark()
+    bench = _script("landmarks_300w")
     val = SHARED / "data" / "300w" / "val"
     stems = {p.stem for p in val.glob("*.pts")}
     samples = [Sample(val / f"{s}.jpg", None) for s in sorted(stems)]
