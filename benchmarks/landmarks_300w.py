@@ -98,9 +98,11 @@ def main() -> int:
     boxes = jittered_boxes(samples) if args.boxes == "jitter" else args.boxes
     rep = evaluate(lm, samples, boxes)
     rows = [(f"fflm ({args.boxes} boxes)", rep.nme_io, 1000 * rep.seconds / len(samples), int(np.isfinite(rep.nme_io).sum()))]
-    names = ["dlib 68 (HOG boxes)"] + ([f"dlib retrained: {Path(args.dlib_model).name} (HOG boxes)"] if args.dlib_model else [])
-    runs = run_dlib(samples, (None, args.dlib_model) if args.dlib_model else (None,))
-    dlibs = [] if runs is None else list(zip(names, runs))
+    models = [("dlib 68 (HOG boxes)", None)]
+    if args.dlib_model:
+        models.append((f"dlib retrained: {Path(args.dlib_model).name} (HOG boxes)", args.dlib_model))
+    runs = run_dlib(samples, tuple(m for _, m in models))
+    dlibs = [] if runs is None else [(name, r) for (name, _), r in zip(models, runs)]
     d = runs[0] if runs else None
     rows += [(name, r["errors"], r["ms_per_face"], r["found"]) for name, r in dlibs]
     from rich.table import Table
