@@ -188,3 +188,13 @@ def video_frame_count(path: str | Path) -> int:
         return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
     finally:
         cap.release()
+
+
+def video_fps(path: str | Path) -> float:
+    """Frame rate from the container (0.0 when unknown): frame n is at n / fps seconds."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
+        return fps if np.isfinite(fps) and 0 < fps < 10_000 else 0.0
+    finally:
+        cap.release()

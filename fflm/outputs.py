@@ -33,6 +33,7 @@ class ImageResult:
     faces: list = field(default_factory=list)  # list[fflm.pipeline.Face]
     error: str | None = None
     frame: int | None = None  # frame number when the image is a video frame
+    time_ms: float | None = None  # the frame's time in the video, milliseconds from the start
     name: str | None = None  # output stem, e.g. "day1/img001" for a batch over sub-folders; default: the file's stem
 
     @property
@@ -48,6 +49,8 @@ class ImageResult:
         d: dict = {"image": self.image}
         if self.frame is not None:
             d["frame"] = self.frame
+        if self.time_ms is not None:
+            d["time_ms"] = round(self.time_ms, 3)
         if self.error is not None:
             return {**d, "error": self.error}
         return {**d, "width": self.width, "height": self.height, "faces": [f.to_dict() for f in self.faces]}
@@ -64,7 +67,9 @@ def to_jsonl(results: Iterable[ImageResult]) -> str:
 
 
 def csv_header(num_points: int) -> list[str]:
-    return ["image", "face", "score", "x0", "y0", "x1", "y1"] + [f"{a}_{i}" for i in range(num_points) for a in "xy"]
+    """Columns: image (`video#frame` for a frame), face, score, box, points, then a video frame's track id and time."""
+    return (["image", "face", "score", "x0", "y0", "x1", "y1"] + [f"{a}_{i}" for i in range(num_points) for a in "xy"]
+            + ["track", "time_ms"])
 
 
 def to_csv(results: Iterable[ImageResult], num_points: int) -> str:
@@ -75,25 +80,31 @@ def to_csv(results: Iterable[ImageResult], num_points: int) -> str:
     for r in results:
         if r.error is not None:
             continue
+        time = "" if r.time_ms is None else f"{r.time_ms:.3f}"
         if not r.faces:
-            w.writerow([r.label, "none"] + [""] * (5 + 2 * num_points))
+            w.writerow([r.label, "none"] + [""] * (5 + 2 * num_points) + ["", time])
         for k, f in enumerate(r.faces):
-            w.writerow([r.label, k, f"{f.score:.4f}"] + [f"{v:.3f}" for v in f.box] + [f"{v:.3f}" for v in np.ravel(f.landmarks)])
+            track = "" if getattr(f, "track", None) is None else f.track
+            w.writerow([r.label, k, f"{f.score:.4f}"] + [f"{v:.3f}" for v in f.box]
+                       + [f"{v:.3f}" for v in np.ravel(f.landmarks)] + [track, time])
     return buf.getvalue()
 
 
 def read_csv(text: str) -> list[dict]:
-    """Parse fflm's CSV back into {image, face, score, box, landmarks} rows (for tests and tools)."""
+    """Parse fflm's CSV back into {image, face, score, box, landmarks, track, time_ms} rows (for tests and tools);
+    track and time_ms are None where empty."""
     rows = []
     for row in csv.DictReader(io.StringIO(text)):
+        time = float(row["time_ms"]) if row.get("time_ms") else None
         if row["face"] == "none":
-            rows.append({"image": row["image"], "face": None})
+            rows.append({"image": row["image"], "face": None, "time_ms": time})
             continue
-        n = (len(row) - 7) // 2
+        n = sum(k.startswith("x_") for k in row)
         rows.append({
             "image": row["image"], "face": int(row["face"]), "score": float(row["score"]),
             "box": [float(row[k]) for k in ("x0", "y0", "x1", "y1")],
             "landmarks": [[float(row[f"x_{i}"]), float(row[f"y_{i}"])] for i in range(n)],
+            "track": int(row["track"]) if row.get("track") else None, "time_ms": time,
         })
     return rows
 
@@ -119,8 +130,8 @@ REGION_COLOURS = [(255, 64, 64), (64, 160, 255), (64, 220, 64), (255, 200, 0), (
 
 
 def draw_overlay(image: np.ndarray, faces: list, scheme: LandmarkScheme) -> np.ndarray:
-    """RGB copy of the image with each face's box and points (one colour per region, white for the rest),
-    with sizes that scale with the image so they stay readable on a 4K photo."""
+    """RGB copy of the image with each face's box, points (one colour per region, white for the rest) and track
+    id (video), with sizes that scale with the image so they stay readable on a 4K photo."""
     out = image.copy()
     scale = max(out.shape[:2]) / 1000.0
     thick = max(1, round(2 * scale))
@@ -130,6 +141,9 @@ def draw_overlay(image: np.ndarray, faces: list, scheme: LandmarkScheme) -> np.n
     for f in faces:
         x0, y0, x1, y1 = (int(round(v * (1 << sub))) for v in f.box)
         cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 255), thick, cv2.LINE_AA, sub)
+        if getattr(f, "track", None) is not None:
+            cv2.putText(out, f"#{f.track}", (x0 >> sub, (y0 >> sub) - 3 * thick), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.8 * scale, (255, 255, 255), thick, cv2.LINE_AA)
         for i, (x, y) in enumerate(f.landmarks):
             c = (int(round(x * (1 << sub))), int(round(y * (1 << sub))))
             cv2.circle(out, c, radius << sub, colour_of.get(i, (255, 255, 255)), -1, cv2.LINE_AA, sub)

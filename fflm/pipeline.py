@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,20 +24,27 @@ from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
 from fflm.weights import DEFAULT_WEIGHTS, load_model
 
+if TYPE_CHECKING:
+    from fflm.smoothing import OneEuroParams
+
 
 @dataclass
 class Face:
     """One face: `box` [x0, y0, x1, y1] and `landmarks` [N, 2] in original pixels (0-based pixel centres),
-    the detector's `score`, and per-landmark `landmark_scores` in [0, 1] (heatmap peak mass: see README)."""
+    the detector's `score`, and per-landmark `landmark_scores` in [0, 1] (heatmap peak mass: see README).
+    `track`: in a video, the id the face keeps from frame to frame (None for photos and untracked frames)."""
 
     box: np.ndarray
     score: float
     landmarks: np.ndarray
     landmark_scores: np.ndarray
     global_landmarks: np.ndarray = field(repr=False, default=None)
+    track: int | None = None
 
     def to_dict(self) -> dict:
+        d = {} if self.track is None else {"track": self.track}
         return {
+            **d,
             "box": [round(float(v), 3) for v in self.box],
             "score": round(float(self.score), 4),
             "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in self.landmarks],
@@ -109,6 +116,16 @@ class Landmarker:
         arrays = [read_image(im) if isinstance(im, (str, Path)) else to_rgb8(im) for im in images]
         dets = [self.detections(a, None if boxes is None else boxes[i]) for i, a in enumerate(arrays)]
         return self.landmarks(arrays, dets)
+
+    def track(self, frames: "str | Path | Iterable[np.ndarray]", detect_every: int | None = None,
+              smooth: "OneEuroParams | None" = None, fps: float | None = None) -> Iterator[list[Face]]:
+        """Each frame's faces, with a `track` id that a face keeps while it stays in the picture: `frames` is a
+        video path or an iterable of RGB arrays (`fps`, default the file's or 30, times the smoothing).
+        The detector runs every `detect_every` frames and whenever a face may have come or gone; in between,
+        each face is framed from its previous landmarks. `smooth`: One-Euro filter parameters (fflm.smoothing)."""
+        from fflm.tracking import track_frames
+
+        yield from track_frames(self, frames, detect_every, smooth, fps)
 
     def detections(self, image: np.ndarray, boxes: Sequence[Sequence[float]] | None = None,
                    label: str = "") -> list[Detection]:

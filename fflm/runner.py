@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Sized
 import numpy as np
 import torch
 
-from fflm.imageio import ImageError, is_video_path, list_images, read_image, video_frames
+from fflm.imageio import ImageError, is_video_path, list_images, read_image, video_fps, video_frames
 from fflm.outputs import ImageResult
 from fflm.pipeline import Landmarker
 
@@ -32,6 +32,7 @@ class Item:
     load: Callable[[], np.ndarray]
     frame: int | None = None
     name: str | None = None  # output stem (relative to a batch's folder, so sub-folders don't collide)
+    time_ms: float | None = None  # a video frame's time
 
 
 def folder_items(folder: str | Path, recursive: bool = False) -> list[Item]:
@@ -46,8 +47,9 @@ def file_items(paths: Iterable[str | Path]) -> list[Item]:
 
 def video_items(path: str | Path) -> Iterator[Item]:
     """Frames in order; each item holds its already-decoded frame (video decoding is sequential)."""
+    fps = video_fps(path)
     for n, frame in video_frames(path):
-        yield Item(str(path), (lambda f=frame: f), n)
+        yield Item(str(path), (lambda f=frame: f), n, time_ms=n * 1000.0 / fps if fps else None)
 
 
 def source_items(source: str | Path, recursive: bool = False) -> Iterable[Item]:
@@ -107,7 +109,7 @@ def _process(landmarker: Landmarker, batch: list[Item], boxes: dict[str, list] |
     results: list[ImageResult] = []
     held: list[tuple[ImageResult, np.ndarray, list]] = []
     for item in batch:
-        result = ImageResult(item.image, frame=item.frame, name=item.name)
+        result = ImageResult(item.image, frame=item.frame, name=item.name, time_ms=item.time_ms)
         results.append(result)
         try:
             image = item.load()

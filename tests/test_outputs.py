@@ -50,8 +50,9 @@ def make_face(seed: int = 0, score: float = 0.9, box=(10.0, 20.0, 110.0, 140.0),
 
 def test_csv_header():
     h = csv_header(3)
-    assert h == ["image", "face", "score", "x0", "y0", "x1", "y1", "x_0", "y_0", "x_1", "y_1", "x_2", "y_2"]
-    assert len(csv_header(N)) == 7 + 2 * N
+    assert h == ["image", "face", "score", "x0", "y0", "x1", "y1", "x_0", "y_0", "x_1", "y_1", "x_2", "y_2",
+                 "track", "time_ms"]
+    assert len(csv_header(N)) == 9 + 2 * N
 
 
 # --- JSON ----------------------------------------------------------------------------------------------------
@@ -136,9 +137,9 @@ def test_csv_faceless_image_and_errors():
     raw = list(csv.reader(io.StringIO(text)))
     assert [r[0] for r in raw[1:]] == ["a.png", "empty.png", "c.png"]  # the error is left out
     none_row = raw[2]
-    assert none_row[1] == "none" and len(none_row) == 7 + 2 * N and all(v == "" for v in none_row[2:])
+    assert none_row[1] == "none" and len(none_row) == 9 + 2 * N and all(v == "" for v in none_row[2:])
     rows = read_csv(text)
-    assert rows[1] == {"image": "empty.png", "face": None}
+    assert rows[1] == {"image": "empty.png", "face": None, "time_ms": None}
     assert rows[0]["face"] == 0 and rows[2]["face"] == 0
     assert "bad.jpg" not in text
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt, Format,
-                          MaxFacesOpt, MinFaceOpt, PrecisionOpt, TilesOpt, WeightsOpt, app, err, existing, message, usage)
+from fflm.cli.app import (BoxesOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt,
+                          FlipOpt, Format, MaxFacesOpt, MinFaceOpt, PrecisionOpt, TilesOpt, WeightsOpt, app, err, existing, message, usage)
 
 EXAMPLES = """
 Examples:
@@ -17,7 +17,9 @@ Examples:
 
   fflm batch ./shoot/ --recursive --format jsonl --out shoot.jsonl --overlay-dir overlays/
 
-  fflm batch clip.mp4 --format json --out clip.json      frames are numbered from 0
+  fflm batch clip.mp4 --format json --out clip.json      frames are numbered from 0, faces tracked
+
+  fflm batch clip.mp4 --smooth --overlay clip.fflm.mp4 -o clip.csv
 
   fflm batch ./crops/ --format pts --out pts/
 """
@@ -43,6 +45,14 @@ def batch(
     flip: bool = FlipOpt,
     detector_threshold: float = DetectorThresholdOpt,
     precision=PrecisionOpt,
+    track: bool = typer.Option(True, "--track/--no-track", help="Video: follow each face from frame to frame (an id "
+                               "per face, the detector only every --detect-every frames); --no-track detects on every frame."),
+    detect_every: int = typer.Option(None, "--detect-every", min=1, help="Video with tracking: run the detector every N "
+                                     "frames (and whenever a face is lost or the scene cuts). [default: 8]"),
+    smooth: bool = typer.Option(False, "--smooth", help="Video with tracking: One-Euro filter on each face's points "
+                                "(steadier points, little lag; see docs/video.md)."),
+    overlay: Path = typer.Option(None, "--overlay", help="Video: write an annotated video (boxes, points, track ids) of "
+                                 "the same size and frame rate: .mp4, .mov, .m4v (mp4v) or .avi, .mkv (MJPG).", dir_okay=False),
 ) -> int:
     """Find landmarks on every image of a folder (sorted) or every frame of a video.
 
@@ -51,7 +61,7 @@ def batch(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from fflm import runner
+    from fflm import runner, tracking
     from fflm.cli.common import boxes_source, make_landmarker
     from fflm.imageio import is_video_path, list_images, video_frame_count
     from fflm.outputs import overlay_writer, write_results
@@ -68,6 +78,10 @@ def batch(
     else:
         raise usage(f"{source} is neither a folder nor a video file: use 'fflm detect' for single images")
     given = boxes_source(boxes, detector)
+    # a video is tracked when a detector finds its faces (not with --boxes or --detector none) unless --no-track
+    track = track and is_video_path(source) and given is None and detector != DetectorChoice.none
+    if problem := tracking.option_problem(is_video_path(source), track, smooth, detect_every, overlay):
+        raise usage(problem)
     lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
                          detector_threshold, precision=precision)
     results, failures, faces, faceless = [], [], 0, 0
@@ -77,7 +91,13 @@ def batch(
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(source.name, total=total, rate=0.0)
         draw = overlay_writer(overlay_dir, lm.scheme, True)
-        for r in runner.run(lm, runner.source_items(source, recursive), given, batch_size, workers, draw):
+
+        def per_frame(visit):
+            return runner.run(lm, runner.source_items(source, recursive), given, batch_size, workers, visit)
+
+        stream = (tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, draw, overlay, lm.scheme)
+                  if is_video_path(source) else per_frame(draw))
+        for r in stream:
             if r.error is not None:
                 failures.append(r)
                 bar.console.print(f"fflm: skipped {r.label}: {r.error}", markup=False, soft_wrap=True)
