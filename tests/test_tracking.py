@@ -1,0 +1,190 @@
+"""fflm.tracking on drawn clips: bright discs as "faces", found by a stub detector and "landmarked" by a stub that
+reads the disc inside the frame it is given, so the tracker's own logic is what is tested (and fast)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from conftest import shape68
+
+from fflm.detect import Detection
+from fflm.geometry import square_box
+from fflm.pipeline import Face
+from fflm.smoothing import OneEuroParams
+from fflm.tracking import Tracker, face_quality, greedy_match
+
+W, H = 160, 120
+R = 10  # the discs' radius
+
+
+def frame(*discs: tuple[float, float], r: int = R, size: tuple[int, int] = (W, H), grey: int = 0) -> np.ndarray:
+    img = np.full((size[1], size[0], 3), grey, np.uint8)
+    for x, y in discs:
+        cv2.circle(img, (int(round(x * 16)), int(round(y * 16))), r * 16, (255, 255, 255), -1, cv2.LINE_AA, 4)
+    return img
+
+
+class DiscDetector:
+    """Every bright blob is a face; counts its runs."""
+
+    name = "discs"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.runs += 1
+        n, _, stats, _ = cv2.connectedComponentsWithStats((image[..., 0] > 127).astype(np.uint8))
+        return [Detection(np.array([x - 3, y - 3, x + w + 3, y + h + 3], np.float64), 0.9)
+                for x, y, w, h, area in stats[1:] if area > 20]
+
+
+class DiscLandmarker:
+    """Landmarks of the disc (radius R) inside each detection's face frame, as the pipeline frames a face (the
+    square of the landmark box grown 1.5×, or of the detector box): its centre from the visible part's extent,
+    as a landmark model places a face cut by the image edge; quality 0.5 with a disc there, 0 without."""
+
+    def __init__(self) -> None:
+        self.detector = DiscDetector()
+        self.frames: list[np.ndarray] = []
+
+    def landmarks(self, images, detections) -> list[list[Face]]:
+        out = []
+        for image, dets in zip(images, detections):
+            faces = []
+            for d in dets:
+                fr = square_box(d.box if d.landmark_box is None else d.landmark_box, 1.5)
+                self.frames.append(fr)
+                x0, y0 = max(int(fr[0]), 0), max(int(fr[1]), 0)
+                ys, xs = np.nonzero(image[y0:max(int(fr[3]), 0), x0:max(int(fr[2]), 0), 0] > 127)
+                if len(xs) < 20:
+                    c, q = (fr[:2] + fr[2:]) / 2, 0.0
+                else:
+                    h, w = image.shape[:2]
+                    c = np.array([_centre(xs.min() + x0, xs.max() + x0, w), _centre(ys.min() + y0, ys.max() + y0, h)])
+                    q = 0.5
+                faces.append(Face(d.box, d.score, c + shape68() * 2 * R, np.full(68, q)))
+            out.append(faces)
+        return out
+
+
+def _centre(lo: int, hi: int, size: int) -> float:
+    """A disc's centre along one axis from its visible pixels' extent (one edge may be the image's)."""
+    if lo == 0 and hi < size - 1:
+        return hi + 0.5 - R
+    if hi == size - 1 and lo > 0:
+        return lo - 0.5 + R
+    return (lo + hi) / 2
+
+
+def run(clip, detect_every=5, **kw) -> tuple[list[list[Face]], DiscLandmarker, Tracker]:
+    lm = DiscLandmarker()
+    tracker = Tracker(lm, detect_every, **kw)
+    return [tracker.update(f, k / 25) for k, f in enumerate(clip)], lm, tracker
+
+
+def ids(faces: list[list[Face]]) -> list[list[int]]:
+    return [[f.track for f in fs] for fs in faces]
+
+
+def test_a_face_that_stays_keeps_its_id_and_the_detector_runs_every_n_frames():
+    clip = [frame((40 + 1.5 * k, 60 + 0.5 * k)) for k in range(20)]
+    faces, lm, tracker = run(clip, detect_every=5)
+    assert ids(faces) == [[0]] * 20
+    assert lm.detector.runs == tracker.detections == 4  # frames 0, 5, 10, 15
+    for k, [f] in enumerate(faces):  # the landmarks follow the disc (centre of the 68 points = disc centre)
+        assert np.allclose(f.landmarks.mean(0) - shape68().mean(0) * 20, (40 + 1.5 * k, 60 + 0.5 * k), atol=0.3)
+    # between detections the face is framed from its previous landmarks moved by their last motion: frame k's
+    # frame is frame k - 1's landmarks' box plus (frame k - 1 minus frame k - 2): after frame 2, frames step by
+    # the motion (frame 0 is framed from the detector's box, frame 1 from frame 0's landmarks, with no motion yet)
+    assert np.allclose(lm.frames[2][:2] - lm.frames[1][:2], (3.0, 1.0), atol=0.3)
+    assert all(np.allclose(b[:2] - a[:2], (1.5, 0.5), atol=0.3) for a, b in zip(lm.frames[2:], lm.frames[3:]))
+
+
+def test_a_face_that_enters_is_found_at_the_next_detection_with_a_new_id():
+    clip = [frame((40, 60), *([(120, 60)] if k >= 7 else [])) for k in range(16)]
+    faces, lm, _ = run(clip, detect_every=5)
+    assert ids(faces) == [[0]] * 10 + [[0, 1]] * 6  # seen at frame 10, the first detection after it came
+    assert lm.detector.runs == 4  # 0, 5, 10, 15
+
+
+def test_a_face_that_leaves_the_picture_ends_its_track_and_the_detector_runs_next():
+    clip = [frame((40, 60), (130 + 8 * k, 60)) for k in range(12)]  # the second disc's centre leaves at k = 4
+    faces, lm, _ = run(clip, detect_every=100)
+    assert ids(faces) == [[0, 1]] * 4 + [[0]] * 8
+    assert lm.detector.runs == 2  # the first frame, and the one after the track was lost
+
+
+def test_a_face_that_vanishes_ends_when_its_quality_falls():
+    clip = [frame((40, 60), *([(110, 60)] if k < 4 else [])) for k in range(8)]
+    faces, lm, _ = run(clip, detect_every=100)
+    assert ids(faces) == [[0, 1]] * 4 + [[0]] * 4
+    assert lm.detector.runs == 2
+
+
+def test_quality_threshold_is_the_track_ending_rule():
+    clip = [frame((40, 60)) for _ in range(4)]
+    faces, lm, _ = run(clip, detect_every=2, min_quality=0.6)  # every face scores 0.5: no track goes on
+    assert ids(faces) == [[0], [], [1], []]  # a detected face is reported, but not followed to the next frame
+    assert lm.detector.runs == 2
+
+
+def test_a_frame_size_change_ends_all_tracks():
+    clip = [frame((40, 60)) for _ in range(3)] + [frame((40, 60), size=(W + 20, H)) for _ in range(3)]
+    faces, lm, _ = run(clip, detect_every=100)
+    assert ids(faces) == [[0]] * 3 + [[1]] * 3
+    assert lm.detector.runs == 2
+
+
+def test_a_scene_cut_ends_all_tracks_even_where_a_face_is_at_the_same_place():
+    clip = [frame((40, 60)) for _ in range(3)] + [frame((40, 60), grey=200) for _ in range(3)]
+    faces, lm, _ = run(clip, detect_every=100)
+    assert ids(faces) == [[0]] * 3 + [[1]] * 3
+
+
+def test_two_faces_keep_their_ids_in_id_order_while_crossing_in_score_order():
+    clip = [frame((30 + 4 * k, 40), (130 - 4 * k, 80)) for k in range(20)]
+    faces, _, _ = run(clip, detect_every=3)
+    assert ids(faces) == [[0, 1]] * 20
+    assert all(fs[0].landmarks[:, 0].mean() < fs[1].landmarks[:, 0].mean() for fs in faces[:6])
+    assert all(fs[0].landmarks[:, 0].mean() > fs[1].landmarks[:, 0].mean() for fs in faces[-5:])
+
+
+def test_tracked_boxes_keep_the_detectors_box_around_the_landmarks():
+    clip = [frame((40 + 2 * k, 60)) for k in range(6)]
+    faces, _, _ = run(clip, detect_every=100)
+    first = faces[0][0].box
+    for k, [f] in enumerate(faces):
+        assert np.allclose(f.box, first + [2 * k, 0, 2 * k, 0], atol=0.5)
+
+
+def test_smoothing_keeps_ids_and_starts_from_the_raw_points():
+    clip = [frame((40 + 2 * k, 60)) for k in range(8)]
+    raw, _, _ = run(clip)
+    smooth, _, _ = run(clip, smooth=OneEuroParams(min_cutoff=0.5, beta=0.0))
+    assert ids(smooth) == ids(raw)
+    assert np.allclose(smooth[0][0].landmarks, raw[0][0].landmarks)
+    assert (smooth[-1][0].landmarks[:, 0].mean() < raw[-1][0].landmarks[:, 0].mean() - 1)  # behind a moving face
+
+
+def test_detect_every_must_be_positive():
+    with pytest.raises(ValueError, match="at least 1"):
+        Tracker(DiscLandmarker(), 0)
+
+
+def test_face_quality_is_the_faces_own_score_when_it_has_one():
+    face = Face(np.zeros(4), 0.9, np.zeros((68, 2)), np.full(68, 0.25))
+    assert face_quality(face) == 0.25
+    assert face_quality(SimpleNamespace(quality=0.75, landmark_scores=np.zeros(68))) == 0.75
+
+
+def test_greedy_match_takes_the_best_overlaps_first():
+    tracks = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float)
+    dets = np.array([[1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60]], float)
+    # IoU(t0, d1) = 1 beats IoU(t0, d0) = 9/11; d0 overlaps nothing else; d2 overlaps nothing
+    assert greedy_match(tracks, dets, 0.3) == [(0, 1, 1.0)]
+    assert greedy_match(tracks, dets[[0, 2]], 0.3) == [(0, 0, pytest.approx(90 / 110))]
+    assert greedy_match(tracks, np.zeros((0, 4)), 0.3) == []
