@@ -1,12 +1,14 @@
 """Faces tracked through a video: each face keeps an id, and the detector is spared on most frames.
 
-The detector runs on the first frame, every `detect_every` frames, on the frame after a track was lost, and
-after a scene cut (a frame unlike the one before it as a whole): whenever a face may have come or gone. In
+The detector runs on the first frame, every `detect_every` frames, on the frame after a track was lost or fell
+in quality, and after a scene cut (a frame unlike the one before it as a whole): whenever a face may have come
+or gone. In
 between, each face is framed from its own previous landmarks: their box, moved by the face's last motion, is
 the `landmark_box` the landmark stage frames a face from (the stage then re-centres itself as on any frame).
 Detections are matched to tracks greedily by IoU; a detection no track matches starts a track, and a track the
-detector misses goes on. A track ends when its landmark quality falls below `min_quality`, when the face leaves
-the picture, when a scene cut comes and no detection confirms it, or when the frame size changes.
+detector misses goes on. A track ends when its landmark quality falls below `min_quality` (unless the detector
+finds the face on that frame: a hard face keeps its id while the detector, run on every frame then, finds it),
+when the face leaves the picture, at a scene cut, or when the frame size changes.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class Tracker:
         self._size: tuple[int, int] | None = None
         self._thumb: np.ndarray | None = None
         self._since = detect_every  # frames since the last detection: the first frame is detected
-        self._lost = False
+        self._lost = False  # a face was lost or is in doubt: detect on the next frame
 
     def update(self, image: np.ndarray, t: float) -> list:
         h, w = image.shape[:2]
@@ -162,9 +164,12 @@ class Tracker:
         self._tracks, out = [], []
         for k, (owner, det, face) in enumerate(zip(owners, inputs, faces)):
             detected = k in confirmed
-            ok = _in_picture(face.landmarks, w, h) and face_quality(face) >= self.min_quality
-            if not ok and not detected:
+            good = face_quality(face) >= self.min_quality
+            # a face of low quality that the detector found goes on, but the detector looks again on the next frame
+            ok = _in_picture(face.landmarks, w, h) and (good or detected)
+            if not good or not ok:
                 self._lost = True
+            if not ok and not detected:
                 continue
             raw = face.landmarks
             lbox = points_box(raw)
@@ -173,7 +178,8 @@ class Tracker:
                                OneEuro(self.smooth) if self.smooth is not None else None)
             elif detected:
                 owner.box_rel = _relative(det.box, lbox)
-            owner.shift = (lbox[:2] + lbox[2:]) / 2 - (points_box(owner.landmarks)[:2] + points_box(owner.landmarks)[2:]) / 2
+            before = points_box(owner.landmarks)
+            owner.shift = (lbox[:2] + lbox[2:] - before[:2] - before[2:]) / 2
             owner.landmarks = raw
             if owner.smoother is not None:
                 face.landmarks = owner.smoother(raw, t, float(np.sqrt(np.prod(lbox[2:] - lbox[:2]))))
