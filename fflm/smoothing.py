@@ -20,9 +20,9 @@ class OneEuroParams:
     cut-off rises with speed, higher = less lag; `d_cutoff` (Hz): the cut-off of the speed estimate itself.
     The defaults were chosen on made clips of known motion (docs/video.md)."""
 
-    min_cutoff: float = 1.0
-    beta: float = 8.0
-    d_cutoff: float = 1.0
+    min_cutoff: float = 2.0
+    beta: float = 16.0
+    d_cutoff: float = 2.0
 
     def __post_init__(self) -> None:
         if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.beta >= 0):

@@ -145,3 +145,9 @@ def test_batch_video_options_need_a_video_and_tracking(capsys, tmp_path):
         rc, _, err = run_cli(capsys, "batch", *args)
         errors = [line for line in err.splitlines() if "error" in line]
         assert rc == 2 and len(errors) == 1 and text in errors[0], (args, err)
+
+
+def test_a_camera_index_is_one_clear_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_cli(capsys, "batch", "0")
+    assert rc == 1 and err.strip() == "fflm: error: camera input (0) is not available: fflm batch reads a folder or a video file"

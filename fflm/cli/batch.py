@@ -66,6 +66,8 @@ def batch(
     from fflm.imageio import is_video_path, list_images, video_frame_count
     from fflm.outputs import overlay_writer, write_results
 
+    if str(source).isdigit() and not source.exists():  # a camera index, as OpenCV numbers cameras
+        raise OSError(f"camera input ({source}) is not available: fflm batch reads a folder or a video file")
     existing([source])
     if fmt == Format.pts and out is None:
         raise usage("--format pts writes one file per face: give a folder with --out")
