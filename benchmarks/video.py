@@ -18,7 +18,8 @@
    linked into identities frame to frame by IoU and cut at scene cuts. Per mode: missed truth faces and false
    faces (IoU >= 0.3), identity switches (a truth face whose id differs from the one it had last; per-frame
    detection's id is the output's face index), and frames/s of the whole run (decoding included), one torch
-   thread, per-frame detection as `fflm batch --no-track --workers 1` runs it; the modes take turns for
+   thread, per-frame detection as `fflm batch --no-track --workers 1` runs it, and tracking without the
+   mirrored passes (`--no-flip`) beside them unless the whole run is --no-flip; the modes take turns for
    `--rounds` rounds and the best frames/s of each is reported (the smoothing costs no measurable time and
    changes no box a face is matched by, so it is left out here).
 3. sweep: frames/s, missed faces and detector runs against --detect-every on frames_25fps_mp4v.mp4.
@@ -209,6 +210,9 @@ def longer_clip(src: Path, tmp: Path) -> Path:
 
 def part_samples(lm: Landmarker, shared: Path, tmp: Path, rounds: int) -> dict:
     samples = shared / "data" / "samples"
+    modes = {"per-frame": (lm, "per-frame"), "tracking": (lm, "tracking")}
+    if lm.flip:  # tracking without the mirrored passes, in the same turns (its error: the motion part with --no-flip)
+        modes["tracking, no flip"] = (Landmarker(device="cpu", flip=False), "tracking")
     out = {}
     for path in (samples / "frames.mp4", samples / "frames_25fps_mp4v.mp4", longer_clip(samples / "frames_25fps_mp4v.mp4", tmp)):
         frames = [f for _, f in video_frames(path)]
@@ -216,13 +220,14 @@ def part_samples(lm: Landmarker, shared: Path, tmp: Path, rounds: int) -> dict:
         ids = identities(frames, truth) if truth is not None else None
         rows = {}
         for round_ in range(rounds):  # the modes take turns; the best frames/s of each (a shared machine)
-            for mode in ("per-frame", "tracking"):
-                faces, fps, runs = timed_run(lm, path, mode)
+            for mode, (landmarker, how) in modes.items():
+                faces, fps, runs = timed_run(landmarker, path, how)
                 best = max(fps, rows.get(mode, {}).get("fps", 0.0))
                 rows[mode] = {"fps": round(best, 2), "detector_runs": runs,
                               **(score_run(faces, truth, ids) if truth else {})}
                 print(f"{path.name:24s} {mode:10s} round {round_} {fps:.2f} frames/s {rows[mode]}", flush=True)
-        rows["speedup"] = round(rows["tracking"]["fps"] / rows["per-frame"]["fps"], 2)
+        for mode in modes:
+            rows[mode]["speedup"] = round(rows[mode]["fps"] / rows["per-frame"]["fps"], 2)
         out[path.name] = rows
     return out
 
