@@ -1,7 +1,8 @@
 """Annotation readers and the training dataset: face frames from landmarks, augmentation, batching.
 
 Readers return `Sample(image, points)` with 0-based points. Formats:
-- a folder of images with a `.pts` file of the same stem beside each (300-W layout, any number of points);
+- a folder of images with a `.pts` file of the same stem beside each (300-W layout, any number of points), and
+  optionally a `.vis` file (MERL-RAV layout: 0 visible, 1 occluded, 2 self-occluded, which is left out);
 - a CSV file with header `image,x0,y0,x1,y1,...` (image path relative to the CSV file);
 - a JSON file: a list of `{"image": path, "landmarks": [[x, y], ...]}` (paths relative to the file).
 CSV and JSON coordinates are 0-based pixel centres, as in fflm's outputs.
@@ -31,6 +32,25 @@ class Sample:
     image: Path
     points: np.ndarray  # [N, 2], 0-based pixel centres
     source: str = field(default="", compare=False)  # where the points came from ("file.pts", "file.csv:3", ...)
+    weights: np.ndarray | None = field(default=None, compare=False)  # [N] loss/score weights; 0: leave out; None: all 1
+
+
+SELF_OCCLUDED = 2  # a `.vis` value: the point is hidden because the head turns away (its position is a guess)
+
+
+def read_visibility(pts: Path, num_points: int) -> np.ndarray | None:
+    """Weights from the `.vis` file beside a `.pts` file (one number a point: 0 visible, 1 occluded by something
+    else, 2 self-occluded): 0 for self-occluded points, 1 for the rest; None without a `.vis` file."""
+    vis = pts.with_suffix(".vis")
+    if not vis.is_file():
+        return None
+    try:
+        values = [int(v) for v in vis.read_text().split()]
+    except ValueError:
+        raise AnnotationError(f"{vis}: visibility values must be integers 0, 1 or 2") from None
+    if len(values) != num_points or not set(values) <= {0, 1, SELF_OCCLUDED}:
+        raise AnnotationError(f"{vis}: needs {num_points} values, each 0, 1 or 2")
+    return (np.array(values) != SELF_OCCLUDED).astype(np.float64)
 
 
 def read_annotations(source: str | Path, num_points: int | None = None) -> list[Sample]:
@@ -68,7 +88,8 @@ def _read_folder(folder: Path) -> list[Sample]:
     for pts in sorted(folder.glob("*.pts")):
         if pts.stem not in images:
             raise AnnotationError(f"{pts}: no image with the same stem beside it")
-        samples.append(Sample(images[pts.stem], read_pts(pts), str(pts)))
+        points = read_pts(pts)
+        samples.append(Sample(images[pts.stem], points, str(pts), read_visibility(pts, len(points))))
     return samples
 
 
@@ -227,7 +248,8 @@ def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augment) -> np
 
 
 class LandmarkDataset(Dataset):
-    """Training faces as R×R frames: (image uint8 [3, R, R], points float32 [N, 2] in frame pixels)."""
+    """Training faces as R×R frames: (image uint8 [3, R, R], points float32 [N, 2] in frame pixels, per-point loss
+    weights float32 [N])."""
 
     def __init__(self, samples: list[Sample], scheme: LandmarkScheme, resolution: int = 256, frame_scale: float = 1.5,
                  augment: Augment | None = None, seed: int = 0, preload: bool = True) -> None:
@@ -243,7 +265,7 @@ class LandmarkDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sample = self.samples[i]
         image = self.cache[i] if self.cache is not None else read_image(sample.image)
         rng = np.random.default_rng((self.seed, self.epoch, i)) if self.augment else None
@@ -251,8 +273,10 @@ class LandmarkDataset(Dataset):
         m, flip = frame_transform(sample.points, self.resolution, self.frame_scale, rng, aug)
         frame = warp_frame(image, m, self.resolution)
         pts = affine_points(sample.points, m)
+        weights = np.ones(len(pts)) if sample.weights is None else sample.weights
         if flip:
-            pts = pts[self.perm]
+            pts, weights = pts[self.perm], weights[self.perm]
         if rng is not None:
             frame = photometric(frame, rng, aug)
-        return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))), torch.from_numpy(pts.astype(np.float32))
+        return (torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))), torch.from_numpy(pts.astype(np.float32)),
+                torch.from_numpy(weights.astype(np.float32)))
