@@ -18,6 +18,10 @@ Examples:
   fflm eval 300w/val --boxes detector --plot ced.png
 
   fflm eval my_faces.csv --weights runs/x/best.safetensors --json > report.json
+
+  fflm eval aflw2000/yaw00_30 aflw2000/yaw30_60 aflw2000/yaw60_90      by yaw range, box-size NME beside
+
+  fflm eval aflw2000/yaw60_90,labels=../labels_merlrav,only=heldout.txt  2D labels, self-occluded points out
 """
 
 
@@ -34,7 +38,9 @@ def _json_safe(v):
 
 @app.command("eval", epilog=EXAMPLES)
 def evaluate(
-    data: Path = typer.Argument(..., help="Annotations: a 300-W style folder, a .csv or a .json file.", show_default=False),
+    data: list[str] = typer.Argument(..., help="Annotations: a 300-W style folder (with optional .vis files), a .csv "
+                                     "or a .json file; several are reported each on its own row. Settings as in "
+                                     "fflm train --data: PATH,labels=DIR,exclude=FILE,only=FILE.", show_default=False),
     weights: Path = WeightsOpt,
     boxes: str = typer.Option("landmarks", "--boxes", help="landmarks (truth's tight box), detector, or a boxes JSON file."),
     as_json: bool = typer.Option(False, "--json", help="Print the report (with per-image errors) as JSON."),
@@ -47,27 +53,36 @@ def evaluate(
 ) -> int:
     """Measure a model on annotated faces: NME, failure rate and AUC, per region, stage and face size.
 
-    NME is normalised by the outer-eye-corner distance (inter-ocular) and by the truth box diagonal;
-    FR and AUC at 0.08 and 0.10; the refined points are also scored with the global stage's estimate.
+    NME is normalised by the outer-eye-corner distance (inter-ocular), by the truth box diagonal and by the
+    truth box size √(w·h); FR and AUC at 0.08 and 0.10; the refined points are also scored with the global
+    stage's estimate. Points a .vis file marks self-occluded are left out.
     """
     from rich.progress import Progress
 
     from fflm.cli.common import make_landmarker
     from fflm.evaluate import evaluate as run_eval, plot_ced
-    from fflm.train.data import read_annotations
+    from fflm.train.sources import Source, read_source
 
-    if not data.exists():
-        raise usage(f"no such file or directory: {data}")
+    try:
+        sources = [Source.parse(d) for d in data]
+    except ValueError as e:
+        raise usage(str(e)) from None
+    for src in sources:
+        if not Path(src.path).exists():
+            raise usage(f"no such file or directory: {src.path}")
     box_source: str | dict = boxes
     if boxes not in ("landmarks", "detector"):
         from fflm.cli.common import boxes_source
 
         box_source = boxes_source(Path(boxes), None)
     lm = make_landmarker(weights, device, None, flip=flip, shape_prior=shape_prior, precision=precision)
-    samples = read_annotations(data, lm.scheme.num_points)
+    per_source = [read_source(src, lm.scheme.num_points, []) for src in sources]
+    samples = [s for part in per_source for s in part]
+    names = [src.path for src, part in zip(sources, per_source) for _ in part]
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(samples))
-        report = run_eval(lm, samples, box_source, progress=lambda done, n: bar.update(task, completed=done))
+        report = run_eval(lm, samples, box_source, progress=lambda done, n: bar.update(task, completed=done),
+                          sources=names)
     d = report.to_dict(per_image=as_json)
     d["weights"] = str(lm.weights_path)
     d["boxes"] = boxes
@@ -78,10 +93,12 @@ def evaluate(
         return 0
     from rich.table import Table
 
-    t = Table(title=f"fflm eval: {data} ({d['found']}/{d['faces']} faces, boxes: {boxes})", title_justify="left")
+    t = Table(title=f"fflm eval: {' '.join(data)} ({d['found']}/{d['faces']} faces, boxes: {boxes})",
+              title_justify="left")
     for c in ("metric", "mean %", "median %", "FR@0.08 %", "FR@0.10 %", "AUC@0.08 %", "AUC@0.10 %"):
         t.add_column(c, justify="right" if c != "metric" else "left")
-    for name, key in (("NME inter-ocular", "inter_ocular"), ("NME box diagonal", "box_diagonal")):
+    for name, key in (("NME inter-ocular", "inter_ocular"), ("NME box diagonal", "box_diagonal"),
+                      ("NME box size", "box_size")):
         s = d[key]
         t.add_row(name, *(f"{s[k]:.3f}" for k in ("mean", "median", "fr_0.08", "fr_0.10", "auc_0.08", "auc_0.10")))
     g = Table(title="per region / stage / face size (inter-ocular NME, mean %)", title_justify="left")
@@ -97,4 +114,11 @@ def evaluate(
     out = out_console()
     out.print(t)
     out.print(g)
+    if "by_source" in d:
+        b = Table(title="by source (mean %)", title_justify="left")
+        for c in ("source", "faces", "found", "NME inter-ocular", "NME box size"):
+            b.add_column(c, justify="left" if c == "source" else "right")
+        for name, v in d["by_source"].items():
+            b.add_row(name, str(v["faces"]), str(v["found"]), f"{v['inter_ocular']:.3f}", f"{v['box_size']:.3f}")
+        out.print(b)
     return 0

@@ -5,7 +5,8 @@ Keys: `resolution` (the training-frame side for this source's faces; default the
 regional network refines, the jaw of the 68-point scheme, on faces with the source's own labels; 0 leaves them
 out, e.g. for 3D-style labels whose jaw is not the visible contour),
 `labels` (a folder whose `.pts`/`.vis` files replace the source's own labels where a face has one; relative to the
-source) and `exclude` (a text file of image stems to leave out, one a line; relative to the working directory).
+source), `exclude` (a text file of image stems to leave out, one a line; relative to the working directory) and
+`only` (a text file of the stems to keep: a held-out part, for `fflm eval`).
 Examples: `300w/train_hires,resolution=768`, `aflw2000/yaw30_60,labels=../labels_merlrav,jaw=0.3`.
 """
 
@@ -31,6 +32,7 @@ class Source:
     jaw: float = 1.0
     labels: str | None = None
     exclude: str | None = None
+    only: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> "Source":
@@ -46,7 +48,7 @@ class Source:
                 raise ValueError(f"{spec!r}: unknown setting {key!r} (one of {', '.join(kinds)})")
             if not eq or not value:
                 raise ValueError(f"{spec!r}: {key} needs a value ({key}=...)")
-            if key in ("labels", "exclude"):
+            if key in ("labels", "exclude", "only"):
                 values[key] = value
                 continue
             try:
@@ -70,11 +72,11 @@ def read_source(source: Source, num_points: int, unrefined: list[int]) -> list[S
     """The source's samples with its labels override, exclusions and per-point loss weights applied."""
     samples = read_annotations(source.path, num_points)
     if source.exclude:
-        try:
-            stems = {line.strip() for line in Path(source.exclude).read_text().splitlines() if line.strip()}
-        except OSError as e:
-            raise AnnotationError(f"{source.path}: cannot read exclude list {source.exclude}: {e.strerror}") from None
+        stems = _stems(source, source.exclude)
         samples = [s for s in samples if s.image.stem not in stems]
+    if source.only:
+        stems = _stems(source, source.only)
+        samples = [s for s in samples if s.image.stem in stems]
     labels = Path(source.path) / source.labels if source.labels else None
     if labels is not None and not labels.is_dir():
         raise AnnotationError(f"{source.path}: labels folder not found: {labels}")
@@ -82,6 +84,13 @@ def read_source(source: Source, num_points: int, unrefined: list[int]) -> list[S
     if not samples:
         raise AnnotationError(f"{source.path}: no training faces left after the source's settings")
     return samples
+
+
+def _stems(source: Source, path: str) -> set[str]:
+    try:
+        return {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
+    except OSError as e:
+        raise AnnotationError(f"{source.path}: cannot read the list of images {path}: {e.strerror}") from None
 
 
 def _relabelled(sample: Sample, labels: Path | None, num_points: int, unrefined: list[int], jaw: float) -> Sample:
