@@ -256,3 +256,36 @@ def test_shared_more68_aflw_with_merlrav_labels():
     heldout = Path(__file__).resolve().parents[1] / "benchmarks" / "aflw2000_heldout.txt"
     stems = set(heldout.read_text().split())
     assert len(stems) == 338 and stems <= {p.stem for p in root.glob("yaw*/*.pts")}
+
+
+# --- annotation errors name the file and line -------------------------------------------------------------------
+
+
+def test_a_point_far_outside_the_image_names_the_file_and_line(tmp_path):
+    folder = faces(tmp_path / "f", 2)
+    lines = (folder / "f1.pts").read_text().splitlines()
+    lines[3 + 4] = "-5000 100"  # point 5, line 8 (after version, n_points and the brace)
+    (folder / "f1.pts").write_text("\n".join(lines) + "\n")
+    with pytest.raises(AnnotationError, match=r"f1.pts:8: point 5 at \(-5000, 100\) is far outside the 72 px image"):
+        read_annotations(folder, 68)
+    lines[3 + 4] = "-3 100"  # a little beyond the border is a normal annotation
+    (folder / "f1.pts").write_text("\n".join(lines) + "\n")
+    assert len(read_annotations(folder, 68)) == 2
+
+
+def test_an_image_without_a_label_names_the_file_and_line(tmp_path):
+    faces(tmp_path, 1)
+    (tmp_path / "a.csv").write_text("image," + ",".join(f"x{i},y{i}" for i in range(68)) + "\nf0.png\n")
+    with pytest.raises(AnnotationError, match=r"a.csv:2: f0.png has no points"):
+        read_annotations(tmp_path / "a.csv", 68)
+    (tmp_path / "a.json").write_text('[{"image": "f0.png"}]')
+    with pytest.raises(AnnotationError, match=r"a.json: item 0: needs 'image' and 'landmarks'"):
+        read_annotations(tmp_path / "a.json", 68)
+
+
+def test_a_flip_pair_out_of_range_names_the_scheme_file(capsys, tmp_path):
+    scheme = tmp_path / "s.json"
+    scheme.write_text(json.dumps({"name": "x", "num_points": 3, "regions": [], "flip_pairs": [[0, 7]],
+                                  "norm_points": [0, 1]}))
+    rc, _, err = cli(capsys, *tiny(faces(tmp_path / "f", 2), tmp_path / "run", "--scheme", scheme))
+    assert rc == 1 and one_error(err) == f"fflm: error: {scheme}: bad flip pair (0, 7): points are numbered 0..2, each in one pair"

@@ -39,6 +39,16 @@ def tiny_png(path: Path) -> Path:
     return write_png(path, np.full((8, 10, 3), 90, np.uint8))
 
 
+_BIG: list[Path] = []
+
+
+def big_png(tmp_path_factory) -> Path:
+    """One 5100 px uniform PNG for the whole run (readers check that points are not far outside the image)."""
+    if not _BIG:
+        _BIG.append(write_png(tmp_path_factory.mktemp("big") / "big.png", np.full((5100, 5100, 3), 90, np.uint8)))
+    return _BIG[0]
+
+
 def blob(shape: tuple[int, int], centre, sigma: float) -> np.ndarray:
     """A Gaussian dot of peak 1 centred on `centre` in 0-based pixel-centre coordinates."""
     ys, xs = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
@@ -82,7 +92,7 @@ def symmetric_face(centre_x: float = 100.0, seed: int = 0) -> np.ndarray:
 
 
 def test_folder_reader_pts_is_one_based(tmp_path):
-    img = tiny_png(tmp_path / "face.png")
+    img = write_png(tmp_path / "face.png", np.full((500, 700, 3), 90, np.uint8))  # holds the point at (639, 479)
     (tmp_path / "face.pts").write_text("version: 1\nn_points: 3\n{\n1 1\n10.5 20.25\n640 480\n}\n")
     [s] = read_annotations(tmp_path)
     assert s.image == img
@@ -147,7 +157,7 @@ point_sets = st.integers(2, 6).flatmap(
 def test_readers_round_trip_exactly(tmp_path_factory, pts):
     pts = np.array(pts, dtype=np.float64)
     root = tmp_path_factory.mktemp("rt")
-    tiny_png(root / "f.png")
+    (root / "f.png").symlink_to(big_png(tmp_path_factory))  # large enough that no point is far outside it
     (root / "f.pts").write_text(format_pts(pts))  # 1-based on disk
     with open(root / "a.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -194,7 +204,7 @@ def test_wrong_point_count_names_the_annotation(tmp_path):
 def test_points_spanning_no_area_name_the_annotation(tmp_path):
     """A face frame is built from the points' box: points all at one place or on one line are refused by name
     (they would give a frame of side 0 and NaN everywhere downstream)."""
-    tiny_png(tmp_path / "dir" / "face.png")
+    write_png(tmp_path / "dir" / "face.png", np.full((40, 40, 3), 90, np.uint8))
     pts = tmp_path / "dir" / "face.pts"
     for points in ([[20.0, 20.0]] * 3, [[5.0, 20.0], [9.0, 20.0], [30.0, 20.0]]):
         pts.write_text(format_pts(np.array(points)))

@@ -76,7 +76,31 @@ def read_annotations(source: str | Path, num_points: int | None = None) -> list[
         extent = s.points.max(axis=0) - s.points.min(axis=0)
         if not np.isfinite(s.points).all() or (extent <= 0).any():
             raise AnnotationError(f"{s.source or s.image}: the points span no area (all on one line or at one place)")
+        _check_inside(s)
     return samples
+
+
+def _check_inside(sample: Sample) -> None:
+    """Refuse a point more than the image's own size outside it: a typo (-5000), not an annotation. (Points a
+    little beyond the border are normal: 300-W annotates faces cut by the frame.)"""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(sample.image) as im:
+            side = max(im.size)  # EXIF rotation may swap the sides: the larger bounds both
+    except (OSError, UnidentifiedImageError):
+        return  # an unreadable image fails with its own message when it is read
+    far = np.nonzero(((sample.points < -side) | (sample.points > 2 * side)).any(axis=1))[0]
+    if not len(far):
+        return
+    k = int(far[0])
+    where = sample.source or str(sample.image)
+    if where.endswith(".pts"):
+        from fflm.pts import point_line
+
+        where = f"{where}:{point_line(Path(where).read_text(), k)}"
+    x, y = sample.points[k] + (1 if ".pts:" in where else 0)  # as written in the file: .pts is 1-based
+    raise AnnotationError(f"{where}: point {k + 1} at ({x:g}, {y:g}) is far outside the {side} px image")
 
 
 def _read_folder(folder: Path) -> list[Sample]:
@@ -103,6 +127,8 @@ def _read_csv(path: Path) -> list[Sample]:
         for no, row in enumerate(reader, 2):
             if not row:
                 continue
+            if len(row) == 1:
+                raise AnnotationError(f"{path}:{no}: {row[0]} has no points")
             if len(row) != len(header):
                 raise AnnotationError(f"{path}:{no}: {len(row)} columns, the header has {len(header)}")
             try:
