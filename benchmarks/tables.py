@@ -48,13 +48,21 @@ def fmt(value: object, spec: str = "{}") -> str:
     return "—" if value is None else spec.format(value)
 
 
-def markdown(header: list[str], rows: list[list[str]], align: str, *runs: dict) -> str:
-    """A Markdown table (align: one l/r per column) and the line naming the runs it comes from."""
+def grid(header: list[str], rows: list[list[str]], align: str) -> str:
+    """A Markdown table; align: one l/r per column."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def source(*runs: dict) -> str:
+    """The line naming the runs a table comes from: command and date of each, and the machine."""
     sources = "; ".join(f"{_code(r['command'])}, {r['date']}" for r in runs)
-    machines = sorted({r["machine"] for r in runs})
-    return "\n".join(lines) + f"\n\nSource: {sources}; {', '.join(machines)}.\n"
+    return f"Source: {sources}; {', '.join(sorted({r['machine'] for r in runs}))}.\n"
+
+
+def markdown(header: list[str], rows: list[list[str]], align: str, *runs: dict) -> str:
+    """A Markdown table and its source line."""
+    return grid(header, rows, align) + "\n" + source(*runs)
 
 
 def _code(command: str) -> str:
@@ -104,7 +112,7 @@ def eval_300w() -> str:
     run = load("eval-300w-val")
     rows = [[r["setting"], fmt(r["mean"], "{:.3f} %"), fmt(r["median"], "{:.2f} %"), fmt(r["fr_008"], "{:.2f} %"),
              fmt(r["auc_008"], "{:.1f}"), fmt(r["fr_010"], "{:.2f} %"), fmt(r["auc_010"], "{:.1f}")]
-            for r in run["figures"]["rows"] if r["weights"] != "fflm-300w-68-stacks2"]
+            for r in run["figures"]["rows"] if r["weights"] == "fflm-300w-68"]
     return markdown(["`fflm-300w-68` on 300-W val", "mean", "median", "FR@0.08", "AUC@0.08", "FR@0.10", "AUC@0.10"],
                     rows, "lrrrrrr", run)
 
@@ -183,33 +191,26 @@ def train_step() -> str:
     return markdown(["threads", "bfloat16 ms/step", "float32 ms/step", "float32 / bfloat16"], rows, "rrrr", run)
 
 
-def detector_scenes() -> str:
+def detector() -> str:
+    """The built-in detector against YuNet from one run: scene photos, the 8K mosaic, 300-W."""
     run = load("detector")
-    rows = [[r["detector"]] + [fmt(r[k], "{:.3f}") for k in ("r20_32", "r20", "r32", "r64", "precision")]
-            for r in run["figures"]["scenes"]]
-    return markdown(["221 held-out scene photos, IoU 0.5", "recall 20-32 px", "recall ≥ 20", "recall ≥ 32",
-                     "recall ≥ 64", "precision"], rows, "lrrrrr", run)
-
-
-def detector_mosaic() -> str:
-    run = load("detector")
-    rows = [[r["detector"]] + [fmt(r[k], "{:.3f}") for k in ("r40", "r60", "precision")] + [fmt(r["seconds"], "{:.2f}")]
-            for r in run["figures"]["mosaic"]]
-    return markdown(["8K mosaic, 118 faces ≥ 40 px", "recall ≥ 40", "recall ≥ 60", "precision", "seconds"], rows,
-                    "lrrrr", run)
-
-
-def detector_300w() -> str:
-    run = load("detector")
-    rows = [[r["detector"], fmt(r["found"], "{:.3f}"), fmt(r["nme_detector_boxes"], "{:.3f} %"),
-             fmt(r["nme_landmark_boxes"], "{:.3f} %")] for r in run["figures"]["w300"]]
-    return markdown(["300-W val (554 crops)", "found (IoU ≥ 0.5)", "NME, its boxes", "NME, boxes from landmarks"],
-                    rows, "lrrr", run)
+    f = run["figures"]
+    scenes = grid(["221 held-out scene photos, IoU 0.5", "recall 20-32 px", "recall ≥ 20", "recall ≥ 32", "recall ≥ 64",
+                   "precision"], [[r["detector"]] + [fmt(r[k], "{:.3f}") for k in ("r20_32", "r20", "r32", "r64",
+                                                                                   "precision")] for r in f["scenes"]],
+                  "lrrrrr")
+    mosaic = grid(["8K mosaic, 118 faces ≥ 40 px", "recall ≥ 40", "recall ≥ 60", "precision", "seconds"],
+                  [[r["detector"]] + [fmt(r[k], "{:.3f}") for k in ("r40", "r60", "precision")]
+                   + [fmt(r["seconds"], "{:.2f}")] for r in f["mosaic"]], "lrrrr")
+    w300 = grid(["300-W val (554 crops)", "found (IoU ≥ 0.5)", "NME, its boxes", "NME, boxes from landmarks"],
+                [[r["detector"], fmt(r["found"], "{:.3f}"), fmt(r["nme_detector_boxes"], "{:.3f} %"),
+                  fmt(r["nme_landmark_boxes"], "{:.3f} %")] for r in f["w300"]], "lrrr")
+    return "\n".join((scenes, mosaic, w300, source(run)))
 
 
 TABLES: dict[str, Callable[[], str]] = {f.__name__.replace("_", "-"): f for f in (
     models, accuracy_dlib, accuracy_regions, eval_300w, speed, bench, bench_batch, precision, landmark_stage,
-    speed_accuracy, detector_speed, train_step, detector_scenes, detector_mosaic, detector_300w)}
+    speed_accuracy, detector_speed, train_step, detector)}
 README_TABLES = ("models", "accuracy-dlib", "speed")
 
 
