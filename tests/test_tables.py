@@ -77,3 +77,13 @@ def test_bench_record_writes_a_dated_file_the_tables_read(tables, tmp_path, monk
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     monkeypatch.setitem(tables.RUNS, "bench", first.stem)
     assert tables.bench().split("\n\nSource:")[0] == expected
+
+
+def test_bench_record_into_a_file_is_a_usage_error_before_any_run(tmp_path, monkeypatch, capsys):
+    import fflm.bench
+
+    monkeypatch.setattr(fflm.bench, "run_bench", lambda *a, **k: pytest.fail("ran the benchmark"))
+    (tmp_path / "f.json").write_text("{}")
+    assert main(["bench", "--record", str(tmp_path / "f.json")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is a file" in err

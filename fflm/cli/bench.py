@@ -23,7 +23,8 @@ Examples:
 
 
 def machine() -> tuple[str, str]:
-    """This machine in words and as a file-name slug, e.g. ("2-core AMD EPYC 7B13, no GPU", "amd-epyc-7b13-2cpu")."""
+    """This machine in words and as a file-name slug, e.g. ("2-core AMD EPYC 7B13, no GPU, torch 2.13.0+cpu",
+    "amd-epyc-7b13-2cpu")."""
     import os
     import platform
     import re
@@ -103,6 +104,8 @@ def bench(
         from fflm.cli.app import usage
 
         raise usage(f"--detector for bench is builtin or none, got {detector!r}")
+    if record_dir is not None:
+        record_dir.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the whole run
     report = run_bench(str(weights) if weights else None, device.value, size_list, repeat, frames, detector, workdir,
                        dlib, flip, precision.value)
     if as_json:
