@@ -69,7 +69,7 @@ class Landmarker:
     default; "yunet" needs a model file so pass an object; "none" = the whole image is the face).
     `shape_prior`: use the weights' shape model, when they have one, on the points no region refines.
     `precision`: the landmark networks' arithmetic, `float32`, `bfloat16`, or `auto` (bfloat16 where the device
-    computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see README).
+    computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see docs/benchmarks.md).
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
