@@ -227,10 +227,12 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def list_images(folder: str | Path, recursive: bool = False, exclude: str | Path | None = None) -> list[Path]:
     """Image files in a folder (extensions case-insensitive), sorted by path; never fflm's own overlays
-    (`*.fflm.<ext>`) nor anything under `exclude` (an overlay folder inside the input folder)."""
+    (`*.fflm.<ext>`) nor anything under `exclude` when that lies inside the folder (an overlay folder)."""
     folder = Path(folder)
     pattern = "**/*" if recursive else "*"
     skip = Path(os.path.realpath(exclude)) if exclude is not None else None
+    if skip is not None and Path(os.path.realpath(folder)) not in skip.parents:
+        skip = None  # only a folder inside the listed one is left out
 
     def wanted(p: Path) -> bool:
         if not (p.is_file() and is_image_path(p)) or Path(p.stem).suffix.lower() == OWN_OUTPUT:

@@ -162,8 +162,7 @@ class ResultWriter:
         if fmt in ("jsonl", "csv"):
             self.stream = open_stream(self.out)
             if fmt == "csv":
-                self.csv = csv.writer(self.stream, lineterminator="\n")
-                self.csv.writerow(csv_header(num_points))
+                self.stream.write(",".join(csv_header(num_points)) + "\n")
                 self.stream.flush()
         elif fmt == "json":
             self.body = tempfile.TemporaryFile()
@@ -177,8 +176,10 @@ class ResultWriter:
             elif self.fmt == "jsonl":
                 self.stream.write(json.dumps(r.to_dict()) + "\n")
                 self.stream.flush()
-            elif self.fmt == "csv":
-                self.csv.writerows(csv_rows(r, self.num_points))
+            elif self.fmt == "csv":  # one write per image: a stop between two writes never cuts an image's rows
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\n").writerows(csv_rows(r, self.num_points))
+                self.stream.write(buf.getvalue())
                 self.stream.flush()
             else:
                 d = r.to_dict()
@@ -188,7 +189,7 @@ class ResultWriter:
         except OutputError:
             raise
         except OSError as e:
-            raise OutputError(f"cannot write {self.out}: {why(e)}") from None
+            raise OutputError(f"cannot write {'stdout' if str(self.out) == STDOUT else self.out}: {why(e)}") from None
 
     def close(self, incomplete: str | None = None) -> None:
         """Finish the output; `incomplete` (why the run stopped) marks a JSON output as holding only part of
