@@ -32,6 +32,8 @@ class Command(TyperCommand):
         for p in params:
             if getattr(p, "is_flag", False) and p.metavar is None:
                 p.metavar = ""
+            if p.param_type_name == "argument":  # its name (IMAGE..., SOURCE) says it; no `<list[Path]>`
+                p.display_type_rich = lambda ctx: None
             if getattr(p, "help", None):
                 p.help = _one_line_paragraphs(p.help)
         return params
@@ -111,9 +113,9 @@ TilesOpt = typer.Option("auto", "--tiles", metavar="N", help="Tiled detection fo
                         "along the long side.")
 MaxFacesOpt = typer.Option(None, "--max-faces", min=1, metavar="N", help="Keep at most N faces per image (best "
                            "scores first).")
-DetectorThresholdOpt = typer.Option(None, "--detector-threshold", min=0.0, max=1.0, metavar="X",
-                                    help="Face score threshold (default: the detector's own, 0.55 for builtin, 0.6 "
-                                    "for yunet); lower finds more faces, with more false ones.")
+DetectorThresholdOpt = typer.Option(None, "--detector-threshold", metavar="X",
+                                    help="Face score threshold from 0 to 1 (default: the detector's own, 0.55 for "
+                                    "builtin, 0.6 for yunet); lower finds more faces, with more false ones.")
 FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
                        "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark "
                        "stage ~25 % faster.")
@@ -124,7 +126,7 @@ OutOpt = typer.Option(None, "--out", "-o", metavar="PATH", help="Output file (a 
 FormatOpt = typer.Option(None, "--format", "-f", metavar="FORMAT", case_sensitive=False, show_default=False,
                          help="json, jsonl, csv or pts (one 300-W file per face); default: by --out's extension "
                          "(.jsonl, .csv), else json.")
-ThreadsOpt = typer.Option(0, "--threads", min=0, max=1024, metavar="N", help="Torch CPU threads (0: torch's default).")
+ThreadsOpt = typer.Option(0, "--threads", min=0, metavar="N", help="Torch CPU threads (0: torch's default).")
 
 
 def usage(message: str) -> Exception:

@@ -17,6 +17,8 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
 
     if weights is not None and not weights.exists():
         raise usage(f"no such weights file: {weights}")
+    if detector_threshold is not None and not 0.0 <= detector_threshold <= 1.0:
+        raise usage(f"--detector-threshold is a score from 0 to 1, got {detector_threshold:g}")
     try:
         from fflm.pipeline import pick_device
 

@@ -32,12 +32,12 @@ OVERLAY_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 @app.command(epilog=EXAMPLES)
 def detect(
-    images: list[Path] = typer.Argument(..., metavar="IMAGE...", show_default=False,
+    images: list[Path] = typer.Argument(..., metavar="IMAGE", show_default=False,
                                         help="Image files, decoded by their content; - reads one from stdin."),
     out: Path = OutOpt,
     fmt: Format = FormatOpt,
     overlay: Path = typer.Option(None, "--overlay", metavar="PATH", help="Draw the faces: an image file (one "
-                                 "input) or a folder (FOLDER/<name>.fflm.jpg per input)."),
+                                 "input) or a folder (one NAME.fflm.jpg per input)."),
     boxes: Path = BoxesOpt,
     weights: Path = WeightsOpt,
     device=DeviceOpt,
