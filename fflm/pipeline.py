@@ -175,8 +175,9 @@ class Landmarker:
             c, unrefined = self.model.config.shape_prior, self.scheme.unrefined_indices
             final = np.stack([regularise(f, self.shape, unrefined, c.weight, c.blend, c.prior) for f in final])
         glob = out["global"][-1].float().cpu().numpy().astype(np.float64)
-        final[..., 0] += self.model.config.mirror_offset  # the annotations' convention (see ModelConfig)
-        glob[..., 0] += self.model.config.mirror_offset
+        shift = self.model.config.mirror_shift(final)[:, None]  # the annotations' convention (see ModelConfig)
+        final[..., 0] += shift
+        glob[..., 0] += shift
         scores = out["scores"].float().cpu().numpy().astype(np.float64)
         return [Face(d.box, float(d.score), final[k], scores[k], glob[k]) for k, d in enumerate(dets)]
 

@@ -413,7 +413,8 @@ def test_init_keeps_the_mirror_offset_unless_refit(tmp_path, data, weights):
     model.config.mirror_offset = 0.9
     save_model(tmp_path / "cal.safetensors", model, meta)
     kept, notes = build_model(config(tmp_path / "run", train_dir, init=str(tmp_path / "cal.safetensors")))
-    assert kept.config.mirror_offset == 0.9 and any("kept its mirror offset +0.900 px" in n for n in notes)
+    assert kept.config.mirror_offset == 0.9 and any("kept its mirror offset +0.9 " in n for n in notes)
+    assert kept.config.mirror_offset_unit == model.config.mirror_offset_unit
     refit = build_model(config(tmp_path / "r", train_dir, init=str(tmp_path / "cal.safetensors"), refit=True))[0]
     assert refit.config.mirror_offset == 0.0
 

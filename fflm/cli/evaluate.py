@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import DeviceOpt, FlipOpt, PrecisionOpt, WeightsOpt, app, err, out_console, usage
+from fflm.cli.app import (DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt,
+                          PrecisionOpt, ThreadsOpt, WeightsOpt, app, err, out_console, usage)
 
 EXAMPLES = """
 Examples:
@@ -16,6 +17,8 @@ Examples:
   fflm eval 300w/val
 
   fflm eval 300w/val --boxes detector --plot ced.png
+
+  fflm eval 300w/val --boxes detector --detector yunet --detector-model yunet.onnx
 
   fflm eval my_faces.csv --weights runs/x/best.safetensors --json > report.json
 
@@ -38,18 +41,24 @@ def _json_safe(v):
 
 @app.command("eval", epilog=EXAMPLES)
 def evaluate(
-    data: list[str] = typer.Argument(..., help="Annotations: a 300-W style folder (with optional .vis files), a .csv "
-                                     "or a .json file; several are reported each on its own row. Settings as in "
-                                     "fflm train --data: PATH,labels=DIR,exclude=FILE,only=FILE.", show_default=False),
+    data: list[str] = typer.Argument(..., metavar="DATA...", show_default=False,
+                                     help="Annotations: a 300-W style folder (with optional .vis files), a .csv "
+                                     "(fflm's own layout too) or a .json file; several are reported each on its own "
+                                     "row. Settings as in fflm train --data: PATH,labels=DIR,exclude=FILE,only=FILE."),
     weights: Path = WeightsOpt,
-    boxes: str = typer.Option("landmarks", "--boxes", help="landmarks (truth's tight box), detector, or a boxes JSON file."),
+    boxes: str = typer.Option("landmarks", "--boxes", metavar="SOURCE", help="landmarks (truth's tight box), "
+                              "detector (the --detector's faces), or a boxes JSON file."),
     as_json: bool = typer.Option(False, "--json", help="Print the report (with per-image errors) as JSON."),
-    plot: Path = typer.Option(None, "--plot", help="Write the cumulative error curve as PNG."),
+    plot: Path = typer.Option(None, "--plot", metavar="FILE", help="Write the cumulative error curve as PNG."),
     flip: bool = FlipOpt,
     shape_prior: bool = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model "
                                      "(when they have one) on the points no region refines, as detect does."),
     device=DeviceOpt,
     precision=PrecisionOpt,
+    detector=DetectorOpt,
+    detector_model: Path = DetectorModelOpt,
+    detector_threshold: float = DetectorThresholdOpt,
+    threads: int = ThreadsOpt,
 ) -> int:
     """Measure a model on annotated faces: NME, failure rate and AUC, per region, stage and face size.
 
@@ -59,7 +68,7 @@ def evaluate(
     """
     from rich.progress import Progress
 
-    from fflm.cli.common import make_landmarker
+    from fflm.cli.common import make_landmarker, set_threads
     from fflm.evaluate import evaluate as run_eval, plot_ced
     from fflm.train.sources import Source, read_source
 
@@ -75,7 +84,13 @@ def evaluate(
         from fflm.cli.common import boxes_source
 
         box_source = boxes_source(Path(boxes), None)
-    lm = make_landmarker(weights, device, None, flip=flip, shape_prior=shape_prior, precision=precision)
+    if boxes != "detector" and (detector != DetectorChoice.builtin or detector_model or detector_threshold is not None):
+        raise usage("--detector, --detector-model and --detector-threshold are for --boxes detector")
+    if boxes == "detector" and detector == DetectorChoice.none:
+        raise usage("--boxes detector needs a detector: --detector builtin or yunet")
+    set_threads(threads)
+    lm = make_landmarker(weights, device, detector if boxes == "detector" else None, detector_model,
+                         detector_threshold=detector_threshold, flip=flip, shape_prior=shape_prior, precision=precision)
     per_source = [read_source(src, lm.scheme.num_points, []) for src in sources]
     samples = [s for part in per_source for s in part]
     names = [src.path for src, part in zip(sources, per_source) for _ in part]

@@ -3,7 +3,8 @@
 Readers return `Sample(image, points)` with 0-based points. Formats:
 - a folder of images with a `.pts` file of the same stem beside each (300-W layout, any number of points), and
   optionally a `.vis` file (MERL-RAV layout: 0 visible, 1 occluded, 2 self-occluded, which is left out);
-- a CSV file with header `image,x0,y0,x1,y1,...` (image path relative to the CSV file);
+- a CSV file: fflm's own results layout (`image, …, x_0, y_0, x_1, y_1, …`; see docs/outputs.md) or
+  `image,x0,y0,x1,y1,...` (image paths relative to the CSV file, else to the working directory);
 - a JSON file: a list of `{"image": path, "landmarks": [[x, y], ...]}` (paths relative to the file).
 CSV and JSON coordinates are 0-based pixel centres, as in fflm's outputs.
 """
@@ -118,28 +119,46 @@ def _read_folder(folder: Path) -> list[Sample]:
 
 
 def _read_csv(path: Path) -> list[Sample]:
+    """One face per row, in either layout: fflm's own (`image`, then any columns, the points as named columns
+    `x_0, y_0, …`; rows with face `none` are skipped), as `fflm detect/batch -f csv` writes it, or the plain
+    `image,x0,y0,x1,y1,…` (a column pair per point). A relative image path is looked up beside the CSV file,
+    then in the working directory (where fflm's results name their images as given on its command line)."""
     samples = []
     with open(path, newline="") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if not header or header[0].strip() != "image" or (len(header) - 1) % 2:
-            raise AnnotationError(f"{path}:1: header must be image,x0,y0,x1,y1,...")
+        header = [h.strip() for h in next(reader, None) or []]
+        n = sum(1 for h in header if h.startswith("x_"))
+        named = n > 0 and header[:1] == ["image"]
+        if named:
+            try:
+                cols = [header.index(f"{a}_{i}") for i in range(n) for a in "xy"]
+            except ValueError:
+                raise AnnotationError(f"{path}:1: fflm's CSV layout needs columns x_0, y_0 … x_{n - 1}, y_{n - 1}") from None
+        elif not header or header[0] != "image" or (len(header) - 1) % 2:
+            raise AnnotationError(f"{path}:1: header must be fflm's CSV layout (image, …, x_0, y_0, x_1, y_1, …) "
+                                  "or image,x0,y0,x1,y1,… (a column pair per point)")
+        else:
+            cols = list(range(1, len(header)))
+        face = header.index("face") if named and "face" in header else None
         for no, row in enumerate(reader, 2):
-            if not row:
+            if not row or (face is not None and len(row) > face and row[face] == "none"):
                 continue
             if len(row) == 1:
                 raise AnnotationError(f"{path}:{no}: {row[0]} has no points")
             if len(row) != len(header):
                 raise AnnotationError(f"{path}:{no}: {len(row)} columns, the header has {len(header)}")
             try:
-                values = np.array([float(v) for v in row[1:]], dtype=np.float64)
+                values = np.array([float(row[c]) for c in cols], dtype=np.float64)
             except ValueError:
                 raise AnnotationError(f"{path}:{no}: non-numeric coordinate") from None
             if not np.isfinite(values).all():
                 raise AnnotationError(f"{path}:{no}: non-finite coordinate")
             image = path.parent / row[0]
+            if not image.is_file() and Path(row[0]).is_file():
+                image = Path(row[0])
             if not image.is_file():
-                raise AnnotationError(f"{path}:{no}: image not found: {image}")
+                raise AnnotationError(f"{path}:{no}: image not found: {row[0]} (looked beside the CSV file and "
+                                      "in the working directory)")
             samples.append(Sample(image, values.reshape(-1, 2), f"{path}:{no}"))
     return samples
 

@@ -115,8 +115,9 @@ def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
         model_cfg = ModelConfig(**{**asdict(base), "scheme": scheme.to_dict(), "crop_size": cfg.crop_size,
                                    "mirror_offset": 0.0 if cfg.refit else base.mirror_offset})
         if not cfg.refit and base.mirror_offset:
-            notes.append(f"--init {cfg.init}: kept its mirror offset {base.mirror_offset:+.3f} px (--refit: measure "
-                         "it anew with python -m fflm.train.calibrate)")
+            unit = "px" if base.mirror_offset_unit == "px" else "of the face frame"
+            notes.append(f"--init {cfg.init}: kept its mirror offset {base.mirror_offset:+.4g} {unit} (--refit: "
+                         "measure it anew with python -m fflm.train.calibrate)")
         if cfg.width:
             model_cfg = replace(model_cfg, global_net=replace(model_cfg.global_net, width=cfg.width),
                                 regional_net=replace(model_cfg.regional_net, width=cfg.width))
