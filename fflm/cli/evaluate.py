@@ -22,9 +22,10 @@ Examples:
 
   fflm eval my_faces.csv --weights runs/x/best.safetensors --json > report.json
 
-  fflm eval aflw2000/yaw00_30 aflw2000/yaw30_60 aflw2000/yaw60_90      by yaw range, box-size NME beside
+  fflm eval yaw00_30/ yaw30_60/ yaw60_90/      by yaw range, box-size NME beside
 
-  fflm eval aflw2000/yaw60_90,labels=../labels_merlrav,only=heldout.txt  2D labels, self-occluded points out
+  fflm eval yaw60_90/,labels=../merlrav,only=heldout.txt
+      2D labels, self-occluded points left out
 """
 
 

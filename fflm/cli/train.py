@@ -16,11 +16,11 @@ Examples:
 
   fflm train --data my_faces/ --scheme my_scheme.json --init weights/fflm-300w-68.safetensors --epochs 20
 
-  fflm train --data 300w/train --data 300w/train_hires,resolution=768 --init best.safetensors
-                                          small and full-resolution faces, each at its own frame size
+  fflm train --data 300w/train --data hires/,resolution=768 --init best.safetensors
+      small and full-resolution faces, each at its own frame size
 
-  fflm train --data 300w/train --data aflw2000/yaw30_60,labels=../labels_merlrav,jaw=0.3,repeat=2
-                                          turned heads: 2D labels where present, the 3D-style jaw down-weighted
+  fflm train --data 300w/train --data yaw30_60/,labels=../merlrav,jaw=0.3,repeat=2
+      turned heads: 2D labels where present, the 3D-style jaw down-weighted
 
   fflm train --data 300w/train --init best.safetensors --augment rotate=6,blur=0      gentler augmentation
 
@@ -42,9 +42,10 @@ class Loss(str, Enum):
 
 @app.command(epilog=EXAMPLES)
 def train(
-    data: list[str] = typer.Option(None, "--data", help="Training annotations: a 300-W style folder (with optional "
+    data: list[str] = typer.Option(None, "--data", metavar="SOURCE", help="Training annotations: a 300-W style folder (with optional "
                                    ".vis files), a .csv or a .json file; repeat for several sources, each optionally "
-                                   "followed by settings: PATH,resolution=768,repeat=2,jaw=0.5,labels=DIR,exclude=FILE.",
+                                   "followed by settings as PATH,KEY=VALUE,... (keys: resolution, repeat, jaw, labels, exclude; "
+                                   "e.g. hires/,resolution=768).",
                                    show_default=False),
     val: Path = typer.Option(None, "--val", help="Validation annotations (same formats); selects the best epoch."),
     scheme: str = typer.Option(None, "--scheme", help="Landmark scheme: 68 or a scheme JSON file (default: --init's "
