@@ -1,4 +1,4 @@
-"""The built-in face detector against YuNet, in one run: the figures issue 8 asks for.
+"""The built-in face detector against YuNet, in one run: the figures its card reports.
 
     python benchmarks/detector.py [--shared ../shared] [--detector-model M] [--weights W] [--threads 1] [--json out.json]
 

@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("fflm")  # the one source is pyproject.toml, through the installed package's metadata
+except PackageNotFoundError:  # pragma: no cover - a source tree used without installing it
+    __version__ = "0+unknown"
 __all__ = ["Landmarker", "Face", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -4,6 +4,8 @@ Formulas (per face, N points, prediction p, truth t):
 - NME (inter-ocular) = mean_i ‖p_i - t_i‖ / ‖t_a - t_b‖, with a, b the scheme's normalisation points
   (outer eye corners 36 and 45 for 300-W).
 - NME (box diagonal) = mean_i ‖p_i - t_i‖ / ‖(max t) - (min t)‖, the diagonal of the truth's tight box.
+- NME (box size) = mean_i ‖p_i - t_i‖ / √(w·h) of the truth's tight box (the usual AFLW2000 measure).
+- Points a `.vis` file marks self-occluded (weight 0) are left out of the mean; the box is all points'.
 - FR@x: the fraction of faces with NME > x. AUC@x: the area under the cumulative error distribution
   from 0 to x, divided by x, i.e. mean_faces (x - min(NME, x)) / x. Faces not found count as NME = ∞.
 - Per-group NME uses the same normaliser over the group's points only.
@@ -21,16 +23,28 @@ from fflm.geometry import best_overlap, points_box
 SIZE_BUCKETS = ((0, 256), (256, 512), (512, 1024), (1024, float("inf")))
 
 
-def nme(pred: np.ndarray, truth: np.ndarray, norm_points: tuple[int, int] | None, norm_truth: np.ndarray | None = None) -> np.ndarray:
+BOX_SIZE = "box_size"  # `nme`'s normaliser √(w·h) of the truth's tight box
+
+
+def nme(pred: np.ndarray, truth: np.ndarray, norm_points: tuple[int, int] | str | None,
+        norm_truth: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
     """Per-face NME [B] of pred vs truth [B, N, 2]. `norm_points` index into `norm_truth` (default `truth`);
-    None normalises by the diagonal of the truth's tight box."""
+    None normalises by the diagonal of the truth's tight box, BOX_SIZE by √(w·h) of that box. `weights` [B, N]:
+    each point's share of the mean (0: left out, e.g. self-occluded)."""
     pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
     ref = truth if norm_truth is None else np.asarray(norm_truth, np.float64)
-    if norm_points is None:
-        d = np.linalg.norm(ref.max(axis=-2) - ref.min(axis=-2), axis=-1)
+    if norm_points is None or norm_points == BOX_SIZE:
+        extent = ref.max(axis=-2) - ref.min(axis=-2)
+        d = np.linalg.norm(extent, axis=-1) if norm_points is None else np.sqrt(extent[..., 0] * extent[..., 1])
     else:
         d = np.linalg.norm(ref[:, norm_points[0]] - ref[:, norm_points[1]], axis=-1)
-    return np.linalg.norm(pred - truth, axis=-1).mean(axis=-1) / np.maximum(d, 1e-12)
+    dist = np.linalg.norm(pred - truth, axis=-1)
+    if weights is None:
+        mean = dist.mean(axis=-1)
+    else:
+        w = np.asarray(weights, np.float64)
+        mean = (dist * w).sum(axis=-1) / np.maximum(w.sum(axis=-1), 1e-12)
+    return mean / np.maximum(d, 1e-12)
 
 
 def contour_errors(pred: np.ndarray, truth: np.ndarray, contour: list[int], norm_points: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +104,8 @@ class EvalReport:
     face_size: np.ndarray  # max side of the truth's tight box, px
     nme_io: np.ndarray  # inter-ocular NME per face (inf when no face was found)
     nme_diag: np.ndarray
+    nme_box: np.ndarray | None = None  # box-size NME per face (√(w·h) of the truth's box)
+    sources: list[str] | None = None  # each face's data source (e.g. a yaw range's folder), for `by_source`
     groups: dict[str, np.ndarray] = field(default_factory=dict)
     refined: np.ndarray | None = None  # NME on the refined points, final prediction
     refined_global: np.ndarray | None = None  # NME on the same points, global stage's estimate
@@ -104,6 +120,7 @@ class EvalReport:
             "found": int(found.sum()),
             "inter_ocular": summary(self.nme_io),
             "box_diagonal": summary(self.nme_diag),
+            "box_size": summary(self.nme_box) if self.nme_box is not None else None,
             "groups": {k: 100 * float(np.mean(v[found])) for k, v in self.groups.items()},
             "seconds": round(self.seconds, 2),
         }
@@ -119,6 +136,13 @@ class EvalReport:
                 name = f"{int(lo)}-{int(hi)}" if np.isfinite(hi) else f">{int(lo)}"
                 d["by_face_size"][name] = {"faces": int(sel.sum()), "mean": 100 * float(np.mean(self.nme_io[sel & found]))
                                            if (sel & found).any() else float("nan")}
+        if self.sources is not None and len(set(self.sources)) > 1:
+            src = np.array(self.sources)
+            d["by_source"] = {name: {"faces": int((src == name).sum()), "found": int((found & (src == name)).sum()),
+                                     "inter_ocular": summary(self.nme_io[src == name])["mean"],
+                                     "box_size": summary(self.nme_box[src == name])["mean"],
+                                     "found_fraction": float(np.mean(found[src == name]))}
+                              for name in dict.fromkeys(self.sources)}
         if per_image:
             d["per_image"] = [{"image": im, "face_size": round(float(s), 1), "nme_io": _num(a), "nme_diag": _num(b)}
                               for im, s, a, b in zip(self.images, self.face_size, self.nme_io, self.nme_diag)]
@@ -129,11 +153,14 @@ def _num(v: float) -> float | None:
     return round(100 * float(v), 4) if np.isfinite(v) else None
 
 
-def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_size: int = 16, progress=None) -> EvalReport:
+def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_size: int = 16, progress=None,
+             sources: list[str] | None = None) -> EvalReport:
     """Run `landmarker` on annotated samples (fflm.train.data.Sample) and measure it.
 
     boxes: "landmarks" (the truth's tight box), "detector" (the landmarker's detector; the detection
     overlapping the truth most is used, none means not found), or a dict {basename: [[x0, y0, x1, y1]]}.
+    Samples' point weights (from `.vis` files) leave self-occluded points out; `sources`: each sample's source
+    name, reported per source.
     """
     import time
 
@@ -145,6 +172,8 @@ def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_s
     preds = np.full((n, scheme.num_points, 2), np.nan)
     glob = np.full_like(preds, np.nan)
     truth = np.stack([s.points for s in samples])
+    vis = np.stack([np.ones(scheme.num_points) if s.weights is None else (s.weights > 0).astype(float)
+                    for s in samples])
     t0 = time.perf_counter()
     for start in range(0, n, batch_size):
         chunk = samples[start : start + batch_size]
@@ -170,7 +199,7 @@ def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_s
 
     def err(idx: list[int] | None, which: np.ndarray = pred_safe) -> np.ndarray:
         sel = slice(None) if idx is None else idx
-        e = nme(which[:, sel], truth[:, sel], scheme.norm_points, truth)
+        e = nme(which[:, sel], truth[:, sel], scheme.norm_points, truth, vis[:, sel])
         return np.where(missing, np.inf, e)
 
     ref = scheme.refined_indices
@@ -178,7 +207,9 @@ def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_s
         images=[str(s.image) for s in samples],
         face_size=np.array([float(np.max(points_box(s.points)[2:] - points_box(s.points)[:2])) for s in samples]),
         nme_io=err(None),
-        nme_diag=np.where(missing, np.inf, nme(pred_safe, truth, None)),
+        nme_diag=np.where(missing, np.inf, nme(pred_safe, truth, None, weights=vis)),
+        nme_box=np.where(missing, np.inf, nme(pred_safe, truth, BOX_SIZE, weights=vis)),
+        sources=sources,
         groups={k: err(list(v)) for k, v in scheme.groups.items()},
         refined=err(ref) if ref else None,
         refined_global=err(ref, np.where(missing[:, None, None], 0.0, glob)) if ref else None,

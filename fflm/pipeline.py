@@ -76,7 +76,7 @@ class Landmarker:
     default; "yunet" needs a model file so pass an object; "none" = the whole image is the face).
     `shape_prior`: use the weights' shape model, when they have one, on the points no region refines.
     `precision`: the landmark networks' arithmetic, `float32`, `bfloat16`, or `auto` (bfloat16 where the device
-    computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see README).
+    computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see docs/benchmarks.md).
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
@@ -192,8 +192,9 @@ class Landmarker:
             c, unrefined = self.model.config.shape_prior, self.scheme.unrefined_indices
             final = np.stack([regularise(f, self.shape, unrefined, c.weight, c.blend, c.prior) for f in final])
         glob = out["global"][-1].float().cpu().numpy().astype(np.float64)
-        final[..., 0] += self.model.config.mirror_offset  # the annotations' convention (see ModelConfig)
-        glob[..., 0] += self.model.config.mirror_offset
+        shift = self.model.config.mirror_shift(final)[:, None]  # the annotations' convention (see ModelConfig)
+        final[..., 0] += shift
+        glob[..., 0] += shift
         scores = out["scores"].float().cpu().numpy().astype(np.float64)
         return [Face(d.box, float(d.score), final[k], scores[k], glob[k]) for k, d in enumerate(dets)]
 

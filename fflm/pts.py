@@ -59,6 +59,18 @@ def parse_pts(text: str, source: str = "<pts>") -> np.ndarray:
     return np.asarray(pts, dtype=np.float64)
 
 
+def point_line(text: str, k: int) -> int:
+    """The 1-based line number of point k (0-based) in .pts text that parse_pts accepted."""
+    seen = -1
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line and line not in ("{", "}") and not line.startswith(("version", "n_points")):
+            seen += 1
+            if seen == k:
+                return no
+    raise IndexError(k)
+
+
 def read_pts(path: str | Path) -> np.ndarray:
     """Read a .pts file into 0-based points [N, 2]."""
     path = Path(path)

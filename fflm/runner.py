@@ -19,7 +19,8 @@ from typing import Callable, Iterable, Iterator, Sized
 import numpy as np
 import torch
 
-from fflm.imageio import ImageError, is_video_path, list_images, read_image, video_fps, video_frames
+from fflm.imageio import (STDIN, ImageError, is_video_path, list_images, read_image, read_stdin_image, video_fps,
+                          video_frames)
 from fflm.outputs import ImageResult
 from fflm.pipeline import Landmarker
 
@@ -35,28 +36,45 @@ class Item:
     time_ms: float | None = None  # a video frame's time
 
 
-def folder_items(folder: str | Path, recursive: bool = False) -> list[Item]:
+def folder_items(folder: str | Path, recursive: bool = False, exclude: str | Path | None = None) -> list[Item]:
+    """The folder's images (see `list_images`; nothing under `exclude`), each named by its path relative to
+    the folder without the extension, or with it where two files differ only there (`x.jpg`, `x.png`), so
+    that no two inputs share a .pts or overlay name."""
     folder = Path(folder)
-    return [Item(str(p), (lambda p=p: read_image(p)), name=str(p.relative_to(folder).with_suffix("")))
-            for p in list_images(folder, recursive)]
+    paths = list_images(folder, recursive, exclude)
+    stems = [str(p.relative_to(folder).with_suffix("")) for p in paths]
+    clash = {s for s in stems if stems.count(s) > 1}
+    return [Item(str(p), (lambda p=p: read_image(p)), name=str(p.relative_to(folder)) if s in clash else s)
+            for p, s in zip(paths, stems)]
 
 
 def file_items(paths: Iterable[str | Path]) -> list[Item]:
-    return [Item(str(p), (lambda p=p: read_image(p))) for p in paths]
+    """Image files; `-` is an image read from stdin (named `stdin` in output file names)."""
+    return [Item(STDIN, read_stdin_image, name="stdin") if str(p) == STDIN else Item(str(p), (lambda p=p: read_image(p)))
+            for p in paths]
 
 
 def video_items(path: str | Path) -> Iterator[Item]:
-    """Frames in order; each item holds its already-decoded frame (video decoding is sequential)."""
+    """Frames in order; each item holds its already-decoded frame (video decoding is sequential), or, for a
+    frame that cannot be decoded, the error that its result reports; every item carries its frame's time."""
     fps = video_fps(path)
     for n, frame in video_frames(path):
-        yield Item(str(path), (lambda f=frame: f), n, time_ms=n * 1000.0 / fps if fps else None)
+        yield Item(str(path), (lambda f=frame: f) if not isinstance(frame, ImageError) else _raise(frame), n,
+                   time_ms=n * 1000.0 / fps if fps else None)
 
 
-def source_items(source: str | Path, recursive: bool = False) -> Iterable[Item]:
+def _raise(e: Exception) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        raise e
+
+    return load
+
+
+def source_items(source: str | Path, recursive: bool = False, exclude: str | Path | None = None) -> Iterable[Item]:
     """A folder of images, a video file, or a single image file."""
     source = Path(source)
     if source.is_dir():
-        return folder_items(source, recursive)
+        return folder_items(source, recursive, exclude)
     if is_video_path(source):
         return video_items(source)
     return file_items([source])
@@ -136,5 +154,5 @@ def _landmarks(landmarker: Landmarker, held: list[tuple[ImageResult, np.ndarray,
         if visit is not None:
             try:
                 visit(result, image)
-            except (ValueError, OSError) as e:  # e.g. an overlay that cannot be written: that image fails
-                result.error = str(e)
+            except (ValueError, OSError) as e:  # an overlay that cannot be written: the landmarks are kept
+                result.overlay_error = str(e)

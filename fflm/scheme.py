@@ -51,7 +51,7 @@ class LandmarkScheme:
         flipped: set[int] = set()
         for a, b in self.flip_pairs:
             if not (0 <= a < n and 0 <= b < n) or a == b or a in flipped or b in flipped:
-                raise ValueError(f"bad flip pair ({a}, {b})")
+                raise ValueError(f"bad flip pair ({a}, {b}): points are numbered 0..{n - 1}, each in one pair")
             flipped.update((a, b))
         a, b = self.norm_points
         if not (0 <= a < n and 0 <= b < n) or a == b:
@@ -162,4 +162,7 @@ def load_scheme(spec: str | Path) -> LandmarkScheme:
         raise ValueError(f"no built-in scheme or file named {key!r}") from None
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"cannot read scheme file {key}: {e}") from None
-    return LandmarkScheme.from_dict(data)
+    try:
+        return LandmarkScheme.from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{key}: {e}") from None

@@ -123,7 +123,8 @@ def describe(path: str | Path) -> dict:
             "regional_net": net(config.regional_net),
             "regional_stages": config.regional_stages,
             "frame_scale": config.frame_scale,
-            "mirror_offset": f"{config.mirror_offset:+.3f} px (x, added to the points)",
+            "mirror_offset": (f"{config.mirror_offset:+.3f} px (x, added to the points)" if config.mirror_offset_unit == "px"
+                              else f"{config.mirror_offset:+.6f} of the face frame's side (x, added to the points)"),
             "shape_model": (f"{config.shape_prior.components} modes (unrefined points weight {config.shape_prior.weight},"
                             f" moved {config.shape_prior.blend} of the way)" if config.shape_prior.components else "none"),
         },

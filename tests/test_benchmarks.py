@@ -87,3 +87,18 @@ def test_dlib_landmarker_loads_a_retrained_shape_predictor(tmp_path):
     dlib.train_shape_predictor(images, objects, options).save(str(tmp_path / "tiny.dat"))
     points = DlibLandmarker(model=tmp_path / "tiny.dat").landmarks(images[0], np.array([5, 5, 35, 35]))
     assert points.shape == (3, 2)  # the retrained 3-point model, not dlib's 68-point one
+
+
+def test_resolution_resize_keeps_a_dot_on_its_scaled_point():
+    """benchmarks/resolution.py: the truth follows the INTER_AREA resize through the pixel-centre map."""
+    bench = _script("resolution")
+    img = np.zeros((900, 900, 3), np.uint8)
+    img[600:603, 300:303] = 255  # a 3×3 dot centred on pixel (301, 601)
+    small, pts = bench.resized(img, np.array([[301.0, 601.0]]), "300")
+    assert small.shape == (300, 300, 3)
+    np.testing.assert_allclose(pts, [[(301.5 / 3) - 0.5, (601.5 / 3) - 0.5]])
+    ys, xs = np.nonzero(small[..., 0])
+    w = small[ys, xs, 0].astype(float)
+    np.testing.assert_allclose([(xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()], pts[0], atol=1e-6)
+    same, same_pts = bench.resized(img, pts, "native")
+    assert same is img and same_pts is pts

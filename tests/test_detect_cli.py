@@ -77,7 +77,7 @@ def test_bad_model_file_is_one_line_exit_1(capsys, photo, tiny_weights, tmp_path
 
 def test_yunet_needs_a_model_and_bad_options(capsys, photo, tiny_weights):
     rc, _, err = run(capsys, "detect", photo, "-w", tiny_weights, "--detector", "yunet")
-    assert rc == 1 and "--detector-model" in err
+    assert rc == 2 and "--detector-model" in err  # a usage error: nothing to run without it
     rc, _, err = run(capsys, "detect", photo, "-w", tiny_weights, "--tiles", "lots")
     assert rc == 2 and "--tiles" in err
     rc, _, err = run(capsys, "detect", photo, "-w", tiny_weights, "--max-faces", "0")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from fflm.detect.base import Detection
-from fflm.evaluate import SIZE_BUCKETS, EvalReport, auc, ced, contour_errors, evaluate, failure_rate, nme, plot_ced, summary
+from fflm.evaluate import BOX_SIZE, SIZE_BUCKETS, EvalReport, auc, ced, contour_errors, evaluate, failure_rate, nme, plot_ced, summary
 from fflm.pipeline import Face, Landmarker
 from fflm.pts import format_pts
 from fflm.scheme import IBUG68
@@ -151,6 +151,38 @@ def test_nme_box_diagonal_hand_computed():
     truth[0, 0], truth[0, 1] = [0, 0], [30, 40]  # tight box 30×40: diagonal 50
     pred = truth + [3, 4]
     np.testing.assert_allclose(nme(pred, truth, None), [5 / 50])
+
+
+def test_nme_box_size_and_visibility_hand_computed():
+    truth = np.random.default_rng(1).uniform(0, 1, (1, N, 2)) * [30, 120]
+    truth[0, 0], truth[0, 1] = [0, 0], [30, 120]  # tight box 30×120: √(w·h) = 60
+    pred = truth + [3, 4]  # every point 5 px off
+    np.testing.assert_allclose(nme(pred, truth, BOX_SIZE), [5 / 60])
+    pred[0, 2] += [100, 0]  # one point far off, but self-occluded: left out of the mean
+    w = np.ones((1, N))
+    w[0, 2] = 0
+    np.testing.assert_allclose(nme(pred, truth, BOX_SIZE, weights=w), [5 / 60])
+    assert nme(pred, truth, BOX_SIZE)[0] > 5 / 60 + 1 / N
+
+
+def test_eval_by_source_with_vis_files(capsys, annotated, weights, tmp_path):
+    import shutil
+
+    folder, _ = annotated
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    stems = sorted(p.stem for p in other.glob("*.pts"))
+    (other / f"{stems[0]}.vis").write_text(" ".join(["2"] * 10 + ["0"] * (N - 10)))
+    (tmp_path / "only.txt").write_text(f"{stems[0]}\n{stems[1]}\n")
+    rc, out, err = cli(capsys, "eval", folder, f"{other},only={tmp_path / 'only.txt'}", "-w", weights, "--json",
+                       "--device", "cpu")
+    assert rc == 0, err
+    d = strict_json(out)
+    assert d["faces"] == 5 and set(d["by_source"]) == {str(folder), str(other)}
+    assert d["by_source"][str(other)]["faces"] == 2 and d["by_source"][str(folder)]["found_fraction"] == 1.0
+    assert d["box_size"]["mean"] > d["inter_ocular"]["mean"] / 10
+    rc, out, _ = cli(capsys, "eval", folder, other, "-w", weights, "--device", "cpu")
+    assert rc == 0 and "by source" in out and "NME box size" in out
 
 
 def test_nme_normaliser_from_other_points():
@@ -407,8 +439,8 @@ def test_eval_json(capsys, annotated, weights):
     rc, out, err = cli(capsys, "eval", folder, "-w", weights, "--json", "--device", "cpu")
     assert rc == 0 and "error" not in err.lower()
     d = strict_json(out)
-    assert set(d) == {"faces", "found", "inter_ocular", "box_diagonal", "groups", "refined_points", "by_face_size",
-                      "per_image", "seconds", "weights", "boxes", "mean_residual_px"}
+    assert set(d) == {"faces", "found", "inter_ocular", "box_diagonal", "box_size", "groups", "refined_points",
+                      "by_face_size", "per_image", "seconds", "weights", "boxes", "mean_residual_px"}
     assert (d["faces"], d["found"], d["weights"], d["boxes"]) == (3, 3, str(weights), "landmarks")
     assert set(d["inter_ocular"]) == set(d["box_diagonal"]) == SUMMARY_KEYS
     assert set(d["groups"]) == GROUPS and set(d["refined_points"]) == {"final", "global_stage"}

@@ -66,7 +66,22 @@ def test_the_two_stack_weights_load_and_agree_with_the_default(faces):
     import fflm
 
     lm = fflm.Landmarker(ROOT / "weights" / "fflm-300w-68-stacks2.safetensors", device="cpu")
-    assert lm.model.config.global_net.stacks == 2 and lm.model.config.mirror_offset > 0.5
+    assert lm.model.config.global_net.stacks == 2 and lm.model.config.mirror_offset > 0.002
     boxes = json.loads((ROOT / "examples" / "astronaut.boxes.json").read_text())["astronaut.png"]
     (other,) = lm.predict(SAMPLE, boxes=boxes)
     assert np.abs(other.landmarks - faces[0].landmarks).mean() < 1.0
+
+
+@pytest.mark.parametrize("k", [2, 8])
+def test_the_shipped_weights_results_scale_with_the_image(faces, k):
+    """A nearest-neighbour k× upscale of the sample, with its box scaled alike, gives k× the coordinates
+    (pixel centres: x' = k (x + 0.5) - 0.5) within 0.05·k px on average: the mirror offset is a fraction of
+    the face frame, not pixels (in pixels, x was off by -0.95 px at 2×, -6.5 px at 8×)."""
+    import fflm
+    from fflm.imageio import read_image
+
+    box = json.loads((ROOT / "examples" / "astronaut.boxes.json").read_text())["astronaut.png"][0]
+    big = np.repeat(np.repeat(read_image(SAMPLE), k, axis=0), k, axis=1)
+    (face,) = fflm.Landmarker(device="cpu", precision="float32").predict(big, boxes=[[k * (v + 0.5) - 0.5 for v in box]])
+    mean_error = np.abs((face.landmarks - (k * (faces[0].landmarks + 0.5) - 0.5)).mean(axis=0))
+    assert (mean_error <= 0.05 * k).all(), mean_error

@@ -338,11 +338,81 @@ def test_empty_file_raises(tmp_path):
         read_image(path)
 
 
-def test_unsupported_extension_raises(tmp_path):
-    path = tmp_path / "a.txt"
-    _write_cv2(tmp_path / "a.png", _rgb()).rename(path)  # a real PNG, but with the wrong name
-    with pytest.raises(ImageError, match="unsupported"):
-        read_image(path)
+@pytest.mark.parametrize("name", ["a.jfif", "a.txt", "noext"])
+def test_images_are_decoded_by_content_not_name(tmp_path, name):
+    jpeg = _write_cv2(tmp_path / "a.jpg", _rgb()).read_bytes()
+    (tmp_path / name).write_bytes(jpeg)
+    np.testing.assert_array_equal(read_image(tmp_path / name), read_image(tmp_path / "a.jpg"))
+
+
+def test_text_named_like_an_image_says_what_it_is(tmp_path):
+    (tmp_path / "a.jpg").write_text("not an image at all")
+    with pytest.raises(ImageError, match=r"cannot decode .*a\.jpg: not an image"):
+        read_image(tmp_path / "a.jpg")
+
+
+def test_jfif_is_listed_as_an_image(tmp_path):
+    (tmp_path / "a.jfif").write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path)] == ["a.jfif"]
+
+
+def test_stdin_image(monkeypatch):
+    import io
+    import sys
+
+    rgb = _rgb()
+    ok, buf = cv2.imencode(".png", rgb[:, :, ::-1])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(buf.tobytes())))
+    np.testing.assert_array_equal(imageio.read_stdin_image(), rgb)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    with pytest.raises(ImageError, match="stdin: no data"):
+        imageio.read_stdin_image()
+
+
+@pytest.mark.parametrize("bits", [10, 12])
+@pytest.mark.parametrize("fallback", [False, True], ids=["opencv", "pillow"])
+def test_10_and_12_bit_data_in_a_16_bit_png_is_scaled_by_its_depth(tmp_path, request, bits, fallback):
+    if fallback:
+        request.getfixturevalue("no_opencv_decode")
+    top = (1 << bits) - 1
+    grey = np.linspace(0, top, 48).astype(np.uint16).reshape(6, 8)
+    grey[0, 0] = top  # the camera's full scale is white, not 1/16 (12-bit) of it
+    path = tmp_path / "deep.png"
+    assert cv2.imwrite(str(path), grey)
+    out = read_image(path)
+    np.testing.assert_array_equal(out[:, :, 1], (grey >> (bits - 8)).astype(np.uint8))
+    assert out[0, 0, 0] == 255
+
+
+def test_12_bit_png_decoded_reduced_is_not_dark(tmp_path):
+    grey = np.full((64, 96), 4000, np.uint16)
+    path = tmp_path / "deep.png"
+    assert cv2.imwrite(str(path), grey)
+    small = read_image(path, reduce=4)
+    assert small.shape == (16, 24, 3) and (small == 4000 >> 4).all()
+
+
+def test_to_rgb8_float_in_0_255_is_scaled():
+    a = np.array([[[0.0, 127.5, 255.0], [10.0, 300.0 - 45, 2.5]]], dtype=np.float32)
+    np.testing.assert_array_equal(to_rgb8(a), [[[0, 128, 255], [10, 255, 3]]])
+
+
+@pytest.mark.parametrize("bad", [1000.0, np.nan, np.inf])
+def test_to_rgb8_float_out_of_any_range_is_refused(bad):
+    a = np.zeros((2, 2, 3), np.float32)
+    a[0, 0, 0] = bad
+    with pytest.raises(ImageError, match="float image"):
+        to_rgb8(a)
+
+
+def test_the_api_finds_the_same_points_on_float_0_255_as_on_uint8(weights):
+    from fflm.pipeline import Landmarker
+
+    img = _rgb(64, 64)
+    lm = Landmarker(weights, device="cpu", detector="none")
+    a = lm.predict(img)[0].landmarks
+    b = lm.predict(img.astype(np.float32))[0].landmarks
+    np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_missing_file_raises(tmp_path):
@@ -430,6 +500,15 @@ def test_list_images_sorted_case_insensitive_and_recursive(tmp_path):
     assert deep == sorted(deep)
 
 
+def test_list_images_skips_fflm_overlays_and_the_excluded_folder(tmp_path):
+    for name in ["a.jpg", "a.fflm.jpg", "B.FFLM.PNG", "fflm.png", "over/c.png", "sub/d.png"]:
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    got = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, True, exclude=tmp_path / "over")]
+    assert got == ["a.jpg", "fflm.png", "sub/d.png"]
+
+
 def test_list_images_of_an_empty_folder(tmp_path):
     assert list_images(tmp_path) == [] and list_images(tmp_path, recursive=True) == []
 
@@ -480,3 +559,27 @@ def test_video_frames_of_a_non_video_raises(tmp_path):
         list(video_frames(bad))
     with pytest.raises(ImageError):
         list(video_frames(tmp_path / "missing.mp4"))
+
+
+def _garble_frames(path: Path, frames: list[int]) -> None:
+    """Overwrite the given MJPG frames (each begins with a JPEG SOI marker, ~230 bytes here) with zeros."""
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+    for k in frames:
+        data[starts[k]:starts[k] + 200] = bytes(200)
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_frame_is_reported_and_later_frames_still_come(tmp_path):
+    path = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for k in range(8):
+        vw.write(np.full((48, 64, 3), 20 * k + 20, np.uint8))
+    vw.release()
+    _garble_frames(path, [2, 5, 7])
+    got = list(video_frames(path))
+    assert [n for n, _ in got] == list(range(8))
+    bad = [n for n, f in got if isinstance(f, ImageError)]
+    assert bad == [2, 5, 7]
+    assert "frame 5: cannot be decoded" in str(got[5][1])
+    assert abs(float(got[6][1].mean()) - 140) < 4  # the frame after a damaged one is itself, not shifted

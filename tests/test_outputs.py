@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -50,9 +51,19 @@ def make_face(seed: int = 0, score: float = 0.9, box=(10.0, 20.0, 110.0, 140.0),
 
 def test_csv_header():
     h = csv_header(3)
-    assert h == ["image", "face", "score", "x0", "y0", "x1", "y1", "x_0", "y_0", "x_1", "y_1", "x_2", "y_2",
-                 "track", "time_ms"]
-    assert len(csv_header(N)) == 9 + 2 * N
+    assert h == ["image", "width", "height", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1",
+                 "x_0", "y_0", "x_1", "y_1", "x_2", "y_2", "score_0", "score_1", "score_2", "track", "time_ms"]
+    assert len(csv_header(N)) == 11 + 3 * N
+
+
+def test_csv_has_the_image_size_and_the_landmark_scores():
+    f = make_face(eighths=True)
+    [row] = read_csv(to_csv([ImageResult("a.png", 200, 160, [f])], N))
+    assert (row["width"], row["height"]) == (200, 160)
+    np.testing.assert_allclose(row["landmark_scores"], f.landmark_scores, atol=5e-5 + 1e-9)
+    np.testing.assert_array_equal(row["landmarks"], f.landmarks)
+    assert row["box"] == [10.0, 20.0, 110.0, 140.0]
+    assert row["track"] is None and row["time_ms"] is None
 
 
 # --- JSON ----------------------------------------------------------------------------------------------------
@@ -137,9 +148,9 @@ def test_csv_faceless_image_and_errors():
     raw = list(csv.reader(io.StringIO(text)))
     assert [r[0] for r in raw[1:]] == ["a.png", "empty.png", "c.png"]  # the error is left out
     none_row = raw[2]
-    assert none_row[1] == "none" and len(none_row) == 9 + 2 * N and all(v == "" for v in none_row[2:])
+    assert none_row[1:4] == ["40", "30", "none"] and len(none_row) == 11 + 3 * N and all(v == "" for v in none_row[4:])
     rows = read_csv(text)
-    assert rows[1] == {"image": "empty.png", "face": None, "time_ms": None}
+    assert rows[1] == {"image": "empty.png", "width": 40, "height": 30, "face": None, "time_ms": None}
     assert rows[0]["face"] == 0 and rows[2]["face"] == 0
     assert "bad.jpg" not in text
 
@@ -233,11 +244,12 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
     target.write_text("old contents")
 
     def broken_replace(src, dst):
-        raise OSError("disk on fire")
+        raise OSError(errno.EIO, "disk on fire", str(src))
 
     monkeypatch.setattr(fileio.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(fileio.OutputError) as e:
         atomic_write(target, "new contents")
+    assert str(e.value) == f"cannot write {target}: input/output error"  # no temp name, no errno number
     assert target.read_text() == "old contents"
     assert os.listdir(tmp_path) == ["out.json"]  # the temporary file was removed
 

@@ -287,7 +287,7 @@ def test_pixel_convention_without_recentre(weights, monkeypatch, region_point, r
 
 
 def test_all_faces_of_a_batch_share_one_call_per_stage(weights, monkeypatch):
-    """Issue 5's batching: three images with 1, 2 and 0 faces go through the global network in one call and
+    """Batching: three images with 1, 2 and 0 faces go through the global network in one call and
     through the (stacked) regional networks in one call holding every region crop of all three faces."""
     lm = Landmarker(weights, device="cpu", detector="none", recentre=False)
     _stub_stages(monkeypatch, lm, lambda i: (31.5, 31.5), (15.5, 15.5))

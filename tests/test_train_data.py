@@ -39,6 +39,16 @@ def tiny_png(path: Path) -> Path:
     return write_png(path, np.full((8, 10, 3), 90, np.uint8))
 
 
+_BIG: list[Path] = []
+
+
+def big_png(tmp_path_factory) -> Path:
+    """One 5100 px uniform PNG for the whole run (readers check that points are not far outside the image)."""
+    if not _BIG:
+        _BIG.append(write_png(tmp_path_factory.mktemp("big") / "big.png", np.full((5100, 5100, 3), 90, np.uint8)))
+    return _BIG[0]
+
+
 def blob(shape: tuple[int, int], centre, sigma: float) -> np.ndarray:
     """A Gaussian dot of peak 1 centred on `centre` in 0-based pixel-centre coordinates."""
     ys, xs = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
@@ -82,7 +92,7 @@ def symmetric_face(centre_x: float = 100.0, seed: int = 0) -> np.ndarray:
 
 
 def test_folder_reader_pts_is_one_based(tmp_path):
-    img = tiny_png(tmp_path / "face.png")
+    img = write_png(tmp_path / "face.png", np.full((500, 700, 3), 90, np.uint8))  # holds the point at (639, 479)
     (tmp_path / "face.pts").write_text("version: 1\nn_points: 3\n{\n1 1\n10.5 20.25\n640 480\n}\n")
     [s] = read_annotations(tmp_path)
     assert s.image == img
@@ -147,7 +157,7 @@ point_sets = st.integers(2, 6).flatmap(
 def test_readers_round_trip_exactly(tmp_path_factory, pts):
     pts = np.array(pts, dtype=np.float64)
     root = tmp_path_factory.mktemp("rt")
-    tiny_png(root / "f.png")
+    (root / "f.png").symlink_to(big_png(tmp_path_factory))  # large enough that no point is far outside it
     (root / "f.pts").write_text(format_pts(pts))  # 1-based on disk
     with open(root / "a.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -194,7 +204,7 @@ def test_wrong_point_count_names_the_annotation(tmp_path):
 def test_points_spanning_no_area_name_the_annotation(tmp_path):
     """A face frame is built from the points' box: points all at one place or on one line are refused by name
     (they would give a frame of side 0 and NaN everywhere downstream)."""
-    tiny_png(tmp_path / "dir" / "face.png")
+    write_png(tmp_path / "dir" / "face.png", np.full((40, 40, 3), 90, np.uint8))
     pts = tmp_path / "dir" / "face.pts"
     for points in ([[20.0, 20.0]] * 3, [[5.0, 20.0], [9.0, 20.0], [30.0, 20.0]]):
         pts.write_text(format_pts(np.array(points)))
@@ -300,7 +310,7 @@ def test_frame_pixel_centre_convention_exact(tmp_path):
     # tight box [9.5, 41.5]² (32 px between pixel edges), frame_scale 1 -> 32×32 frame at scale 1
     pts = np.array([[9.5, 9.5], [41.5, 41.5], [20.0, 30.0]])
     scheme = LandmarkScheme("three", 3, (), (), (0, 1))
-    frame, out = LandmarkDataset([Sample(tmp_path / "f.png", pts)], scheme, 32, 1.0, None)[0]
+    frame, out = LandmarkDataset([Sample(tmp_path / "f.png", pts)], scheme, 32, 1.0, None)[0][:2]
     np.testing.assert_array_equal(frame.numpy().transpose(1, 2, 0), img[10:42, 10:42])
     np.testing.assert_allclose(out.numpy(), pts - 10, atol=1e-5)
     # the point on the centre of source pixel (x 20, y 30) is on the centre of frame pixel (10, 20), same value
@@ -318,7 +328,7 @@ def test_frame_pixel_centre_convention_when_shrinking(factor):
     c = (factor - 1) / 2  # source coordinate of the centre of block 0
     pts = np.array([[-0.5, -0.5], [n - 0.5, n - 0.5], [c, c], [factor * 8 + c, factor * 4 + c]])
     scheme = LandmarkScheme("four", 4, (), (), (0, 1))
-    frame, out = dataset([Sample(Path("mem.png"), pts)], scheme, r, 1.0, image=img)[0]
+    frame, out = dataset([Sample(Path("mem.png"), pts)], scheme, r, 1.0, image=img)[0][:2]
     np.testing.assert_allclose(out.numpy(), [[-0.5, -0.5], [r - 0.5, r - 0.5], [0, 0], [8, 4]], atol=1e-5)
     blocks = img[:n, :n].astype(np.float64).reshape(r, factor, r, factor, 3).mean(axis=(1, 3))
     assert np.abs(frame.numpy().transpose(1, 2, 0).astype(np.float64) - blocks).max() <= 1.0
@@ -374,7 +384,7 @@ def test_dataset_item_shapes_dtypes_and_range(tmp_path):
         ds = LandmarkDataset(samples, IBUG68, 48, 1.5, aug, seed=3)
         assert len(ds) == 2
         for i in range(2):
-            frame, pts = ds[i]
+            frame, pts, _ = ds[i]
             assert frame.dtype == torch.uint8 and frame.shape == (3, 48, 48) and frame.is_contiguous()
             assert pts.dtype == torch.float32 and pts.shape == (68, 2)
             assert torch.isfinite(pts).all()
@@ -394,10 +404,10 @@ def test_dataset_preload_and_determinism(tmp_path):
     ds = LandmarkDataset(samples, FIVE, 32, 1.5, Augment(), seed=7)
     lazy = LandmarkDataset(samples, FIVE, 32, 1.5, Augment(), seed=7, preload=False)
     assert ds.cache is not None and lazy.cache is None
-    (f1, p1), (f2, p2) = ds[0], lazy[0]
+    (f1, p1, _), (f2, p2, _) = ds[0], lazy[0]
     assert torch.equal(f1, f2) and torch.equal(p1, p2)  # same seed, epoch and index: same item
     ds.epoch = 1
-    f3, p3 = ds[0]
+    f3, p3, _ = ds[0]
     assert not torch.equal(p1, p3)  # a new epoch draws new augmentation
     plain = LandmarkDataset(samples, FIVE, 32, 1.5, None)
     assert torch.equal(plain[0][1], plain[0][1])
@@ -412,7 +422,7 @@ def test_augmented_landmarks_stay_in_frame_under_rotation_and_scale():
     img = np.zeros((200, 200, 3), np.uint8)
     r = 64
     for seed in range(10):
-        _, out = dataset([Sample(Path("mem.png"), pts)], scheme, r, 1.5, aug, seed, image=img)[0]
+        _, out = dataset([Sample(Path("mem.png"), pts)], scheme, r, 1.5, aug, seed, image=img)[0][:2]
         dist = (out.numpy() - (r / 2 - 0.5)).__pow__(2).sum(1) ** 0.5
         assert dist.max() <= r / 3 * math.exp(0.25) + 1e-3
         assert dist.min() >= r / 3 * math.exp(-0.25) - 1e-3
@@ -488,7 +498,7 @@ def test_augmentation_keeps_landmarks_on_their_dots(aug, resolution, tol):
     flips, checked = set(), 0
     for seed in range(10):
         ds = dataset([Sample(Path("mem.png"), FIVE_PTS)], FIVE, resolution, 1.5, aug, seed, image=img)
-        frame, pts = ds[0]
+        frame, pts, _ = ds[0]
         pts = pts.numpy()
         dots = _dot_positions(frame.numpy())
         flipped = _orientation(dots[0], dots[1], dots[2]) != source_side  # the content was mirrored
@@ -525,9 +535,9 @@ def test_flip_matches_mirrored_plain_frame(seed):
     pts = rng.uniform([20, 30], [180, 150], (68, 2))
     img = rng.integers(0, 256, (170, 200, 3), dtype=np.uint8)
     r = 32
-    plain_f, plain_p = dataset([Sample(Path("m.png"), pts)], IBUG68, r, image=img)[0]
+    plain_f, plain_p = dataset([Sample(Path("m.png"), pts)], IBUG68, r, image=img)[0][:2]
     flip_f, flip_p = dataset([Sample(Path("m.png"), pts)], IBUG68, r, augment=Augment(0, 0, 0, 1, 0, 0, 0, 0),
-                             image=img)[0]
+                             image=img)[0][:2]
     assert (flip_f.int() - plain_f.flip(-1).int()).abs().max() <= 1  # the mirror image, up to warp rounding
     mirrored = plain_p.clone()
     mirrored[:, 0] = r - 1 - mirrored[:, 0]
@@ -547,9 +557,9 @@ def test_flip_of_symmetric_face_moves_left_eye_corner_onto_right_eye_label():
     img[:, :, :] = 255 * blob((200, 200), pts[45], 3.0)[:, :, None]  # a dot on the left-eye outer corner
     img = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     r = 64
-    plain_f, plain_p = dataset([Sample(Path("m.png"), pts)], IBUG68, r, image=img)[0]
+    plain_f, plain_p = dataset([Sample(Path("m.png"), pts)], IBUG68, r, image=img)[0][:2]
     flip_f, flip_p = dataset([Sample(Path("m.png"), pts)], IBUG68, r, augment=Augment(0, 0, 0, 1, 0, 0, 0, 0),
-                             image=img)[0]
+                             image=img)[0][:2]
     # a mirror-symmetric face looks the same mirrored: every label stays where it was
     np.testing.assert_allclose(flip_p.numpy(), plain_p.numpy(), atol=1e-3)
     dot_plain = centroid(plain_f.numpy().sum(0).astype(np.float64))
@@ -576,5 +586,5 @@ def test_shared_300w_hires_folder():
     np.testing.assert_array_equal(first.points, read_pts(pts_file))
     lines = [ln.split() for ln in pts_file.read_text().splitlines() if ln[:1].isdigit()]
     np.testing.assert_allclose(first.points, np.array(lines, dtype=np.float64) - 1, rtol=0, atol=1e-9)
-    frame, pts = LandmarkDataset([first], IBUG68, 64, 1.5, None)[0]
+    frame, pts, _ = LandmarkDataset([first], IBUG68, 64, 1.5, None)[0]
     assert frame.shape == (3, 64, 64) and pts.min() >= 64 / 6 - 0.6 and pts.max() <= 5 * 64 / 6 - 0.4

@@ -26,7 +26,7 @@ from fflm.model.config import HourglassConfig
 from fflm.scheme import IBUG68
 from fflm.train import loop
 from fflm.train.data import Augment, LandmarkDataset
-from fflm.train.loop import TrainConfig, TrainError, build_model, lr_at, train
+from fflm.train.loop import TrainConfig, TrainError, TrainInterrupted, build_model, lr_at, train
 from fflm.weights import load_model, read_header, save_model
 
 from conftest import faces, one_error, randomise_batchnorm, run_cli as cli, tiny_config
@@ -152,7 +152,9 @@ def test_run_directory(tmp_path, data):
         assert n * float(r["val_nme"]) == pytest.approx(k * float(r["val_nme_refined_pts"])
                                                         + (n - k) * float(r["val_nme_unrefined_pts"]), rel=1e-6)
     assert messages[0] == "networks in float32 (--precision auto)"  # auto: float32 in tests (conftest)
-    assert len(messages) == 3 and messages[1].startswith("epoch 1") and "val_nme" in messages[1]
+    assert messages[1] == f"{train_dir}: 4 faces, frames of 64 px, drawn 1× an epoch"
+    assert messages[2] == "warm-up shortened to 0 steps (a tenth of the run's 4)"
+    assert len(messages) == 5 and messages[3].startswith("epoch 1") and "val_nme" in messages[3]
     is_png(out / "curves.png")
 
     state = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -197,7 +199,7 @@ def test_info_reads_training_metadata(tmp_path, data, capsys, monkeypatch):
     d = json.loads(out)
     t = d["training"]
     assert (t["epoch"], t["samples"], t["val_samples"]) == (1, 4, 2)
-    assert t["train"]["resolution"] == 64 and t["train"]["data"] == str(train_dir)
+    assert t["train"]["resolution"] == 64 and t["train"]["data"] == [str(train_dir)]
     assert "val_nme" in t and d["model"]["crop_size"] == 32 and d["scheme"]["points"] == N
     monkeypatch.setenv("COLUMNS", "200")
     rc, out, _ = cli(capsys, "info", tmp_path / "run" / "last.safetensors")
@@ -220,18 +222,19 @@ def test_loss_goes_down(tmp_path):
 
 def test_resume_continues_at_the_right_epoch(tmp_path, data):
     train_dir, _ = data
-    run(config(tmp_path / "run", train_dir, epochs=1))
+    flat = dict(lr_min=1e-3)  # a flat schedule: extending a run changes a cosine's course, not a flat one's
+    run(config(tmp_path / "run", train_dir, epochs=1, **flat))
     assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1"]
-    _, messages = run(config(tmp_path / "run", train_dir, epochs=2), resume=True)
+    _, messages = run(config(tmp_path / "run", train_dir, epochs=2, **flat), resume=True)
     assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1", "2"]
-    assert messages[1].startswith(f"resuming {tmp_path / 'run'} at epoch 2/2")
+    assert any(m.startswith(f"resuming {tmp_path / 'run'} at epoch 2/2") for m in messages), messages
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert (state["epoch"], state["step"]) == (2, 4)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 1  # the recipe as first written
     assert read_header(tmp_path / "run" / "last.safetensors")[1]["train"]["epochs"] == 2
 
     # the same as a run never stopped: model, optimiser, schedule, random state and data order all carried over
-    run(config(tmp_path / "straight", train_dir, epochs=2))
+    run(config(tmp_path / "straight", train_dir, epochs=2, **flat))
     a, b = log_rows(tmp_path / "run"), log_rows(tmp_path / "straight")
     for key in ("loss", "global", "regional", "lr"):
         assert [float(r[key]) for r in a] == pytest.approx([float(r[key]) for r in b], rel=1e-5), key
@@ -240,12 +243,12 @@ def test_resume_continues_at_the_right_epoch(tmp_path, data):
         torch.testing.assert_close(resumed[k], straight[k], rtol=1e-4, atol=1e-5)
 
 
-def test_resume_a_finished_run_does_nothing(tmp_path, data):
+def test_resume_a_finished_run_is_refused_and_changes_nothing(tmp_path, data):
     train_dir, _ = data
     run(config(tmp_path / "run", train_dir, epochs=1))
     before = (tmp_path / "run" / "last.safetensors").read_bytes()
-    best, _ = run(config(tmp_path / "run", train_dir, epochs=1), resume=True)
-    assert best == tmp_path / "run" / "best.safetensors"
+    with pytest.raises(TrainError, match="has trained 1 epochs already: give --epochs above 1"):
+        run(config(tmp_path / "run", train_dir, epochs=1), resume=True)
     assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1"]
     assert (tmp_path / "run" / "last.safetensors").read_bytes() == before
 
@@ -263,9 +266,9 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_repeats_the_epoch(tmp_path, data, 
     train_dir, _ = data
     before = signal.getsignal(signal.SIGINT)
     interrupt_at_step(monkeypatch, 3)  # the first step of epoch 2
-    best, messages = run(config(tmp_path / "run", train_dir, epochs=3))
     out = tmp_path / "run"
-    assert any(m.startswith(f"interrupted: checkpoint saved in {out / 'checkpoint.pt'}") for m in messages), messages
+    with pytest.raises(TrainInterrupted, match=f"interrupted: checkpoint saved in {out / 'checkpoint.pt'}"):
+        run(config(tmp_path / "run", train_dir, epochs=3))
     assert signal.getsignal(signal.SIGINT) is before
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert (state["epoch"], state["step"]) == (1, 3)  # the interrupted epoch does not count
@@ -274,7 +277,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_repeats_the_epoch(tmp_path, data, 
     assert not any(p.suffix == ".tmp" for p in out.iterdir())
 
     _, messages = run(config(out, train_dir, epochs=3), resume=True)
-    assert messages[1].startswith(f"resuming {out} at epoch 2/3")
+    assert any(m.startswith(f"resuming {out} at epoch 2/3") for m in messages), messages
     assert [r["epoch"] for r in log_rows(out)] == ["1", "2", "3"]
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 3
 
@@ -293,10 +296,10 @@ def test_keyboard_interrupt_while_loading_data_saves_a_checkpoint(tmp_path, data
 
     monkeypatch.setattr(LandmarkDataset, "__getitem__", getitem)
     try:
-        _, messages = run(config(tmp_path / "run", train_dir, epochs=2))
+        with pytest.raises(TrainInterrupted, match="interrupted: checkpoint saved"):
+            run(config(tmp_path / "run", train_dir, epochs=2))
     except KeyboardInterrupt:
         pytest.fail("KeyboardInterrupt escaped the training loop without a checkpoint")
-    assert any(m.startswith("interrupted: checkpoint saved") for m in messages), messages
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"] == 1
     assert [r["epoch"] for r in log_rows(tmp_path / "run")] == ["1"]
     assert signal.getsignal(signal.SIGINT) is before
@@ -401,15 +404,19 @@ def test_stacks_grows_the_global_network_without_changing_its_output(tmp_path, d
     torch.testing.assert_close(new_maps[0], old_maps[0], rtol=1e-5, atol=1e-5)
 
 
-def test_init_does_not_carry_the_mirror_offset_over(tmp_path, data, weights):
-    """A new run's annotations have their own convention: --init from a calibrated file starts at offset 0."""
+def test_init_keeps_the_mirror_offset_unless_refit(tmp_path, data, weights):
+    """Fine-tuning keeps the file's calibrated offset (and says so); --refit starts it from 0."""
     from fflm.weights import load_model, save_model
 
     train_dir, _ = data
     model, meta = load_model(weights)
     model.config.mirror_offset = 0.9
     save_model(tmp_path / "cal.safetensors", model, meta)
-    assert build_model(config(tmp_path / "run", train_dir, init=str(tmp_path / "cal.safetensors")))[0].config.mirror_offset == 0.0
+    kept, notes = build_model(config(tmp_path / "run", train_dir, init=str(tmp_path / "cal.safetensors")))
+    assert kept.config.mirror_offset == 0.9 and any("kept its mirror offset +0.9 " in n for n in notes)
+    assert kept.config.mirror_offset_unit == model.config.mirror_offset_unit
+    refit = build_model(config(tmp_path / "r", train_dir, init=str(tmp_path / "cal.safetensors"), refit=True))[0]
+    assert refit.config.mirror_offset == 0.0
 
 
 def test_seed_gives_identical_runs(tmp_path, data):
@@ -665,9 +672,9 @@ def test_a_run_with_a_teacher_trains_on_its_blended_targets(tmp_path, data, weig
     teacher, _ = load_model(weights)
     seen, real = [], loop.train_step
 
-    def step(model, opt, images, truth, cfg, dtype=torch.float32):
+    def step(model, opt, images, truth, cfg, dtype=torch.float32, weights=None):
         seen.append((images.clone(), truth.clone()))
-        return real(model, opt, images, truth, cfg, dtype)
+        return real(model, opt, images, truth, cfg, dtype, weights)
 
     monkeypatch.setattr(loop, "train_step", step)
     run(config(tmp_path / "plain", train_dir, epochs=1, seed=3))
@@ -771,9 +778,10 @@ def test_ema_exports_the_moving_average_of_the_weights(tmp_path, data, monkeypat
 
 def test_ema_resumes_with_its_average(tmp_path, data):
     train_dir, _ = data
-    run(config(tmp_path / "run", train_dir, epochs=1, ema=0.9))
-    run(config(tmp_path / "run", train_dir, epochs=2, ema=0.9), resume=True)
-    run(config(tmp_path / "straight", train_dir, epochs=2, ema=0.9))
+    flat = dict(ema=0.9, lr_min=1e-3)  # a flat schedule, as in test_resume_continues_at_the_right_epoch
+    run(config(tmp_path / "run", train_dir, epochs=1, **flat))
+    run(config(tmp_path / "run", train_dir, epochs=2, **flat), resume=True)
+    run(config(tmp_path / "straight", train_dir, epochs=2, **flat))
     resumed, straight = load_file(str(tmp_path / "run" / "last.safetensors")), load_file(str(tmp_path / "straight" / "last.safetensors"))
     for k in straight:
         torch.testing.assert_close(resumed[k], straight[k], rtol=1e-4, atol=1e-5)

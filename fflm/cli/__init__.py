@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 
-import typer
+for _var, _quiet in (("OPENCV_LOG_LEVEL", "ERROR"), ("OPENCV_FFMPEG_LOGLEVEL", "-8")):  # read when cv2 loads
+    os.environ.setdefault(_var, _quiet)
 
-from fflm import __version__
-from fflm.cli.app import app, err
-from fflm.cli.clickcompat import exceptions as click_exc
+import typer  # noqa: E402
+
+from fflm import __version__  # noqa: E402
+from fflm.cli.app import app, err  # noqa: E402
+from fflm.cli.clickcompat import exceptions as click_exc  # noqa: E402
 
 from fflm.cli import batch, bench, detect, evaluate, info, train  # noqa: E402,F401  (registers the commands)
 
@@ -43,11 +47,45 @@ def _failures() -> tuple[type[BaseException], ...]:
     return ImageError, WeightsError, AnnotationError, TrainError, BoxesFileError, DetectorModelError, ValueError, OSError
 
 
+@contextmanager
+def _quiet_libraries(debug: bool):
+    """Keep the C libraries' own chatter (libpng's "iCCP: ...", FFmpeg's "moov atom not found") off the terminal:
+    file descriptor 2 goes to /dev/null while fflm's messages go to the real stderr through `sys.stderr`.
+    Only when `sys.stderr` is the process's stderr (not under a test's capture), and not with FFLM_DEBUG."""
+    try:
+        real = sys.stderr.fileno() == 2 and not debug
+    except (AttributeError, OSError, ValueError):
+        real = False
+    if not real:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    old = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=old.encoding, errors="backslashreplace")
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        sys.stderr.close()
+        sys.stderr = old
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
+    debug = bool(os.environ.get("FFLM_DEBUG"))
+    with _quiet_libraries(debug):
+        return _main(argv, debug)
+
+
+def _main(argv: list[str] | None, debug: bool) -> int:
     warnings.showwarning = _one_line_warning
     warnings.filterwarnings("always", message=".*face box")  # every clipped box of every image gets its line
-    debug = bool(os.environ.get("FFLM_DEBUG"))
     try:
         rv = app(args=argv, prog_name="fflm", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

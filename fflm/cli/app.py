@@ -5,10 +5,48 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
+import inspect
+import re
+
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
-app = typer.Typer(
+
+def _one_line_paragraphs(text: str | None) -> str | None:
+    """Help text whose paragraphs are each one line, so the terminal wraps them, not the source's line breaks."""
+    if not text:
+        return text
+    return "\n\n".join(re.sub(r"\s*\n\s*", " ", p.strip()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
+class Command(TyperCommand):
+    """fflm's commands: help paragraphs reflowed to the terminal, and flags shown without a `<bool>` type."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002,ANN003
+        kwargs["help"] = _one_line_paragraphs(kwargs.get("help"))
+        super().__init__(*args, **kwargs)
+
+    def get_params(self, ctx):  # noqa: ANN001,ANN201
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+            if p.param_type_name == "argument":  # its name (IMAGE..., SOURCE) says it; no `<list[Path]>`
+                p.display_type_rich = lambda ctx: None
+            if getattr(p, "help", None):
+                p.help = _one_line_paragraphs(p.help)
+        return params
+
+
+class App(typer.Typer):
+    """The Typer application whose commands are `Command`s."""
+
+    def command(self, *args, cls=None, **kwargs):  # noqa: ANN001,ANN002,ANN003,ANN201
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = App(
     name="fflm",
     help="Precise facial landmarks on photos of any resolution, from web images to 12K studio frames.",
     rich_markup_mode="rich",
@@ -55,28 +93,40 @@ class DetectorChoice(str, Enum):
     none = "none"
 
 
-WeightsOpt = typer.Option(None, "--weights", "-w", help="Landmark weights (.safetensors); default: the shipped 68-point model.",
-                          dir_okay=False)
-DeviceOpt = typer.Option(Device.auto, "--device", help="auto = CUDA when available, else CPU.", case_sensitive=False)
-PrecisionOpt = typer.Option(Precision.auto, "--precision", help="Landmark networks' arithmetic: auto = bfloat16 where "
-                            "the CPU (AVX512-BF16, AMX) or GPU computes it natively, else float32.", case_sensitive=False)
-BoxesOpt = typer.Option(None, "--boxes", help="JSON object: image file name -> list of face boxes (x0, y0, x1, y1).",
-                        dir_okay=False)
-DetectorOpt = typer.Option(DetectorChoice.builtin, "--detector",
+WeightsOpt = typer.Option(None, "--weights", "-w", metavar="FILE", dir_okay=False,
+                          help="Landmark weights (.safetensors); default: the shipped 68-point model.")
+DeviceOpt = typer.Option(Device.auto, "--device", metavar="DEVICE", case_sensitive=False,
+                         help="auto, cpu or cuda; auto = CUDA when available, else CPU.")
+PrecisionOpt = typer.Option(Precision.auto, "--precision", metavar="TYPE", case_sensitive=False,
+                            help="Landmark networks' arithmetic: auto, float32 or bfloat16; auto = bfloat16 where "
+                            "the CPU (AVX512-BF16, AMX) or GPU computes it natively, else float32.")
+BoxesOpt = typer.Option(None, "--boxes", metavar="FILE", dir_okay=False,
+                        help="JSON object: image file name -> list of face boxes (x0, y0, x1, y1).")
+DetectorOpt = typer.Option(DetectorChoice.builtin, "--detector", metavar="NAME", case_sensitive=False,
                            help="Face detector: builtin (fflm's own), yunet (needs --detector-model FILE.onnx), "
-                                "none = the whole image is the face.", case_sensitive=False)
-DetectorModelOpt = typer.Option(None, "--detector-model", help="Detector model file: a YuNet .onnx for --detector yunet, "
-                                "or another fflm detector .safetensors for builtin.", dir_okay=False)
-TilesOpt = typer.Option("auto", "--tiles", help="Tiled detection for big photos: auto (when the photo is much larger "
-                        "than the detector's 640 px proxy and faces may be small), off, or N tiles along the long side.")
-MaxFacesOpt = typer.Option(None, "--max-faces", min=1, help="Keep at most N faces per image (best scores first).")
-DetectorThresholdOpt = typer.Option(None, "--detector-threshold", min=0.0, max=1.0,
-                                    help="Face score threshold (default: the detector's own, 0.55 for builtin, 0.6 "
-                                    "for yunet); lower finds more faces, with more false ones.")
+                                "none = the whole image is the face.")
+DetectorModelOpt = typer.Option(None, "--detector-model", metavar="FILE", dir_okay=False,
+                                help="Detector model file: a YuNet .onnx for --detector yunet, or another fflm "
+                                "detector .safetensors for builtin.")
+TilesOpt = typer.Option("auto", "--tiles", metavar="N", help="Tiled detection for big photos: auto (when the photo "
+                        "is much larger than the detector's 640 px proxy and faces may be small), off, or N tiles "
+                        "along the long side.")
+MaxFacesOpt = typer.Option(None, "--max-faces", min=1, metavar="N", help="Keep at most N faces per image (best "
+                           "scores first).")
+DetectorThresholdOpt = typer.Option(None, "--detector-threshold", metavar="X",
+                                    help="Face score threshold from 0 to 1 (default: the detector's own, 0.55 for "
+                                    "builtin, 0.6 for yunet); lower finds more faces, with more false ones.")
 FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
-                       "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark stage ~25 % faster.")
-MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, help="Ignore faces smaller than PX pixels (square root of the "
-                          "box area, original pixels); also steers --tiles auto.")
+                       "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark "
+                       "stage ~25 % faster.")
+MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, metavar="PX", help="Ignore faces smaller than PX pixels "
+                          "(square root of the box area, original pixels); also steers --tiles auto.")
+OutOpt = typer.Option(None, "--out", "-o", metavar="PATH", help="Output file (a folder for --format pts); "
+                      "default or -: stdout.")
+FormatOpt = typer.Option(None, "--format", "-f", metavar="FORMAT", case_sensitive=False, show_default=False,
+                         help="json, jsonl, csv or pts (one 300-W file per face); default: by --out's extension "
+                         "(.jsonl, .csv), else json.")
+ThreadsOpt = typer.Option(0, "--threads", min=0, metavar="N", help="Torch CPU threads (0: torch's default).")
 
 
 def usage(message: str) -> Exception:

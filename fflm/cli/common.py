@@ -17,6 +17,8 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
 
     if weights is not None and not weights.exists():
         raise usage(f"no such weights file: {weights}")
+    if detector_threshold is not None and not 0.0 <= detector_threshold <= 1.0:
+        raise usage(f"--detector-threshold is a score from 0 to 1, got {detector_threshold:g}")
     try:
         from fflm.pipeline import pick_device
 
@@ -34,6 +36,8 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
         raise usage(str(e)) from None
     if detector == DetectorChoice.none and (detector_model is not None or detector_threshold is not None):
         raise usage("--detector-model and --detector-threshold need --detector builtin or yunet")
+    if detector == DetectorChoice.yunet and detector_model is None:
+        raise usage("--detector yunet needs --detector-model FILE.onnx (fflm ships no YuNet model)")
     extra = {} if detector_threshold is None else {"threshold": detector_threshold}
     det = make_detector(detector.value, detector_model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size,
                         **extra)
@@ -55,3 +59,49 @@ def boxes_source(boxes: Path | None, detector: DetectorChoice | None) -> dict | 
         return load_boxes_file(boxes)
     except BoxesFileError as e:
         raise usage(str(e)) from None
+
+
+class Stopped(Exception):
+    """The run was stopped by SIGINT or SIGTERM (raised in the main thread, between two results)."""
+
+
+class StopSignals:
+    """`with StopSignals() as stop:` SIGINT and SIGTERM raise Stopped once, so the command can keep what finished,
+    close its outputs and say so; later signals are ignored until the block ends (closing is not cut short).
+    `stop.name` is the signal's name (None: not stopped), `stop.code` the exit code, 128 + its number."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.code = 0
+        self.old: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(getattr(signal, s), self._stop) for s in self.SIGNALS}
+        return self
+
+    def _stop(self, signum: int, frame) -> None:  # noqa: ANN001
+        import signal
+
+        if self.name is None:
+            self.name, self.code = signal.Signals(signum).name, 128 + signum
+            raise Stopped(self.name)
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        import signal
+
+        for s, handler in self.old.items():
+            signal.signal(getattr(signal, s), handler)
+
+
+def set_threads(threads: int) -> None:
+    """`--threads N`: torch's CPU threads for this run (0: torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import DeviceOpt, FlipOpt, PrecisionOpt, WeightsOpt, app, err, out_console, usage
+from fflm.cli.app import (DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt,
+                          PrecisionOpt, ThreadsOpt, WeightsOpt, app, err, out_console, usage)
 
 EXAMPLES = """
 Examples:
@@ -17,7 +18,14 @@ Examples:
 
   fflm eval 300w/val --boxes detector --plot ced.png
 
+  fflm eval 300w/val --boxes detector --detector yunet --detector-model yunet.onnx
+
   fflm eval my_faces.csv --weights runs/x/best.safetensors --json > report.json
+
+  fflm eval yaw00_30/ yaw30_60/ yaw60_90/      by yaw range, box-size NME beside
+
+  fflm eval yaw60_90/,labels=../merlrav,only=heldout.txt
+      2D labels, self-occluded points left out
 """
 
 
@@ -34,40 +42,63 @@ def _json_safe(v):
 
 @app.command("eval", epilog=EXAMPLES)
 def evaluate(
-    data: Path = typer.Argument(..., help="Annotations: a 300-W style folder, a .csv or a .json file.", show_default=False),
+    data: list[str] = typer.Argument(..., metavar="DATA...", show_default=False,
+                                     help="Annotations: a 300-W style folder (with optional .vis files), a .csv "
+                                     "(fflm's own layout too) or a .json file; several are reported each on its own "
+                                     "row. Settings as in fflm train --data: PATH,labels=DIR,exclude=FILE,only=FILE."),
     weights: Path = WeightsOpt,
-    boxes: str = typer.Option("landmarks", "--boxes", help="landmarks (truth's tight box), detector, or a boxes JSON file."),
+    boxes: str = typer.Option("landmarks", "--boxes", metavar="SOURCE", help="landmarks (truth's tight box), "
+                              "detector (the --detector's faces), or a boxes JSON file."),
     as_json: bool = typer.Option(False, "--json", help="Print the report (with per-image errors) as JSON."),
-    plot: Path = typer.Option(None, "--plot", help="Write the cumulative error curve as PNG."),
+    plot: Path = typer.Option(None, "--plot", metavar="FILE", help="Write the cumulative error curve as PNG."),
     flip: bool = FlipOpt,
     shape_prior: bool = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model "
                                      "(when they have one) on the points no region refines, as detect does."),
     device=DeviceOpt,
     precision=PrecisionOpt,
+    detector=DetectorOpt,
+    detector_model: Path = DetectorModelOpt,
+    detector_threshold: float = DetectorThresholdOpt,
+    threads: int = ThreadsOpt,
 ) -> int:
     """Measure a model on annotated faces: NME, failure rate and AUC, per region, stage and face size.
 
-    NME is normalised by the outer-eye-corner distance (inter-ocular) and by the truth box diagonal;
-    FR and AUC at 0.08 and 0.10; the refined points are also scored with the global stage's estimate.
+    NME is normalised by the outer-eye-corner distance (inter-ocular), by the truth box diagonal and by the
+    truth box size √(w·h); FR and AUC at 0.08 and 0.10; the refined points are also scored with the global
+    stage's estimate. Points a .vis file marks self-occluded are left out.
     """
     from rich.progress import Progress
 
-    from fflm.cli.common import make_landmarker
+    from fflm.cli.common import make_landmarker, set_threads
     from fflm.evaluate import evaluate as run_eval, plot_ced
-    from fflm.train.data import read_annotations
+    from fflm.train.sources import Source, read_source
 
-    if not data.exists():
-        raise usage(f"no such file or directory: {data}")
+    try:
+        sources = [Source.parse(d) for d in data]
+    except ValueError as e:
+        raise usage(str(e)) from None
+    for src in sources:
+        if not Path(src.path).exists():
+            raise usage(f"no such file or directory: {src.path}")
     box_source: str | dict = boxes
     if boxes not in ("landmarks", "detector"):
         from fflm.cli.common import boxes_source
 
         box_source = boxes_source(Path(boxes), None)
-    lm = make_landmarker(weights, device, None, flip=flip, shape_prior=shape_prior, precision=precision)
-    samples = read_annotations(data, lm.scheme.num_points)
+    if boxes != "detector" and (detector != DetectorChoice.builtin or detector_model or detector_threshold is not None):
+        raise usage("--detector, --detector-model and --detector-threshold are for --boxes detector")
+    if boxes == "detector" and detector == DetectorChoice.none:
+        raise usage("--boxes detector needs a detector: --detector builtin or yunet")
+    set_threads(threads)
+    lm = make_landmarker(weights, device, detector if boxes == "detector" else None, detector_model,
+                         detector_threshold=detector_threshold, flip=flip, shape_prior=shape_prior, precision=precision)
+    per_source = [read_source(src, lm.scheme.num_points, []) for src in sources]
+    samples = [s for part in per_source for s in part]
+    names = [src.path for src, part in zip(sources, per_source) for _ in part]
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("evaluating", total=len(samples))
-        report = run_eval(lm, samples, box_source, progress=lambda done, n: bar.update(task, completed=done))
+        report = run_eval(lm, samples, box_source, progress=lambda done, n: bar.update(task, completed=done),
+                          sources=names)
     d = report.to_dict(per_image=as_json)
     d["weights"] = str(lm.weights_path)
     d["boxes"] = boxes
@@ -78,10 +109,12 @@ def evaluate(
         return 0
     from rich.table import Table
 
-    t = Table(title=f"fflm eval: {data} ({d['found']}/{d['faces']} faces, boxes: {boxes})", title_justify="left")
+    t = Table(title=f"fflm eval: {' '.join(data)} ({d['found']}/{d['faces']} faces, boxes: {boxes})",
+              title_justify="left")
     for c in ("metric", "mean %", "median %", "FR@0.08 %", "FR@0.10 %", "AUC@0.08 %", "AUC@0.10 %"):
         t.add_column(c, justify="right" if c != "metric" else "left")
-    for name, key in (("NME inter-ocular", "inter_ocular"), ("NME box diagonal", "box_diagonal")):
+    for name, key in (("NME inter-ocular", "inter_ocular"), ("NME box diagonal", "box_diagonal"),
+                      ("NME box size", "box_size")):
         s = d[key]
         t.add_row(name, *(f"{s[k]:.3f}" for k in ("mean", "median", "fr_0.08", "fr_0.10", "auc_0.08", "auc_0.10")))
     g = Table(title="per region / stage / face size (inter-ocular NME, mean %)", title_justify="left")
@@ -97,4 +130,11 @@ def evaluate(
     out = out_console()
     out.print(t)
     out.print(g)
+    if "by_source" in d:
+        b = Table(title="by source (mean %)", title_justify="left")
+        for c in ("source", "faces", "found", "NME inter-ocular", "NME box size"):
+            b.add_column(c, justify="left" if c == "source" else "right")
+        for name, v in d["by_source"].items():
+            b.add_row(name, str(v["faces"]), str(v["found"]), f"{v['inter_ocular']:.3f}", f"{v['box_size']:.3f}")
+        out.print(b)
     return 0

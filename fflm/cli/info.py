@@ -12,7 +12,8 @@ from fflm.cli.app import app, out_console, usage
 
 @app.command(epilog="Examples:\n\n  fflm info\n\n  fflm info runs/my-run/best.safetensors --json\n\n  fflm info weights/fflm-detector.safetensors")
 def info(
-    weights: Path = typer.Argument(None, help="Weights file; default: the shipped model.", show_default=False),
+    weights: Path = typer.Argument(None, metavar="[WEIGHTS]", help="Weights file; default: the shipped model.",
+                                   show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> int:
     """Show a weights file's model configuration, landmark scheme, training metadata and checksum (landmark
@@ -23,6 +24,8 @@ def info(
     path = weights or DEFAULT_WEIGHTS
     if weights is not None and not weights.exists():
         raise usage(f"no such weights file: {weights}")
+    if weights is not None and weights.is_dir():
+        raise usage(f"{weights} is a folder: give a weights file (.safetensors)")
     d = describe_detector(path) if raw_header(path).get("format") == DETECTOR_FORMAT else describe(path)
     if as_json:
         typer.echo(json.dumps(d, indent=1))

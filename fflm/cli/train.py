@@ -16,7 +16,11 @@ Examples:
 
   fflm train --data my_faces/ --scheme my_scheme.json --init weights/fflm-300w-68.safetensors --epochs 20
 
-  fflm train --data hires/ --resolution 1024 --init runs/300w/best.safetensors      progressive resolution
+  fflm train --data 300w/train --data hires/,resolution=768 --init best.safetensors
+      small and full-resolution faces, each at its own frame size
+
+  fflm train --data 300w/train --data yaw30_60/,labels=../merlrav,jaw=0.3,repeat=2
+      turned heads: 2D labels where present, the 3D-style jaw down-weighted
 
   fflm train --data 300w/train --init best.safetensors --augment rotate=6,blur=0      gentler augmentation
 
@@ -38,7 +42,11 @@ class Loss(str, Enum):
 
 @app.command(epilog=EXAMPLES)
 def train(
-    data: Path = typer.Option(None, "--data", help="Training annotations: a 300-W style folder, a .csv or a .json file."),
+    data: list[str] = typer.Option(None, "--data", metavar="SOURCE", help="Training annotations: a 300-W style folder (with optional "
+                                   ".vis files), a .csv or a .json file; repeat for several sources, each optionally "
+                                   "followed by settings as PATH,KEY=VALUE,... (keys: resolution, repeat, jaw, labels, exclude; "
+                                   "e.g. hires/,resolution=768).",
+                                   show_default=False),
     val: Path = typer.Option(None, "--val", help="Validation annotations (same formats); selects the best epoch."),
     scheme: str = typer.Option(None, "--scheme", help="Landmark scheme: 68 or a scheme JSON file (default: --init's "
                                "scheme, else 68).", show_default=False),
@@ -61,8 +69,10 @@ def train(
     lr_min: float = typer.Option(1e-5, "--lr-min", min=0.0, help="Final learning rate."),
     warmup: int = typer.Option(200, "--warmup", min=0, help="Linear warm-up steps before the cosine decay."),
     loss: Loss = typer.Option(Loss.l2, "--loss", help="l2 (paper Eq. 1), l1, wing or ion (inter-ocular L2)."),
-    init: Path = typer.Option(None, "--init", help="Start from these weights (layers whose shape changed are re-initialised).",
-                              dir_okay=False),
+    init: Path = typer.Option(None, "--init", help="Start from these weights (layers whose shape changed are re-initialised; "
+                              "the file's shape model and mirror offset are kept).", dir_okay=False),
+    refit: bool = typer.Option(False, "--refit", help="With --init: fit the shape model on this run's faces and start "
+                               "the mirror offset from 0 instead of keeping the file's."),
     out: Path = typer.Option(Path("runs/fflm"), "--out", help="Run directory."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory."),
     device: Device = DeviceOpt,
@@ -87,31 +97,41 @@ def train(
     """Train the landmark model (paper Eq. 1 by default) and export the best epoch as .safetensors."""
     from dataclasses import asdict
 
+    from fflm.cli.clickcompat import given_options
     from fflm.train.data import Augment
-    from fflm.train.loop import TrainConfig, train as run_train
+    from fflm.train.loop import TrainConfig, TrainInterrupted, train as run_train
+    from fflm.train.sources import Source
 
-    if resume is None and data is None:
+    if resume is None and not data:
         raise usage("give --data (or --resume RUN_DIR)")
     if width is not None and width % 2:
         raise usage("--width must be even")
-    for p in (data, val, init, teacher):
+    try:
+        sources = [Source.parse(d) for d in data or []]
+    except ValueError as e:
+        raise usage(f"--data {e}") from None
+    for p in [Path(s.path) for s in sources] + [val, init, teacher]:
         if p is not None and not p.exists():
             raise usage(f"no such file or directory: {p}")
+    given = {{"warmup": "warmup_steps", "resume": "out"}.get(n, n) for n in given_options()}
     try:
         augmentation = asdict(Augment.parse(augment or ""))
     except ValueError as e:
         raise usage(f"--augment: {e}") from None
     cfg = TrainConfig(
-        data=str(data) if data else "", val=str(val) if val else None, out=str(resume or out), scheme=scheme,
+        data=list(data or []), val=str(val) if val else None, out=str(resume or out), scheme=scheme,
         variant=variant.value, width=width, stacks=stacks, proxy_size=proxy_size, resolution=resolution,
         crop_size=crop_size, batch_size=batch_size,
         # a resumed run trains to max(--epochs, its own): 1 when --epochs is not given keeps its own
         epochs=epochs if epochs is not None else (1 if resume is not None else 30),
-        lr=lr, lr_min=lr_min, warmup_steps=warmup, loss=loss.value, init=str(init) if init else None,
+        lr=lr, lr_min=lr_min, warmup_steps=warmup, loss=loss.value, init=str(init) if init else None, refit=refit,
         device=device.value, precision=precision.value, seed=seed, workers=workers, threads=threads, max_val=max_val,
         ema=ema, augment=augmentation, teacher=str(teacher) if teacher else None, distill=distill,
     )
-    best = run_train(cfg, resume=resume is not None, log=message)
-    if best.exists():  # not yet after Ctrl-C in the first epoch
-        message(f"fflm: best weights: {best}")
+    try:
+        best = run_train(cfg, resume=resume is not None, log=message, given=given)
+    except TrainInterrupted as e:
+        message(f"fflm: {e}")
+        return 130
+    message(f"fflm: best weights: {best}")
     return 0

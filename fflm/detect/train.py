@@ -40,7 +40,7 @@ def make_batch(sampler: Sampler, n: int, strides: tuple[int, ...]) -> tuple[torc
 def validate(model: FaceNet, photos: list, proxy: int = 640, min_precision: float = 0.9) -> dict:
     """On held-out scene photos, through the shipped pipeline (proxy and coarse passes, tiles off): recall of faces
     ≥ 32 px and ≥ 20 px and precision at score 0.5, and the best recall ≥ 32 px among score thresholds
-    (0.30-0.80) that keep precision ≥ `min_precision`, with that threshold (the operating point issue 8 asks for)."""
+    (0.30-0.80) that keep precision ≥ `min_precision`, with that threshold (the operating point the export keeps)."""
     model.eval()
     found = []
     for p in photos:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from fflm.scheme import IBUG68, LandmarkScheme
 
 
@@ -51,10 +53,12 @@ class ModelConfig:
     `frame_scale`: the face frame (the square seen by the global stage) is this many times the larger side
     of the landmarks' tight box. `region_margin`: each region box extends its points' extent by this
     fraction on every side (then made square, at least `region_min_side` of the frame's side).
-    `mirror_offset`: how far right of the mirror-symmetric position the training annotations sit, in image
-    pixels. Mirrored training samples teach the network the symmetric position (an offset that flips sign with
-    the image cannot be learnt), so the pipeline adds it back; measured on the training faces by
-    `python -m fflm.train.calibrate`, 0 for a fresh run.
+    `mirror_offset`: how far right of the mirror-symmetric position the training annotations sit, as a fraction
+    of the face frame's side (`mirror_offset_unit` "frame": the frame is `frame_scale` times the larger side of
+    the points' box, so the offset scales with the face and a k× larger image gives k× the coordinates); files
+    from before the unit existed hold pixels ("px", kept as a constant). Mirrored training samples teach the
+    network the symmetric position (an offset that flips sign with the image cannot be learnt), so the pipeline
+    adds it back; measured on the training faces by `python -m fflm.train.calibrate`, 0 for a fresh run.
     """
 
     scheme: dict = field(default_factory=IBUG68.to_dict)
@@ -70,8 +74,11 @@ class ModelConfig:
     learn_temperature: bool = True
     shape_prior: ShapePriorConfig = field(default_factory=ShapePriorConfig)
     mirror_offset: float = 0.0
+    mirror_offset_unit: str = "frame"
 
     def __post_init__(self) -> None:
+        if self.mirror_offset_unit not in ("frame", "px"):
+            raise ValueError(f"mirror_offset_unit must be frame or px, got {self.mirror_offset_unit!r}")
         if isinstance(self.shape_prior, dict):
             self.shape_prior = ShapePriorConfig(**self.shape_prior)
         if isinstance(self.global_net, dict):
@@ -92,6 +99,13 @@ class ModelConfig:
     def landmark_scheme(self) -> LandmarkScheme:
         return LandmarkScheme.from_dict(self.scheme)
 
+    def mirror_shift(self, points: np.ndarray) -> np.ndarray:
+        """The x offset in pixels to add to each face's points [F, N, 2] (see `mirror_offset`)."""
+        if self.mirror_offset_unit == "px":
+            return np.full(len(points), self.mirror_offset)
+        side = self.frame_scale * (points.max(axis=1) - points.min(axis=1)).max(axis=1)
+        return self.mirror_offset * side
+
     @property
     def variant(self) -> str:
         return "light" if self.global_net.light else "regular"
@@ -102,7 +116,10 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
         try:
-            return cls(**json.loads(text))
+            d = json.loads(text)
+            if isinstance(d, dict) and "mirror_offset_unit" not in d:
+                d["mirror_offset_unit"] = "px"  # written before the offset had a unit: pixels
+            return cls(**d)
         except (TypeError, json.JSONDecodeError) as e:
             raise ValueError(f"malformed model configuration: {e}") from None
 

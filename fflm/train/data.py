@@ -1,8 +1,10 @@
 """Annotation readers and the training dataset: face frames from landmarks, augmentation, batching.
 
 Readers return `Sample(image, points)` with 0-based points. Formats:
-- a folder of images with a `.pts` file of the same stem beside each (300-W layout, any number of points);
-- a CSV file with header `image,x0,y0,x1,y1,...` (image path relative to the CSV file);
+- a folder of images with a `.pts` file of the same stem beside each (300-W layout, any number of points), and
+  optionally a `.vis` file (MERL-RAV layout: 0 visible, 1 occluded, 2 self-occluded, which is left out);
+- a CSV file: fflm's own results layout (`image, …, x_0, y_0, x_1, y_1, …`; see docs/outputs.md) or
+  `image,x0,y0,x1,y1,...` (image paths relative to the CSV file, else to the working directory);
 - a JSON file: a list of `{"image": path, "landmarks": [[x, y], ...]}` (paths relative to the file).
 CSV and JSON coordinates are 0-based pixel centres, as in fflm's outputs.
 """
@@ -31,6 +33,25 @@ class Sample:
     image: Path
     points: np.ndarray  # [N, 2], 0-based pixel centres
     source: str = field(default="", compare=False)  # where the points came from ("file.pts", "file.csv:3", ...)
+    weights: np.ndarray | None = field(default=None, compare=False)  # [N] loss/score weights; 0: leave out; None: all 1
+
+
+SELF_OCCLUDED = 2  # a `.vis` value: the point is hidden because the head turns away (its position is a guess)
+
+
+def read_visibility(pts: Path, num_points: int) -> np.ndarray | None:
+    """Weights from the `.vis` file beside a `.pts` file (one number a point: 0 visible, 1 occluded by something
+    else, 2 self-occluded): 0 for self-occluded points, 1 for the rest; None without a `.vis` file."""
+    vis = pts.with_suffix(".vis")
+    if not vis.is_file():
+        return None
+    try:
+        values = [int(v) for v in vis.read_text().split()]
+    except ValueError:
+        raise AnnotationError(f"{vis}: visibility values must be integers 0, 1 or 2") from None
+    if len(values) != num_points or not set(values) <= {0, 1, SELF_OCCLUDED}:
+        raise AnnotationError(f"{vis}: needs {num_points} values, each 0, 1 or 2")
+    return (np.array(values) != SELF_OCCLUDED).astype(np.float64)
 
 
 def read_annotations(source: str | Path, num_points: int | None = None) -> list[Sample]:
@@ -56,7 +77,31 @@ def read_annotations(source: str | Path, num_points: int | None = None) -> list[
         extent = s.points.max(axis=0) - s.points.min(axis=0)
         if not np.isfinite(s.points).all() or (extent <= 0).any():
             raise AnnotationError(f"{s.source or s.image}: the points span no area (all on one line or at one place)")
+        _check_inside(s)
     return samples
+
+
+def _check_inside(sample: Sample) -> None:
+    """Refuse a point more than the image's own size outside it: a typo (-5000), not an annotation. (Points a
+    little beyond the border are normal: 300-W annotates faces cut by the frame.)"""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(sample.image) as im:
+            side = max(im.size)  # EXIF rotation may swap the sides: the larger bounds both
+    except (OSError, UnidentifiedImageError):
+        return  # an unreadable image fails with its own message when it is read
+    far = np.nonzero(((sample.points < -side) | (sample.points > 2 * side)).any(axis=1))[0]
+    if not len(far):
+        return
+    k = int(far[0])
+    where = sample.source or str(sample.image)
+    if where.endswith(".pts"):
+        from fflm.pts import point_line
+
+        where = f"{where}:{point_line(Path(where).read_text(), k)}"
+    x, y = sample.points[k] + (1 if ".pts:" in where else 0)  # as written in the file: .pts is 1-based
+    raise AnnotationError(f"{where}: point {k + 1} at ({x:g}, {y:g}) is far outside the {side} px image")
 
 
 def _read_folder(folder: Path) -> list[Sample]:
@@ -68,31 +113,52 @@ def _read_folder(folder: Path) -> list[Sample]:
     for pts in sorted(folder.glob("*.pts")):
         if pts.stem not in images:
             raise AnnotationError(f"{pts}: no image with the same stem beside it")
-        samples.append(Sample(images[pts.stem], read_pts(pts), str(pts)))
+        points = read_pts(pts)
+        samples.append(Sample(images[pts.stem], points, str(pts), read_visibility(pts, len(points))))
     return samples
 
 
 def _read_csv(path: Path) -> list[Sample]:
+    """One face per row, in either layout: fflm's own (`image`, then any columns, the points as named columns
+    `x_0, y_0, …`; rows with face `none` are skipped), as `fflm detect/batch -f csv` writes it, or the plain
+    `image,x0,y0,x1,y1,…` (a column pair per point). A relative image path is looked up beside the CSV file,
+    then in the working directory (where fflm's results name their images as given on its command line)."""
     samples = []
     with open(path, newline="") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if not header or header[0].strip() != "image" or (len(header) - 1) % 2:
-            raise AnnotationError(f"{path}:1: header must be image,x0,y0,x1,y1,...")
+        header = [h.strip() for h in next(reader, None) or []]
+        n = sum(1 for h in header if h.startswith("x_"))
+        named = n > 0 and header[:1] == ["image"]
+        if named:
+            try:
+                cols = [header.index(f"{a}_{i}") for i in range(n) for a in "xy"]
+            except ValueError:
+                raise AnnotationError(f"{path}:1: fflm's CSV layout needs columns x_0, y_0 … x_{n - 1}, y_{n - 1}") from None
+        elif not header or header[0] != "image" or (len(header) - 1) % 2:
+            raise AnnotationError(f"{path}:1: header must be fflm's CSV layout (image, …, x_0, y_0, x_1, y_1, …) "
+                                  "or image,x0,y0,x1,y1,… (a column pair per point)")
+        else:
+            cols = list(range(1, len(header)))
+        face = header.index("face") if named and "face" in header else None
         for no, row in enumerate(reader, 2):
-            if not row:
+            if not row or (face is not None and len(row) > face and row[face] == "none"):
                 continue
+            if len(row) == 1:
+                raise AnnotationError(f"{path}:{no}: {row[0]} has no points")
             if len(row) != len(header):
                 raise AnnotationError(f"{path}:{no}: {len(row)} columns, the header has {len(header)}")
             try:
-                values = np.array([float(v) for v in row[1:]], dtype=np.float64)
+                values = np.array([float(row[c]) for c in cols], dtype=np.float64)
             except ValueError:
                 raise AnnotationError(f"{path}:{no}: non-numeric coordinate") from None
             if not np.isfinite(values).all():
                 raise AnnotationError(f"{path}:{no}: non-finite coordinate")
             image = path.parent / row[0]
+            if not image.is_file() and Path(row[0]).is_file():
+                image = Path(row[0])
             if not image.is_file():
-                raise AnnotationError(f"{path}:{no}: image not found: {image}")
+                raise AnnotationError(f"{path}:{no}: image not found: {row[0]} (looked beside the CSV file and "
+                                      "in the working directory)")
             samples.append(Sample(image, values.reshape(-1, 2), f"{path}:{no}"))
     return samples
 
@@ -227,7 +293,8 @@ def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augment) -> np
 
 
 class LandmarkDataset(Dataset):
-    """Training faces as R×R frames: (image uint8 [3, R, R], points float32 [N, 2] in frame pixels)."""
+    """Training faces as R×R frames: (image uint8 [3, R, R], points float32 [N, 2] in frame pixels, per-point loss
+    weights float32 [N])."""
 
     def __init__(self, samples: list[Sample], scheme: LandmarkScheme, resolution: int = 256, frame_scale: float = 1.5,
                  augment: Augment | None = None, seed: int = 0, preload: bool = True) -> None:
@@ -243,7 +310,7 @@ class LandmarkDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sample = self.samples[i]
         image = self.cache[i] if self.cache is not None else read_image(sample.image)
         rng = np.random.default_rng((self.seed, self.epoch, i)) if self.augment else None
@@ -251,8 +318,10 @@ class LandmarkDataset(Dataset):
         m, flip = frame_transform(sample.points, self.resolution, self.frame_scale, rng, aug)
         frame = warp_frame(image, m, self.resolution)
         pts = affine_points(sample.points, m)
+        weights = np.ones(len(pts)) if sample.weights is None else sample.weights
         if flip:
-            pts = pts[self.perm]
+            pts, weights = pts[self.perm], weights[self.perm]
         if rng is not None:
             frame = photometric(frame, rng, aug)
-        return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))), torch.from_numpy(pts.astype(np.float32))
+        return (torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))), torch.from_numpy(pts.astype(np.float32)),
+                torch.from_numpy(weights.astype(np.float32)))

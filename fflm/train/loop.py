@@ -26,6 +26,7 @@ from fflm.train.average import moving_average
 from fflm.train.data import Augment, LandmarkDataset, read_annotations
 from fflm.train.losses import LOSSES, landmark_loss
 from fflm.train.shape import fit_shape
+from fflm.train.sources import Source, SourceBatches, read_source
 from fflm.weights import WeightsError, init_from, load_model, read_header, save_model
 
 
@@ -33,9 +34,17 @@ class TrainError(Exception):
     """A training run that cannot start or continue (bad data, run directory or options)."""
 
 
+class TrainInterrupted(TrainError):
+    """Training stopped by SIGINT/SIGTERM after saving its checkpoint (the CLI exits 130)."""
+
+
+# what a resumed run may change: where it runs and how long; every other option is the run's recipe
+RESUMABLE = ("device", "workers", "threads", "epochs")
+
+
 @dataclass
 class TrainConfig:
-    data: str
+    data: list[str]  # training sources, each `PATH[,KEY=VALUE,...]` (fflm.train.sources)
     val: str | None = None
     out: str = "runs/fflm"
     scheme: str | None = None  # a built-in name or a scheme file; None: --init's scheme, else the 68 points
@@ -55,6 +64,7 @@ class TrainConfig:
     jitter: float = 0.1
     centre_jitter: float = 0.05
     init: str | None = None
+    refit: bool = False  # with init: fit the shape model and the mirror offset anew instead of keeping the file's
     device: str = "cpu"
     seed: int = 0
     workers: int = 0
@@ -67,6 +77,12 @@ class TrainConfig:
     distill: float = 0.5  # how far the targets move from the annotations to the teacher's points (with a teacher)
 
     def __post_init__(self) -> None:
+        self.data = [self.data] if isinstance(self.data, str) else list(self.data)
+        self.data = [d for d in self.data if d]
+        try:
+            self.sources = [Source.parse(d) for d in self.data]
+        except ValueError as e:
+            raise TrainError(f"--data {e}") from None
         if self.loss not in LOSSES:
             raise TrainError(f"unknown loss {self.loss!r} (one of {', '.join(LOSSES)})")
         if not 64 <= self.resolution <= 4096:
@@ -95,9 +111,13 @@ def build_model(cfg: TrainConfig) -> tuple[LandmarkNet, list[str]]:
     notes = []
     if cfg.init:
         base, _ = read_header(cfg.init)
-        # a new run's annotations set their own convention: the file's mirror offset does not carry over
+        # fine-tuning keeps the file's mirror offset unless asked to refit it (its annotations' convention)
         model_cfg = ModelConfig(**{**asdict(base), "scheme": scheme.to_dict(), "crop_size": cfg.crop_size,
-                                   "mirror_offset": 0.0})
+                                   "mirror_offset": 0.0 if cfg.refit else base.mirror_offset})
+        if not cfg.refit and base.mirror_offset:
+            unit = "px" if base.mirror_offset_unit == "px" else "of the face frame"
+            notes.append(f"--init {cfg.init}: kept its mirror offset {base.mirror_offset:+.4g} {unit} (--refit: "
+                         "measure it anew with python -m fflm.train.calibrate)")
         if cfg.width:
             model_cfg = replace(model_cfg, global_net=replace(model_cfg.global_net, width=cfg.width),
                                 regional_net=replace(model_cfg.regional_net, width=cfg.width))
@@ -142,11 +162,17 @@ def load_teacher(cfg: TrainConfig, scheme: LandmarkScheme, device: torch.device)
     return teacher
 
 
+def warmup_steps(cfg: TrainConfig, total: int) -> int:
+    """The warm-up actually used: `cfg.warmup_steps`, but never more than a tenth of the run."""
+    return min(cfg.warmup_steps, total // 10)
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine from lr to lr_min over the run."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    warm = warmup_steps(cfg, total)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
 
 
@@ -159,7 +185,7 @@ def validate(model: LandmarkNet, loader: DataLoader, device: torch.device,
 
     model.eval()
     finals, globals_, truths = [], [], []
-    for images, pts in loader:
+    for images, pts, _ in loader:
         with networks_in(dtype, device):
             out = model(images.to(device).float())
         finals.append(out["final"].cpu().numpy())
@@ -181,15 +207,17 @@ def validate(model: LandmarkNet, loader: DataLoader, device: torch.device,
 
 
 def train_step(model: LandmarkNet, opt: torch.optim.Optimizer, images: torch.Tensor, truth: torch.Tensor,
-               cfg: TrainConfig, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, dict[str, float]]:
-    """One optimiser step on a batch of frames [B, 3, R, R] and their points [B, N, 2]: forward with region-box
-    jitter, the run's loss, backward, gradient clipping, the update. Returns the loss and its parts."""
+               cfg: TrainConfig, dtype: torch.dtype = torch.float32,
+               weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """One optimiser step on a batch of frames [B, 3, R, R] and their points [B, N, 2] (per-point loss `weights`
+    [B, N]): forward with region-box jitter, the run's loss, backward, gradient clipping, the update. Returns the
+    loss and its parts."""
     # mixed precision: the convolutions in `dtype`, the soft-argmax (hence the loss) in float32
     with networks_in(dtype, images.device):
         outputs = model(images, cfg.jitter, cfg.centre_jitter)
     scheme = model.scheme
     loss, parts = landmark_loss(outputs, truth, float(images.shape[-1]), scheme.refined_indices, scheme.norm_points,
-                                cfg.loss)
+                                cfg.loss, weights)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.clip_grad:
@@ -228,17 +256,35 @@ class _Interrupt:
             signal.signal(s, h)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> Path:
-    """Train (or resume) a run; returns the path of the best exported weights."""
+def resumed_config(cfg: TrainConfig, out: Path, given: set[str] | None) -> TrainConfig:
+    """The run's saved recipe with what a resume may change (RESUMABLE) taken from `cfg`; an option in `given`
+    (what the user set on the command line) that contradicts the recipe is refused by name. `given` None (a
+    library call): `cfg`'s epochs apply, the rest of `cfg` is ignored."""
+    saved = {"precision": "float32", "refit": False, **json.loads((out / "config.json").read_text())}
+    for name in sorted((given or set()) - set(RESUMABLE) - {"out"}):
+        if name in saved and getattr(cfg, name) != saved[name]:
+            raise TrainError(f"--{name.replace('_', '-')} {getattr(cfg, name)} contradicts the run in {out} "
+                             f"({saved[name]}); a resumed run may change only --epochs, --device, --workers, --threads")
+    epochs = cfg.epochs if given is None or "epochs" in given else saved["epochs"]
+    return TrainConfig(**{**saved, "device": cfg.device, "workers": cfg.workers, "threads": cfg.threads,
+                          "epochs": epochs})
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print,
+          given: set[str] | None = None) -> Path:
+    """Train (or resume) a run; returns the path of the best exported weights. `given`: the options the user set
+    (a resume refuses those that contradict the run). Raises TrainInterrupted after saving the checkpoint when
+    SIGINT or SIGTERM stops it."""
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
     if resume:
         if not ckpt_path.is_file():
             raise TrainError(f"{out}: no checkpoint.pt to resume from")
-        saved = {"precision": "float32", **json.loads((out / "config.json").read_text())}  # runs before --precision
-        # a resumed run keeps its recipe; only where it runs and how long (--epochs, to extend) may change
-        cfg = TrainConfig(**{**saved, "device": cfg.device, "workers": cfg.workers, "threads": cfg.threads,
-                             "epochs": max(cfg.epochs, saved["epochs"])})
+        cfg = resumed_config(cfg, out, given)
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state["epoch"] >= cfg.epochs:
+            raise TrainError(f"{out} has trained {state['epoch']} epochs already: give --epochs above "
+                             f"{state['epoch']} to continue it")
     elif ckpt_path.exists():
         raise TrainError(f"{out} already holds a run: use --resume {out} or another --out")
     if cfg.threads:
@@ -254,9 +300,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     for n in notes:
         log(n)
     model.to(device)
-    train_samples = read_annotations(cfg.data, scheme.num_points)
+    if not cfg.sources:
+        raise TrainError("no training data (--data)")
+    unrefined = [i for i in range(scheme.num_points) if i not in set(scheme.refined_indices)]
+    per_source = [read_source(src, scheme.num_points, unrefined) for src in cfg.sources]
+    train_samples = [s for samples in per_source for s in samples]
     val_samples = read_annotations(cfg.val, scheme.num_points) if cfg.val else []
-    if not resume and model.config.shape_prior.components:  # a resumed run has it in its checkpoint
+    kept_shape = cfg.init and not cfg.refit and model.shape_model() is not None
+    if kept_shape:
+        log(f"--init {cfg.init}: kept its shape model (--refit: fit it anew on this run's faces)")
+    elif not resume and model.config.shape_prior.components:  # a resumed run has it in its checkpoint
         log(fit_shape(model, train_samples))
     if cfg.max_val:
         val_samples = val_samples[: cfg.max_val]
@@ -264,12 +317,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if teacher is not None:
         log(f"targets {cfg.distill:g} of the way from the annotations to {cfg.teacher}'s points")
     fs = model.config.frame_scale
-    train_ds = LandmarkDataset(train_samples, scheme, cfg.resolution, fs, Augment(**cfg.augment), cfg.seed)
-    # workers are not persistent: a persistent worker keeps its copy of train_ds and never sees train_ds.epoch
-    # change, so every epoch would get the first epoch's augmentation
-    shuffle = torch.Generator()  # re-seeded every epoch from (seed, epoch): a resumed run sees the same order
-    loader = DataLoader(train_ds, cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
-                        num_workers=cfg.workers, generator=shuffle)
+    for src, samples in zip(cfg.sources, per_source):
+        log(f"{src.path}: {len(samples)} faces, frames of {src.resolution or cfg.resolution} px, drawn "
+            f"{src.repeat:g}× an epoch")
+    sets = [LandmarkDataset(samples, scheme, src.resolution or cfg.resolution, fs, Augment(**cfg.augment), cfg.seed)
+            for src, samples in zip(cfg.sources, per_source)]
+    # every batch from one source, so its frames share one side; the order is fixed by (seed, epoch): a resumed
+    # run sees the same batches. Workers are not persistent: a persistent worker keeps its copy of the datasets and
+    # never sees their epoch change, so every epoch would get the first epoch's augmentation
+    batches = SourceBatches([len(d) for d in sets], [src.repeat for src in cfg.sources], cfg.batch_size, cfg.seed)
+    loader = DataLoader(torch.utils.data.ConcatDataset(sets), batch_sampler=batches, num_workers=cfg.workers)
     val_loader = (DataLoader(LandmarkDataset(val_samples, scheme, cfg.resolution, fs, None), 16, num_workers=0)
                   if val_samples else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -280,7 +337,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     start_epoch, best, step = 0, float("inf"), 0
     out.mkdir(parents=True, exist_ok=True)
     if resume:
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if ema is not None:
@@ -291,6 +347,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     else:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     total_steps = cfg.epochs * len(loader)
+    if warmup_steps(cfg, total_steps) < cfg.warmup_steps:
+        log(f"warm-up shortened to {warmup_steps(cfg, total_steps)} steps (a tenth of the run's {total_steps})")
     meta_base = {"train": asdict(cfg), "dtype": dtype_name, "samples": len(train_samples),
                  "val_samples": len(val_samples)}
 
@@ -309,18 +367,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                                         console=Console(stderr=True), disable=not progress) as bar:  # stdout is for data
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
-            train_ds.epoch = epoch
-            shuffle.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch]).generate_state(1)[0]))
+            batches.epoch = epoch
+            for d in sets:
+                d.epoch = epoch
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), info="")
             t0, sums, n = time.time(), {}, 0
             try:
-                for images, pts in loader:
+                for images, pts, weights in loader:
                     for g in opt.param_groups:
                         g["lr"] = lr_at(step, total_steps, cfg)
                     images, pts = images.to(device, non_blocking=True).float(), pts.to(device)
                     if teacher is not None:
                         pts = teacher_targets(teacher, images, pts, cfg.distill, dtype)
-                    loss, parts = train_step(model, opt, images, pts, cfg, dtype)
+                    loss, parts = train_step(model, opt, images, pts, cfg, dtype, weights.to(device))
                     if ema is not None:
                         ema.update_parameters(model)
                     step += 1
@@ -334,8 +393,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                 stop.hit = True
             if stop.hit:  # the interrupted epoch is not counted: resume repeats it
                 save_checkpoint(epoch)
-                log(f"interrupted: checkpoint saved in {ckpt_path}; continue with --resume {out}")
-                break
+                raise TrainInterrupted(f"interrupted: checkpoint saved in {ckpt_path}; continue with --resume {out}")
             row = {"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
             if val_loader is not None:
                 row.update(validate(served, val_loader, device, dtype))

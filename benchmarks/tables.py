@@ -1,0 +1,259 @@
+"""The figure tables of the README, docs/ and the model cards, generated from benchmarks/results/*.json.
+
+    python benchmarks/tables.py            rewrite every table in place
+    python benchmarks/tables.py --check    exit 1 and name the files whose tables differ from the results
+
+Each results file is one measurement run: `command`, `date`, `machine`, an optional `note`, and `figures` (for
+`fflm bench --record DIR` files, the report `fflm bench --json` prints). In docs/ and weights/ a table stands
+between `<!-- table:NAME -->` and `<!-- /table -->`; the README has no comments, so there a table is found by
+its header row and ends at the next blank line. Each table is followed by a line naming its source runs. To
+publish a new run, record it, point its entry in RUNS at the new file and run this script.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+#: the run each table shows, by the key the tables use: a results file's stem
+RUNS = {
+    "bench": "2026-12-01-amd-epyc-2cpu-bench",
+    "bench-no-flip": "2026-12-01-amd-epyc-2cpu-bench-no-flip",
+    "bench-bfloat16": "2026-12-01-amd-epyc-2cpu-bench-bfloat16",
+    "bench-float32": "2026-12-01-amd-epyc-2cpu-bench-float32",
+    "landmark-stage": "2026-12-01-amd-epyc-2cpu-landmark-stage",
+    "speed-accuracy": "2026-12-01-amd-epyc-2cpu-speed-accuracy",
+    "eval-300w-val": "2026-12-01-amd-epyc-2cpu-eval-300w-val",
+    "detector": "2026-12-01-amd-epyc-2cpu-detector",
+    "detector-timing": "2026-12-01-amd-epyc-2cpu-detector-timing",
+    "train-step": "2026-12-01-amd-epyc-2cpu-train-step",
+    "landmarks-300w": "2026-12-02-amd-epyc-2cpu-landmarks-300w",
+}
+MARKER = re.compile(r"(<!-- table:([a-z0-9-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
+REGIONS = ("jaw", "brows", "eyes", "nose", "mouth")
+
+
+def load(key: str) -> dict:
+    """The results file RUNS names for `key`."""
+    return json.loads((RESULTS / f"{RUNS[key]}.json").read_text())
+
+
+def fmt(value: object, spec: str = "{}") -> str:
+    """A figure as shown in a table; a missing one is a dash."""
+    return "—" if value is None else spec.format(value)
+
+
+def grid(header: list[str], rows: list[list[str]], align: str) -> str:
+    """A Markdown table; align: one l/r per column."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def source(*runs: dict) -> str:
+    """The line naming the runs a table comes from: command and date of each, and the machine."""
+    sources = "; ".join(f"{_code(r['command'])}, {r['date']}" for r in runs)
+    return f"Source: {sources}; {', '.join(sorted({r['machine'] for r in runs}))}.\n"
+
+
+def markdown(header: list[str], rows: list[list[str]], align: str, *runs: dict) -> str:
+    """A Markdown table and its source line."""
+    return grid(header, rows, align) + "\n" + source(*runs)
+
+
+def _code(command: str) -> str:
+    """A plain command in backticks; one that already marks its code is left as it is."""
+    return command if "`" in command else f"`{command}`"
+
+
+def _size(r: dict) -> str:
+    return f"{r['width']}×{r['height']}"
+
+
+def models() -> str:
+    ev, ls, det, dt = (load(s) for s in ("eval-300w-val", "landmark-stage", "detector", "detector-timing"))
+    nme = {r["weights"]: r["mean"] for r in ev["figures"]["rows"] if r["setting"].startswith("default")}
+    ms = {r["weights"]: r["ms_per_face"] for r in ls["figures"]["rows"] if r["precision"] == "bfloat16"}
+    w300 = det["figures"]["w300"][0]
+    photo = dt["figures"]["rows"][0]
+    lic = "non-commercial research (300-W)"
+    rows = [[f"`{name}` (default)" if i == 0 else f"`{name}`", "68", fmt(nme[name], "{:.3f} %"), f"{ms[name]} per face",
+             lic, "[card](weights/MODEL_CARD.md)"] for i, name in enumerate(("fflm-300w-68", "fflm-300w-68-stacks2"))]
+    rows.append(["`fflm-detector`", "boxes", f"{w300['nme_detector_boxes']:.3f} % on its boxes",
+                 f"{photo['wall_ms']} per {photo['input']}", "research only (WIDER FACE, 300-W)",
+                 "[card](weights/DETECTOR_CARD.md)"])
+    return markdown(["file", "points", "NME, 300-W val", "ms", "licence", "card"], rows, "lrrrll",
+                    ev, ls, det, dt)
+
+
+def accuracy_dlib() -> str:
+    run = load("landmarks-300w")
+    rows = [[r["tool"], f"{r['found']} / {r['faces']}", fmt(r["mean"], "{:.2f} %"), fmt(r["median"], "{:.2f} %"),
+             fmt(r["fr_008"], "{:.2f} %"), fmt(r["auc_008"], "{:.1f}"), fmt(r["regions"]["jaw"], "{:.2f}")]
+            for r in run["figures"]["rows"]]
+    return markdown(["300-W val, each tool's own boxes", "faces found", "NME", "median", "FR@0.08", "AUC@0.08",
+                     "jaw"], rows, "lrrrrrr", run)
+
+
+def accuracy_regions() -> str:
+    run = load("landmarks-300w")
+    rows = [[r["tool"], str(r["found"]), fmt(r["mean"], "{:.2f} %"), fmt(r["median"], "{:.2f} %"),
+             fmt(r["fr_008"], "{:.2f} %")] + [fmt(r["regions"][k], "{:.2f}") for k in REGIONS]
+            for r in run["figures"]["rows"]]
+    return markdown(["300-W val, inter-ocular NME", "found", "mean", "median", "FR@0.08", *REGIONS], rows,
+                    "lrrrrrrrrr", run)
+
+
+def eval_300w() -> str:
+    run = load("eval-300w-val")
+    rows = [[r["setting"], fmt(r["mean"], "{:.3f} %"), fmt(r["median"], "{:.2f} %"), fmt(r["fr_008"], "{:.2f} %"),
+             fmt(r["auc_008"], "{:.1f}"), fmt(r["fr_010"], "{:.2f} %"), fmt(r["auc_010"], "{:.1f}")]
+            for r in run["figures"]["rows"] if r["weights"] == "fflm-300w-68"]
+    return markdown(["`fflm-300w-68` on 300-W val", "mean", "median", "FR@0.08", "AUC@0.08", "FR@0.10", "AUC@0.10"],
+                    rows, "lrrrrrr", run)
+
+
+def speed() -> str:
+    run = load("bench")
+    dl = {(r["width"], r["height"]): r for r in run["figures"]["dlib"]}
+    rows = [[_size(r), fmt(r["landmarks_ms_per_face"], "{:.1f}"), fmt(r["total_ms"], "{:,.0f}"),
+             fmt(r["peak_rss_mb"], "{:.0f}"), fmt(dl.get((r["width"], r["height"]), {}).get("total_ms"), "{:,.0f}"),
+             fmt(dl.get((r["width"], r["height"]), {}).get("peak_rss_mb"), "{:.0f}")] for r in run["figures"]["images"]]
+    return markdown(["photo, one face", "fflm landmarks ms/face", "fflm total ms", "fflm peak MB", "dlib total ms",
+                     "dlib peak MB"], rows, "lrrrrr", run)
+
+
+def bench() -> str:
+    run = load("bench")
+    dl = {(r["width"], r["height"]): r for r in run["figures"]["dlib"]}
+    rows = []
+    for r in run["figures"]["images"]:
+        d = dl.get((r["width"], r["height"]), {})
+        rows.append([_size(r), fmt(r["decode_ms"], "{:.1f}"), fmt(r["detector_ms"], "{:.1f}"),
+                     fmt(r["landmarks_ms_per_face"], "{:.1f}"), fmt(r["one_pass_ms_per_face"], "{:.1f}"),
+                     fmt(r["total_ms"], "{:,.0f}"), fmt(r["total_over_decode"], "{:.3g}"), fmt(r["peak_rss_mb"], "{:.0f}"),
+                     fmt(d.get("total_ms"), "{:,.0f}"), fmt(d.get("peak_rss_mb"), "{:.0f}")])
+    return markdown(["image", "decode ms", "detector ms", "landmarks ms/face", "1 pass ms/face", "fflm total ms",
+                     "total / decode", "peak RSS MB", "dlib total ms", "dlib peak RSS MB"], rows, "lrrrrrrrrr", run)
+
+
+def bench_batch() -> str:
+    runs = [load(s) for s in ("bench", "bench-no-flip")]
+    rows = []
+    for run in runs:
+        b = run["figures"]["batch"]
+        rows.append(["default" if run["figures"]["machine"]["flip"] else "`--no-flip`", fmt(b["batch_img_s"], "{:.1f}"),
+                     fmt(b["loop_img_s"], "{:.1f}"), fmt(b["speedup"], "{:.2f}×"), fmt(b["cli_loop_img_s"], "{:.2f}"),
+                     f"{b['batch_img_s'] / b['cli_loop_img_s']:.0f}×"])
+    return markdown(["setting", "`fflm batch` img/s", "loop of `predict` img/s", "batch / predict loop",
+                     "loop of `fflm detect` img/s", "batch / detect loop"], rows, "lrrrrr", *runs)
+
+
+def precision() -> str:
+    runs = [load(s) for s in ("bench-bfloat16", "bench-float32")]
+    header = ["landmark stage ms/face (1 pass)"] + [_size(r) for r in runs[0]["figures"]["images"]]
+    rows = [[run["figures"]["machine"]["precision"]] + [f"{r['landmarks_ms_per_face']:.1f} ({r['one_pass_ms_per_face']:.1f})"
+                                                      for r in run["figures"]["images"]]
+            + [fmt(run["figures"]["batch"]["batch_img_s"], "{:.1f} img/s")] for run in runs]
+    return markdown(header + ["200 frames 1080p, `batch`"], rows, "l" + "r" * len(header), *runs)
+
+
+def landmark_stage() -> str:
+    run = load("landmark-stage")
+    rows = [[f"`{r['weights']}`", r["precision"], fmt(r["ms_per_face"])] for r in run["figures"]["rows"]]
+    return markdown(["weights", "precision", "landmark stage ms/face, 4K portrait"], rows, "llr", run)
+
+
+def speed_accuracy() -> str:
+    run = load("speed-accuracy")
+    rows = [[r["setting"], fmt(r["ms_per_face"], "{:.1f}"), fmt(r["nme_landmark_boxes"], "{:.2f} %"),
+             fmt(r["nme_detector_boxes"], "{:.2f} %")] for r in run["figures"]["rows"]]
+    return markdown(["setting", "landmark stage ms/face", "NME, landmark boxes", "NME, detector boxes"], rows, "lrrr",
+                    run)
+
+
+def detector_speed() -> str:
+    run = load("detector-timing")
+    rows = [[r["detector"], r["input"], fmt(r["wall_ms"], "{:.1f}"),
+             fmt(r.get("range") and "{:.1f}-{:.1f}".format(*r["range"])), fmt(r.get("cpu_ms"), "{:.1f}")]
+            for r in run["figures"]["rows"]]
+    return markdown(["detector", "input", "ms, median", "range of the rounds", "process CPU ms"], rows, "llrrr", run)
+
+
+def train_step() -> str:
+    run = load("train-step")
+    rows = [[str(r["threads"]), fmt(r["bfloat16_ms"]), fmt(r["float32_ms"]), f"{r['float32_ms'] / r['bfloat16_ms']:.2f}×"]
+            for r in run["figures"]["rows"]]
+    return markdown(["threads", "bfloat16 ms/step", "float32 ms/step", "float32 / bfloat16"], rows, "rrrr", run)
+
+
+def detector() -> str:
+    """The built-in detector against YuNet from one run: scene photos, the 8K mosaic, 300-W."""
+    run = load("detector")
+    f = run["figures"]
+    scenes = grid(["221 held-out scene photos, IoU 0.5", "recall 20-32 px", "recall ≥ 20", "recall ≥ 32", "recall ≥ 64",
+                   "precision"], [[r["detector"]] + [fmt(r[k], "{:.3f}") for k in ("r20_32", "r20", "r32", "r64",
+                                                                                   "precision")] for r in f["scenes"]],
+                  "lrrrrr")
+    mosaic = grid(["8K mosaic, 118 faces ≥ 40 px", "recall ≥ 40", "recall ≥ 60", "precision", "seconds"],
+                  [[r["detector"]] + [fmt(r[k], "{:.3f}") for k in ("r40", "r60", "precision")]
+                   + [fmt(r["seconds"], "{:.2f}")] for r in f["mosaic"]], "lrrrr")
+    w300 = grid(["300-W val (554 crops)", "found (IoU ≥ 0.5)", "NME, its boxes", "NME, boxes from landmarks"],
+                [[r["detector"], fmt(r["found"], "{:.3f}"), fmt(r["nme_detector_boxes"], "{:.3f} %"),
+                  fmt(r["nme_landmark_boxes"], "{:.3f} %")] for r in f["w300"]], "lrrr")
+    return "\n".join((scenes, mosaic, w300, source(run)))
+
+
+TABLES: dict[str, Callable[[], str]] = {f.__name__.replace("_", "-"): f for f in (
+    models, accuracy_dlib, accuracy_regions, eval_300w, speed, bench, bench_batch, precision, landmark_stage,
+    speed_accuracy, detector_speed, train_step, detector)}
+README_TABLES = ("models", "accuracy-dlib", "speed")
+
+
+def fill_markers(text: str) -> str:
+    """Every `<!-- table:NAME -->` block of a docs page or card, regenerated."""
+    return MARKER.sub(lambda m: m[1] + TABLES[m[2]]() + m[4], text)
+
+
+def fill_readme(text: str) -> str:
+    """The README's tables, each found by its header row and ending at the next blank line after its source."""
+    for name in README_TABLES:
+        new = TABLES[name]()
+        start = text.find(new.splitlines()[0] + "\n")
+        if start < 0:
+            raise SystemExit(f"README.md: no table with the header of {name!r}")
+        end = text.find("\n\n", text.find("\nSource: ", start)) + 1
+        text = text[:start] + new + text[end:]
+    return text
+
+
+def documents() -> dict[Path, str]:
+    """Each file that holds generated tables, with its text as the results make it."""
+    out = {}
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "weights").glob("*.md"))]:
+        if path.exists():
+            text = path.read_text()
+            out[path] = fill_readme(text) if path.name == "README.md" else fill_markers(text)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    stale = [p for p, text in documents().items() if p.read_text() != text]
+    if "--check" in argv:
+        for p in stale:
+            print(f"{p.relative_to(ROOT)}: tables differ from benchmarks/results (run python benchmarks/tables.py)",
+                  file=sys.stderr)
+        return 1 if stale else 0
+    for p, text in documents().items():
+        if p in stale:
+            p.write_text(text)
+            print(f"rewrote {p.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

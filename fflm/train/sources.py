@@ -1,0 +1,140 @@
+"""Training data from several roots, each with its own settings: `PATH[,KEY=VALUE,...]` on the command line.
+
+Keys: `resolution` (the training-frame side for this source's faces; default the run's --resolution), `repeat`
+(how many times each face is drawn per epoch; fractions draw a random part), `jaw` (loss weight of the points no
+regional network refines, the jaw of the 68-point scheme, on faces with the source's own labels; 0 leaves them
+out, e.g. for 3D-style labels whose jaw is not the visible contour),
+`labels` (a folder whose `.pts`/`.vis` files replace the source's own labels where a face has one; relative to the
+source), `exclude` (a text file of image stems to leave out, one a line; relative to the working directory) and
+`only` (a text file of the stems to keep: a held-out part, for `fflm eval`).
+Examples: `300w/train_hires,resolution=768`, `aflw2000/yaw30_60,labels=../labels_merlrav,jaw=0.3`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fflm.pts import AnnotationError, read_pts
+from fflm.train.data import Sample, read_annotations, read_visibility
+
+
+@dataclass(frozen=True)
+class Source:
+    """One training root and its settings (see the module docstring)."""
+
+    path: str
+    resolution: int | None = None
+    repeat: float = 1.0
+    jaw: float = 1.0
+    labels: str | None = None
+    exclude: str | None = None
+    only: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> "Source":
+        """`PATH[,KEY=VALUE,...]`; ValueError names an unknown key or a bad value."""
+        path, *pairs = [p.strip() for p in spec.split(",")]
+        if not path:
+            raise ValueError(f"{spec!r}: no path before the settings")
+        kinds = {f.name: f.type for f in fields(cls) if f.name != "path"}
+        values: dict = {}
+        for pair in filter(None, pairs):
+            key, eq, value = (s.strip() for s in pair.partition("="))
+            if key not in kinds:
+                raise ValueError(f"{spec!r}: unknown setting {key!r} (one of {', '.join(kinds)})")
+            if not eq or not value:
+                raise ValueError(f"{spec!r}: {key} needs a value ({key}=...)")
+            if key in ("labels", "exclude", "only"):
+                values[key] = value
+                continue
+            try:
+                number = int(value) if key == "resolution" else float(value)
+            except ValueError:
+                raise ValueError(f"{spec!r}: {key} needs a number, got {value!r}") from None
+            if not number >= 0 or (key == "resolution" and not 64 <= number <= 4096):
+                raise ValueError(f"{spec!r}: {key} out of range ({value})")
+            values[key] = number
+        return cls(path, **values)
+
+    def spec(self) -> str:
+        """The command-line form (what config.json records)."""
+        default = Source(self.path)
+        extra = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                 if f.name != "path" and getattr(self, f.name) != getattr(default, f.name)]
+        return ",".join([self.path, *extra])
+
+
+def read_source(source: Source, num_points: int, unrefined: list[int]) -> list[Sample]:
+    """The source's samples with its labels override, exclusions and per-point loss weights applied."""
+    samples = read_annotations(source.path, num_points)
+    if source.exclude:
+        stems = _stems(source, source.exclude)
+        samples = [s for s in samples if s.image.stem not in stems]
+    if source.only:
+        stems = _stems(source, source.only)
+        samples = [s for s in samples if s.image.stem in stems]
+    labels = Path(source.path) / source.labels if source.labels else None
+    if labels is not None and not labels.is_dir():
+        raise AnnotationError(f"{source.path}: labels folder not found: {labels}")
+    samples = [_relabelled(s, labels, num_points, unrefined, source.jaw) for s in samples]
+    if not samples:
+        raise AnnotationError(f"{source.path}: no training faces left after the source's settings")
+    return samples
+
+
+def _stems(source: Source, path: str) -> set[str]:
+    try:
+        return {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
+    except OSError as e:
+        raise AnnotationError(f"{source.path}: cannot read the list of images {path}: {e.strerror}") from None
+
+
+def _relabelled(sample: Sample, labels: Path | None, num_points: int, unrefined: list[int], jaw: float) -> Sample:
+    """The face with the labels folder's points where it has them, else its own with the jaw weight applied."""
+    pts = labels / f"{sample.image.stem}.pts" if labels is not None else None
+    if pts is None or not pts.is_file():
+        return _with_jaw_weight(sample, unrefined, jaw) if jaw != 1.0 and unrefined else sample
+    points = read_pts(pts)
+    if len(points) != num_points:
+        raise AnnotationError(f"{pts}: {len(points)} points, the scheme has {num_points}")
+    return replace(sample, points=points, weights=read_visibility(pts, num_points), source=str(pts))
+
+
+def _with_jaw_weight(sample: Sample, unrefined: list[int], weight: float) -> Sample:
+    w = np.ones(len(sample.points)) if sample.weights is None else sample.weights.copy()
+    w[unrefined] *= weight
+    return replace(sample, weights=w)
+
+
+class SourceBatches(torch.utils.data.Sampler):
+    """Batches of indices into a ConcatDataset of sources, each batch from one source (so its frames share one
+    resolution), every source's faces drawn `repeat` times an epoch, in an order fixed by (seed, epoch)."""
+
+    def __init__(self, sizes: list[int], repeats: list[float], batch_size: int, seed: int) -> None:
+        self.sizes, self.repeats, self.batch_size, self.seed = sizes, repeats, batch_size, seed
+        self.epoch = 0
+
+    def _batches(self) -> list[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        batches, start = [], 0
+        for size, repeat in zip(self.sizes, self.repeats):
+            whole, part = divmod(repeat, 1.0)
+            draws = [rng.permutation(size) for _ in range(int(whole))]
+            if part:
+                draws.append(rng.permutation(size)[: round(part * size)])
+            order = np.concatenate(draws) + start if draws else np.zeros(0, dtype=int)
+            # a source smaller than a batch still trains; otherwise its ragged last batch is dropped
+            cut = len(order) - len(order) % self.batch_size if len(order) >= self.batch_size else len(order)
+            batches += [order[i : i + self.batch_size].tolist() for i in range(0, cut, self.batch_size)]
+            start += size
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
