@@ -276,11 +276,11 @@ def batch_results(landmarker, source: str | Path, per_frame: Callable[[Visit | N
 
 def option_problem(video: bool, track: bool, smooth: bool, detect_every: int | None,
                    overlay: str | Path | None) -> str | None:
-    """What is wrong with `fflm batch`'s video options, or None."""
+    """What is wrong with `fflm batch`'s video options, or None (`overlay`: the annotated video's path)."""
     from fflm.videoout import check_video_path
 
     if not video and (overlay is not None or smooth or detect_every is not None):
-        return "--overlay, --smooth and --detect-every are for a video input"
+        return "--overlay FILE, --smooth and --detect-every are for a video input"
     if not track and (smooth or detect_every is not None):
         return "--smooth and --detect-every need tracking: a face detector (not --boxes or --detector none), no --no-track"
     if overlay is not None:

@@ -137,7 +137,7 @@ def test_batch_video_options_need_a_video_and_tracking(capsys, tmp_path):
     vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (16, 16))
     vw.write(np.zeros((16, 16, 3), np.uint8))
     vw.release()
-    for args, text in [((folder, "--overlay", tmp_path / "o.mp4"), "are for a video input"),
+    for args, text in [((folder, "--smooth"), "are for a video input"),
                        ((video, "--smooth", "--no-track"), "need tracking"),
                        ((video, "--detect-every", "4", "--detector", "none"), "need tracking"),
                        ((video, "--overlay", tmp_path / "o.gif"), "cannot write a video as '.gif'"),

@@ -32,8 +32,8 @@ def batch(
     out: Path = OutOpt,
     fmt: Format = FormatOpt,
     overlay: Path = typer.Option(None, "--overlay", metavar="PATH", help="Write an overlay image per input "
-                                 "into this folder (never read back as an input); for a video, an annotated video file "
-                                 "(boxes, points, track ids; .mp4, .mov, .m4v or .avi, .mkv)."),
+                                 "into this folder (never read back as an input); for a video, a name with an extension is "
+                                 "an annotated video (boxes, points, track ids; .mp4, .mov, .m4v or .avi, .mkv)."),
     overlay_dir: Path = typer.Option(None, "--overlay-dir", hidden=True),  # the older name of --overlay
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include images in sub-folders."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, max=256, metavar="N", help="Images per network batch."),
@@ -81,6 +81,8 @@ def batch(
     overlay = _renamed(overlay, overlay_dir, "--overlay", "--overlay-dir")
     jobs = jobs if workers is None else workers
     video = is_video_path(source)
+    # for a video, an --overlay with an extension is the annotated video; a folder gets an image per frame
+    movie = overlay if video and overlay is not None and overlay.suffix and not overlay.is_dir() else None
     if source.is_dir():
         inputs = list_images(source, recursive, exclude=overlay)
         if not inputs:
@@ -93,13 +95,13 @@ def batch(
     check_out(out, fmt)
     if out is not None:
         Inputs(inputs).refuse("--out", out)
-    if overlay is not None and not video:
+    if overlay is not None and movie is None:
         check_overlay_folder(overlay)
     del inputs
     given = boxes_source(boxes, detector)
     # a video is tracked when a detector finds its faces (not with --boxes or --detector none) unless --no-track
     track = track and video and given is None and detector != DetectorChoice.none
-    if problem := tracking.option_problem(video, track, smooth, detect_every, overlay if video else None):
+    if problem := tracking.option_problem(video, track, smooth, detect_every, movie):
         raise usage(problem)
     set_threads(threads)
     lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
@@ -111,13 +113,13 @@ def batch(
     with StopSignals() as stop, Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(source.name, total=total, rate=0.0)
         writer = ResultWriter(fmt, out, lm.scheme.num_points)
-        draw = None if video else overlay_writer(overlay, lm.scheme, True)
+        draw = None if movie is not None else overlay_writer(overlay, lm.scheme, True)
 
         def per_frame(visit):  # noqa: ANN001,ANN202
-            return runner.run(lm, runner.source_items(source, recursive, exclude=None if video else overlay), given,
-                              batch_size, jobs, visit)
+            return runner.run(lm, runner.source_items(source, recursive, exclude=None if video else overlay),
+                              given, batch_size, jobs, visit)
 
-        stream = (tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, None, overlay, lm.scheme)
+        stream = (tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, draw, movie, lm.scheme)
                   if video else per_frame(draw))
         try:
             for r in stream:
