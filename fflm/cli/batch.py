@@ -54,7 +54,7 @@ def batch(
     threads: int = ThreadsOpt,
     track: bool = typer.Option(True, "--track/--no-track", help="Video: follow each face from frame to frame (an id "
                                "per face, the detector only every --detect-every frames); --no-track detects on every frame."),
-    detect_every: int = typer.Option(None, "--detect-every", min=1, help="Video with tracking: run the detector every N "
+    detect_every: int = typer.Option(None, "--detect-every", min=1, metavar="N", help="Video with tracking: run the detector every N "
                                      "frames (and whenever a face is lost or the scene cuts). [default: 8]"),
     smooth: bool = typer.Option(False, "--smooth", help="Video with tracking: One-Euro filter on each face's points "
                                 "(steadier points, little lag; see docs/video.md)."),
