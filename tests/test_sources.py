@@ -32,7 +32,7 @@ def tiny_preset(monkeypatch):
         scheme=scheme.to_dict(), crop_size=crop_size, global_net=HourglassConfig(width=4, depth=2, stem_stride=4),
         regional_net=HourglassConfig(width=4, depth=1, stem_stride=4)))
 
-JAW = [i for i in range(68) if i not in set(IBUG68.refined_indices)]
+JAW = IBUG68.unrefined_indices
 
 
 # --- the command-line form --------------------------------------------------------------------------------------

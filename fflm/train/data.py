@@ -96,11 +96,12 @@ def _check_inside(sample: Sample) -> None:
         return
     k = int(far[0])
     where = sample.source or str(sample.image)
+    x, y = sample.points[k]
     if where.endswith(".pts"):
         from fflm.pts import point_line
 
         where = f"{where}:{point_line(Path(where).read_text(), k)}"
-    x, y = sample.points[k] + (1 if ".pts:" in where else 0)  # as written in the file: .pts is 1-based
+        x, y = x + 1, y + 1  # as written in the file: .pts is 1-based
     raise AnnotationError(f"{where}: point {k + 1} at ({x:g}, {y:g}) is far outside the {side} px image")
 
 

@@ -194,7 +194,7 @@ def validate(model: LandmarkNet, loader: DataLoader, device: torch.device,
     truth = np.concatenate(truths)
     norm = model.scheme.norm_points
     ref = model.scheme.refined_indices
-    rest = [i for i in range(model.scheme.num_points) if i not in set(ref)]
+    rest = model.scheme.unrefined_indices
     f, g = np.concatenate(finals), np.concatenate(globals_)
     return {
         "val_nme": 100 * float(nme(f, truth, norm).mean()),
@@ -302,8 +302,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     model.to(device)
     if not cfg.sources:
         raise TrainError("no training data (--data)")
-    unrefined = [i for i in range(scheme.num_points) if i not in set(scheme.refined_indices)]
-    per_source = [read_source(src, scheme.num_points, unrefined) for src in cfg.sources]
+    per_source = [read_source(src, scheme.num_points, scheme.unrefined_indices) for src in cfg.sources]
     train_samples = [s for samples in per_source for s in samples]
     val_samples = read_annotations(cfg.val, scheme.num_points) if cfg.val else []
     kept_shape = cfg.init and not cfg.refit and model.shape_model() is not None
