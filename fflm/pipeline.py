@@ -16,13 +16,15 @@ import torch
 
 from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
+from fflm.errors import BoxWarning
 from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
-from fflm.inference import compute_dtype, for_inference, networks_in
+from fflm.inference import compute_dtype, networks_in
 from fflm.model.network import StageOutput
+from fflm.model.serving import for_inference
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
-from fflm.weights import DEFAULT_WEIGHTS, load_model
+from fflm.weights import load_model, resolve
 
 if TYPE_CHECKING:
     from fflm.smoothing import OneEuroParams
@@ -50,10 +52,6 @@ class Face:
             "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in self.landmarks],
             "landmark_scores": [round(float(s), 4) for s in self.landmark_scores],
         }
-
-
-class BoxWarning(UserWarning):
-    """A given face box had to be clipped to the image."""
 
 
 def pick_device(device: str) -> torch.device:
@@ -85,11 +83,11 @@ class Landmarker:
                  precision: str = "auto") -> None:
         self.device = pick_device(device)
         self.dtype = compute_dtype(precision, self.device)
-        self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
+        self.weights_path = resolve(weights)
+        self.model, self.metadata = load_model(self.weights_path, self.device)
         for_inference(self.model)
         self.model.stack_regions()  # the four regional networks as one grouped network: one call per stage
         self.model.networks_to(self.dtype)
-        self.weights_path = Path(weights or DEFAULT_WEIGHTS)
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance

@@ -267,7 +267,7 @@ def test_inference_preparation_keeps_the_maps() -> None:
     """BatchNorm folded and channels-last (what BuiltinDetector serves) must not change the network's maps."""
     import copy
 
-    from fflm.inference import for_inference
+    from fflm.model.serving import for_inference
 
     torch.manual_seed(0)
     net = randomise_batchnorm(FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8)).eval())

@@ -15,6 +15,7 @@ from fflm.detect.base import Detection
 from fflm.geometry import square_box
 from fflm.model.network import StageOutput
 from fflm.pipeline import BoxWarning, Face, Landmarker, pick_device
+from fflm.weights import asset
 
 
 N = 68
@@ -126,7 +127,7 @@ def test_the_detector_runs_in_float32_inside_a_callers_autocast(weights):
     from fflm.imageio import read_image
 
     lm = Landmarker(weights, device="cpu")
-    img = read_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")
+    img = read_image(asset("astronaut.png"))
     want = lm.detections(img)
     with torch.autocast("cpu", torch.bfloat16):
         got = lm.detections(img)

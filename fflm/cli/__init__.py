@@ -37,14 +37,9 @@ def _one_line_warning(msg, category, filename, lineno, file=None, line=None) -> 
 
 
 def _failures() -> tuple[type[BaseException], ...]:
-    from fflm.detect.boxes_file import BoxesFileError
-    from fflm.detect.weights import DetectorModelError
-    from fflm.imageio import ImageError
-    from fflm.pts import AnnotationError
-    from fflm.train.loop import TrainError
-    from fflm.weights import WeightsError
+    from fflm.errors import FflmError
 
-    return ImageError, WeightsError, AnnotationError, TrainError, BoxesFileError, DetectorModelError, ValueError, OSError
+    return FflmError, ValueError, OSError
 
 
 @contextmanager

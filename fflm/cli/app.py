@@ -94,7 +94,8 @@ class DetectorChoice(str, Enum):
 
 
 WeightsOpt = typer.Option(None, "--weights", "-w", metavar="FILE", dir_okay=False,
-                          help="Landmark weights (.safetensors); default: the shipped 68-point model.")
+                          help="Landmark weights (.safetensors), or a shipped model by name: 300w-68 (the "
+                          "default, 68 points) or 300w-68-stacks2 (heavier, more accurate).")
 DeviceOpt = typer.Option(Device.auto, "--device", metavar="DEVICE", case_sensitive=False,
                          help="auto, cpu or cuda; auto = CUDA when available, else CPU.")
 PrecisionOpt = typer.Option(Precision.auto, "--precision", metavar="TYPE", case_sensitive=False,

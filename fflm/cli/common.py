@@ -15,7 +15,9 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
     detector model raises DetectorModelError (exit 1)."""
     from fflm.pipeline import Landmarker
 
-    if weights is not None and not weights.exists():
+    from fflm.weights import resolve
+
+    if weights is not None and not resolve(weights).exists():
         raise usage(f"no such weights file: {weights}")
     if detector_threshold is not None and not 0.0 <= detector_threshold <= 1.0:
         raise usage(f"--detector-threshold is a score from 0 to 1, got {detector_threshold:g}")

@@ -1,4 +1,4 @@
-"""`BuiltinDetector`: fflm's own face detector (weights/fflm-detector.safetensors), no download needed."""
+"""`BuiltinDetector`: fflm's own face detector (fflm/assets/fflm-detector.safetensors), no download needed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fflm.detect.files import detect_file
 from fflm.detect.run import infer
 from fflm.detect.tiling import detect_tiled
 from fflm.detect.weights import load_detector
-from fflm.inference import for_inference
+from fflm.model.serving import for_inference
 
 
 def parse_tiles(value: str | int | None) -> str | int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fflm.train.data import read_annotations
+from fflm.annotations import read_annotations
 
 
 @dataclass
