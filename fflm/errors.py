@@ -36,6 +36,10 @@ class AnnotationError(FflmError, ValueError):
     """A malformed annotation file; the message names the file and line."""
 
 
+class SchemeError(FflmError, ValueError):
+    """A landmark scheme that cannot be used: unknown name, unreadable file, or points and regions that do not agree."""
+
+
 class BoxesFileError(FflmError, ValueError):
     """An unreadable, empty or malformed boxes file."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from fflm.errors import UsageError
+
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -23,7 +25,7 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype the networks' convolutions run in: `float32`, `bfloat16` (under autocast; the soft-argmax stays
     float32), or `auto` = bfloat16 where the device has it natively, else float32."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
+        raise UsageError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
     if precision == "auto":
         return torch.bfloat16 if native_bfloat16(device) else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32

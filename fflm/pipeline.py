@@ -16,7 +16,7 @@ import torch
 
 from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
-from fflm.errors import BoxWarning
+from fflm.errors import BoxWarning, UsageError
 from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
 from fflm.inference import compute_dtype, networks_in
@@ -59,9 +59,9 @@ def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+        raise UsageError("--device cuda asked for, but torch sees no CUDA device")
     if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r} (auto, cpu or cuda)")
+        raise UsageError(f"unknown device {device!r} (auto, cpu or cuda)")
     return torch.device(device)
 
 
@@ -135,10 +135,10 @@ class Landmarker:
         for b in boxes:
             box = np.asarray(b, dtype=np.float64)
             if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-                raise ValueError(f"a face box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {list(b)}")
+                raise UsageError(f"a face box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {list(b)}")
             clipped = clip_box(box, w, h)
             if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-                raise ValueError(f"face box {list(b)} lies outside the {w}×{h} image")
+                raise UsageError(f"face box {list(b)} lies outside the {w}×{h} image")
             if not np.allclose(clipped, box):
                 where = f"{label}: " if label else ""
                 warnings.warn(f"{where}face box {[round(float(v), 1) for v in box]} clipped to the {w}×{h} image",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fflm.annotations import Sample, read_annotations, read_visibility
-from fflm.errors import AnnotationError
+from fflm.errors import AnnotationError, UsageError
 from fflm.pts import read_pts
 
 
@@ -40,24 +40,24 @@ class Source:
         """`PATH[,KEY=VALUE,...]`; ValueError names an unknown key or a bad value."""
         path, *pairs = [p.strip() for p in spec.split(",")]
         if not path:
-            raise ValueError(f"{spec!r}: no path before the settings")
+            raise UsageError(f"{spec!r}: no path before the settings")
         kinds = {f.name: f.type for f in fields(cls) if f.name != "path"}
         values: dict = {}
         for pair in filter(None, pairs):
             key, eq, value = (s.strip() for s in pair.partition("="))
             if key not in kinds:
-                raise ValueError(f"{spec!r}: unknown setting {key!r} (one of {', '.join(kinds)})")
+                raise UsageError(f"{spec!r}: unknown setting {key!r} (one of {', '.join(kinds)})")
             if not eq or not value:
-                raise ValueError(f"{spec!r}: {key} needs a value ({key}=...)")
+                raise UsageError(f"{spec!r}: {key} needs a value ({key}=...)")
             if key in ("labels", "exclude", "only"):
                 values[key] = value
                 continue
             try:
                 number = int(value) if key == "resolution" else float(value)
             except ValueError:
-                raise ValueError(f"{spec!r}: {key} needs a number, got {value!r}") from None
+                raise UsageError(f"{spec!r}: {key} needs a number, got {value!r}") from None
             if not number >= 0 or (key == "resolution" and not 64 <= number <= 4096):
-                raise ValueError(f"{spec!r}: {key} out of range ({value})")
+                raise UsageError(f"{spec!r}: {key} out of range ({value})")
             values[key] = number
         return cls(path, **values)
 

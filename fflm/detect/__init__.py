@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fflm.detect.base import Detection, FaceDetector, WholeImage
 from fflm.detect.weights import DetectorModelError
+from fflm.errors import UsageError
 
 DETECTORS = ("builtin", "yunet", "none")
 
@@ -27,7 +28,7 @@ def make_detector(name: str = "builtin", model: str | Path | None = None, tiles:
         return YuNetDetector(model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size, **kwargs)
     if name == "none":
         return WholeImage()
-    raise ValueError(f"unknown detector {name!r} (one of {', '.join(DETECTORS)})")
+    raise UsageError(f"unknown detector {name!r} (one of {', '.join(DETECTORS)})")
 
 
 __all__ = ["Detection", "FaceDetector", "WholeImage", "DetectorModelError", "DETECTORS", "make_detector"]

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from fflm.annotations import Sample
+from fflm.errors import UsageError
 from fflm.geometry import affine_points, points_box
 from fflm.imageio import read_image
 from fflm.scheme import LandmarkScheme
@@ -49,15 +50,15 @@ class Augment:
             name, _, value = pair.partition("=")
             name = name.strip()
             if name not in names:
-                raise ValueError(f"unknown augmentation {name!r} (one of {', '.join(names)}, or none)")
+                raise UsageError(f"unknown augmentation {name!r} (one of {', '.join(names)}, or none)")
             try:
                 values[name] = float(value)  # "" (no "=") and words fail here
             except ValueError:
                 values[name] = math.nan
             if not values[name] >= 0:  # also NaN
-                raise ValueError(f"augmentation {name} needs a number >= 0, got {value.strip()!r}")
+                raise UsageError(f"augmentation {name} needs a number >= 0, got {value.strip()!r}")
             if name in PROBABILITIES and values[name] > 1:
-                raise ValueError(f"augmentation {name} is a probability (0..1), got {values[name]:g}")
+                raise UsageError(f"augmentation {name} is a probability (0..1), got {values[name]:g}")
         return replace(cls(), **values)
 
 
