@@ -7,7 +7,7 @@ region go through that region's network in one call.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
@@ -21,7 +21,6 @@ from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
 from fflm.inference import compute_dtype, networks_in
 from fflm.model.network import StageOutput
-from fflm.model.serving import for_inference
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
 from fflm.weights import load_model, resolve
@@ -40,7 +39,6 @@ class Face:
     score: float
     landmarks: np.ndarray
     landmark_scores: np.ndarray
-    global_landmarks: np.ndarray = field(repr=False, default=None)
     track: int | None = None
 
     def to_dict(self) -> dict:
@@ -84,10 +82,9 @@ class Landmarker:
         self.device = pick_device(device)
         self.dtype = compute_dtype(precision, self.device)
         self.weights_path = resolve(weights)
-        self.model, self.metadata = load_model(self.weights_path, self.device)
-        for_inference(self.model)
-        self.model.stack_regions()  # the four regional networks as one grouped network: one call per stage
-        self.model.networks_to(self.dtype)
+        trained, self.metadata = load_model(self.weights_path, self.device)
+        # folded, the four regional networks as one grouped network (one call per stage), in the chosen dtype
+        self.model = trained.for_serving(self.dtype)
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
@@ -146,14 +143,20 @@ class Landmarker:
             out.append(Detection(clipped, 1.0))
         return out
 
-    @torch.inference_mode()
     def landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[list[Face]]:
         """Landmarks for given detections. The face frame comes from each box (or the detector's landmark-box
         estimate). With `recentre`, the global stage's points propose a frame of their own; faces whose frame
         that moves by more than `recentre_tolerance` of its side get a second global pass on it, the others
         keep the first pass. The regional stage then runs once for all faces."""
+        return [[face for face, _ in faces] for faces in self.staged_landmarks(images, detections)]
+
+    @torch.inference_mode()
+    def staged_landmarks(self, images: Sequence[np.ndarray],
+                         detections: Sequence[Sequence[Detection]]) -> list[list[tuple[Face, np.ndarray]]]:
+        """As `landmarks`, each face with the global stage's own points [N, 2] beside it (original pixels, with the
+        mirror offset; before the regional networks and the shape model), to measure what the refinement adds."""
         owners = [(i, d) for i, ds in enumerate(detections) for d in ds]
-        results: list[list[Face]] = [[] for _ in images]
+        results: list[list[tuple[Face, np.ndarray]]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
             chunk = owners[start : start + self.max_faces_per_call]
             with networks_in(self.dtype, self.device):
@@ -161,10 +164,10 @@ class Landmarker:
             for (i, _), face in zip(chunk, faces):
                 results[i].append(face)
         for faces in results:
-            faces.sort(key=lambda f: -f.score)
+            faces.sort(key=lambda pair: -pair[0].score)
         return results
 
-    def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
+    def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[tuple[Face, np.ndarray]]:
         fs = self.model.config.frame_scale
         frames = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
         proxies = self._proxies(images, frames)
@@ -194,7 +197,7 @@ class Landmarker:
         final[..., 0] += shift
         glob[..., 0] += shift
         scores = out["scores"].float().cpu().numpy().astype(np.float64)
-        return [Face(d.box, float(d.score), final[k], scores[k], glob[k]) for k, d in enumerate(dets)]
+        return [(Face(d.box, float(d.score), final[k], scores[k]), glob[k]) for k, d in enumerate(dets)]
 
     def _proxies(self, images: Sequence[np.ndarray], frames: np.ndarray) -> torch.Tensor:
         p = self.model.config.proxy_size
