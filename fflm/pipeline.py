@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from fflm.choices import DEVICES
 from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
 from fflm.errors import BoxWarning, UsageError
@@ -59,7 +60,7 @@ def pick_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but torch sees no CUDA device")
     if device != "cpu" and not device.startswith("cuda"):
-        raise UsageError(f"unknown device {device!r} (auto, cpu or cuda)")
+        raise UsageError(f"unknown device {device!r} ({', '.join(DEVICES)})")
     return torch.device(device)
 
 

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
+from fflm.choices import DETECT_EVERY
 from fflm.detect import Detection
 from fflm.errors import UsageError
 from fflm.geometry import box_iou, points_box
@@ -28,7 +29,7 @@ from fflm.imageio import to_rgb8, video_fps, video_frames
 from fflm.outputs import ImageResult
 from fflm.smoothing import OneEuro, OneEuroParams
 
-DEFAULT_DETECT_EVERY = 8  # frames between detections (docs/video.md: speed and missed faces against N)
+DEFAULT_DETECT_EVERY = DETECT_EVERY  # frames between detections (docs/video.md: speed and missed faces against N)
 MIN_QUALITY = 0.2  # a tracked face below this landmark quality has lost its face (real faces score ~0.4-0.5)
 MATCH_IOU = 0.3  # least IoU of a detection with a track's predicted box for them to be one face
 REFRAME_IOU = 0.5  # below this (but matched), the detector's frame replaces the track's own

@@ -712,7 +712,7 @@ def test_errors_map_to_their_exit_code_and_a_bug_says_so(capsys, monkeypatch, im
         raise KeyError("x")
 
     monkeypatch.delenv("FFLM_DEBUG", raising=False)
-    monkeypatch.setattr("fflm.cli.common.make_landmarker", fail)
+    monkeypatch.setattr("fflm.cli.common.LandmarkerOptions.landmarker", fail)
     rc, out, err = cli(capsys, "detect", img, "-w", weights)
     assert (rc, out) == (code, "") and one_error(err).startswith(line)
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
-
 import inspect
 import re
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from typer.core import TyperCommand
+
+from fflm.choices import DETECTORS, DEVICES, FORMATS, PRECISIONS, YUNET_THRESHOLD, choice, shipped_detector_threshold
 
 
 def _one_line_paragraphs(text: str | None) -> str | None:
@@ -68,29 +68,10 @@ def out_console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-class Format(str, Enum):
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    pts = "pts"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-
-
-class DetectorChoice(str, Enum):
-    builtin = "builtin"
-    yunet = "yunet"
-    none = "none"
+Format = choice("Format", FORMATS)
+Device = choice("Device", DEVICES)
+Precision = choice("Precision", PRECISIONS)
+DetectorChoice = choice("DetectorChoice", DETECTORS)
 
 
 WeightsOpt = typer.Option(None, "--weights", "-w", metavar="FILE", dir_okay=False,
@@ -115,8 +96,9 @@ TilesOpt = typer.Option("auto", "--tiles", metavar="N", help="Tiled detection fo
 MaxFacesOpt = typer.Option(None, "--max-faces", min=1, metavar="N", help="Keep at most N faces per image (best "
                            "scores first).")
 DetectorThresholdOpt = typer.Option(None, "--detector-threshold", metavar="X",
-                                    help="Face score threshold from 0 to 1 (default: the detector's own, 0.55 for "
-                                    "builtin, 0.6 for yunet); lower finds more faces, with more false ones.")
+                                    help="Face score threshold from 0 to 1 (default: the detector's own, "
+                                    f"{shipped_detector_threshold():g} for builtin, {YUNET_THRESHOLD:g} for yunet); "
+                                    "lower finds more faces, with more false ones.")
 FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
                        "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark "
                        "stage ~25 % faster.")
@@ -128,6 +110,8 @@ FormatOpt = typer.Option(None, "--format", "-f", metavar="FORMAT", case_sensitiv
                          help="json, jsonl, csv or pts (one 300-W file per face); default: by --out's extension "
                          "(.jsonl, .csv), else json.")
 ThreadsOpt = typer.Option(0, "--threads", min=0, metavar="N", help="Torch CPU threads (0: torch's default).")
+ShapePriorOpt = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model (when they "
+                             "have one) on the points no region refines, as detect does.")
 
 
 def usage(message: str) -> Exception:

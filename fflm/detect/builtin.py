@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from fflm.choices import BUILTIN_THRESHOLD
 from fflm.detect.base import Detection
 from fflm.detect.files import detect_file
 from fflm.detect.run import infer
@@ -81,7 +82,7 @@ class BuiltinDetector:
         for_inference(self.model)
         extra = self.model.config.extra
         self.proxy = int(proxy or self.model.config.proxy)
-        self.threshold = float(threshold if threshold is not None else extra.get("threshold", 0.5))
+        self.threshold = float(threshold if threshold is not None else extra.get("threshold", BUILTIN_THRESHOLD))
         self.tiles = parse_tiles(tiles)
         self.max_faces, self.min_face_size, self.nms_iou = max_faces, float(min_face_size or 0.0), nms_iou
         self.landmark_box = extra.get("landmark_box")  # (scale, dx, dy) measured on 300-W at export, if any
