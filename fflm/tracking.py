@@ -24,7 +24,7 @@ import numpy as np
 from fflm.choices import DETECT_EVERY
 from fflm.detect import Detection
 from fflm.errors import UsageError
-from fflm.geometry import box_iou, points_box
+from fflm.geometry import box_iou, face_size, points_box
 from fflm.imageio import to_rgb8, video_fps, video_frames
 from fflm.outputs import ImageResult
 from fflm.smoothing import OneEuro, OneEuroParams
@@ -184,7 +184,7 @@ class Tracker:
             owner.shift = (lbox[:2] + lbox[2:] - before[:2] - before[2:]) / 2
             owner.landmarks = raw
             if owner.smoother is not None:
-                face.landmarks = owner.smoother(raw, t, float(np.sqrt(np.prod(lbox[2:] - lbox[:2]))))
+                face.landmarks = owner.smoother(raw, t, float(face_size(lbox)))
             face.box = np.asarray(det.box, np.float64) if detected else owner.box(points_box(face.landmarks))
             face.score = owner.score
             face.track = owner.id

@@ -14,6 +14,7 @@ from fflm.detect.run import infer
 from fflm.detect.tiling import detect_tiled
 from fflm.detect.weights import load_detector
 from fflm.errors import UsageError
+from fflm.geometry import face_size
 from fflm.model.serving import for_inference
 
 
@@ -38,7 +39,7 @@ def finish(boxes: np.ndarray, scores: np.ndarray, max_faces: int | None, min_fac
     with `landmark_box` (see `to_landmark_box`) each carries its estimated landmark box."""
     out = []
     for b, s in sorted(zip(boxes, scores), key=lambda bs: -bs[1]):
-        if min_face_size and np.sqrt(max(b[2] - b[0], 0) * max(b[3] - b[1], 0)) < min_face_size:
+        if min_face_size and face_size(b) < min_face_size:
             continue
         b = np.asarray(b, dtype=np.float64)
         out.append(Detection(b, float(s), None if landmark_box is None else to_landmark_box(b, landmark_box)))
