@@ -70,17 +70,6 @@ def folder(tmp_path) -> Path:
     return d
 
 
-@pytest.fixture
-def video(tmp_path) -> Path:
-    path = tmp_path / "clip.avi"
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
-    assert vw.isOpened()
-    for k in range(5):
-        vw.write(np.full((48, 64, 3), 40 * k + 20, np.uint8))
-    vw.release()
-    return path
-
-
 def _argv(args) -> list[str]:
     """detect and batch run with `--detector none` (the whole image is the face) unless told otherwise: the
     tests use the tiny landmark model only, not a face detector's model file."""
@@ -349,7 +338,8 @@ def test_batch_json_content(capsys, folder, weights):
     assert all(len(r["faces"]) == 1 and len(r["faces"][0]["landmarks"]) == N for r in d)
 
 
-def test_batch_video(capsys, video, weights):
+def test_batch_video(capsys, tiny_video, weights):
+    video = tiny_video
     rc, out, err = cli(capsys, "batch", video, "-w", weights, "--format", "jsonl")
     assert rc == 0
     rows = [json.loads(line) for line in out.splitlines()]
@@ -361,7 +351,8 @@ def test_batch_video(capsys, video, weights):
     assert [r["image"] for r in read_csv(out)] == [f"{video}#{k}" for k in range(5)]
 
 
-def test_batch_video_pts_and_overlays(capsys, video, weights, tmp_path):
+def test_batch_video_pts_and_overlays(capsys, tiny_video, weights, tmp_path):
+    video = tiny_video
     rc, _, _ = cli(capsys, "batch", video, "-w", weights, "-f", "pts", "-o", tmp_path / "pts",
                    "--overlay-dir", tmp_path / "ov")
     assert rc == 0
