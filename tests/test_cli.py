@@ -678,14 +678,17 @@ def test_process_bad_image(weights, tmp_path):
 # --- errors: fflm's own by kind, a bug as a bug ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("error, code, line", [
-    ("usage", 2, "fflm: error: --tiles must be auto"),
-    ("failure", 1, "fflm: error: weights file not found: gone.safetensors"),
-    ("oserror", 1, "fflm: error: [Errno 28] No space left on device"),
-    ("bug", 1, "fflm: internal error: ValueError: a library bug (FFLM_DEBUG=1 shows the traceback)"),
-    ("keyerror", 1, "fflm: internal error: KeyError: 'x' (FFLM_DEBUG=1 shows the traceback)"),
-])
-def test_errors_map_to_their_exit_code_and_a_bug_says_so(capsys, monkeypatch, img, weights, error, code, line):
+RAISED = {  # what the library raises: the exit code and the line the user sees
+    "usage": (2, "fflm: error: --tiles must be auto"),
+    "failure": (1, "fflm: error: weights file not found: gone.safetensors"),
+    "oserror": (1, "fflm: error: [Errno 28] No space left on device"),
+    "bug": (1, "fflm: internal error: ValueError: a library bug (FFLM_DEBUG=1 shows the traceback)"),
+    "keyerror": (1, "fflm: internal error: KeyError: 'x' (FFLM_DEBUG=1 shows the traceback)"),
+}
+
+
+@pytest.mark.parametrize("error", RAISED)
+def test_errors_map_to_their_exit_code_and_a_bug_says_so(capsys, monkeypatch, img, weights, error):
     import errno
 
     from fflm.detect.builtin import parse_tiles
@@ -705,6 +708,7 @@ def test_errors_map_to_their_exit_code_and_a_bug_says_so(capsys, monkeypatch, im
     monkeypatch.delenv("FFLM_DEBUG", raising=False)
     monkeypatch.setattr("fflm.cli.common.LandmarkerOptions.landmarker", fail)
     rc, out, err = cli(capsys, "detect", img, "-w", weights)
+    code, line = RAISED[error]
     assert (rc, out) == (code, "") and one_error(err).startswith(line)
 
 
