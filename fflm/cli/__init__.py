@@ -16,8 +16,9 @@ import typer  # noqa: E402
 from fflm import __version__  # noqa: E402
 from fflm.cli.app import app, err  # noqa: E402
 from fflm.cli.clickcompat import exceptions as click_exc  # noqa: E402
+from fflm.backends import MissingExtra  # noqa: E402
 
-from fflm.cli import batch, bench, detect, evaluate, info, train  # noqa: E402,F401  (registers the commands)
+from fflm.cli import batch, bench, detect, evaluate, export, info, train  # noqa: E402,F401  (registers the commands)
 
 
 def _version(value: bool) -> None:
@@ -104,6 +105,9 @@ def _main(argv: list[str] | None, debug: bool) -> int:
     except KeyboardInterrupt:
         print("fflm: interrupted", file=sys.stderr)
         return 130
+    except MissingExtra as e:  # an optional dependency the command needs: a usage error naming the extra
+        print(f"fflm: error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001 - the one place every failure becomes one line
         if debug:
             raise

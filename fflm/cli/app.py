@@ -87,6 +87,11 @@ class Precision(str, Enum):
     bfloat16 = "bfloat16"
 
 
+class Backend(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
 class DetectorChoice(str, Enum):
     builtin = "builtin"
     yunet = "yunet"
@@ -126,6 +131,11 @@ OutOpt = typer.Option(None, "--out", "-o", metavar="PATH", help="Output file (a 
 FormatOpt = typer.Option(None, "--format", "-f", metavar="FORMAT", case_sensitive=False, show_default=False,
                          help="json, jsonl, csv or pts (one 300-W file per face); default: by --out's extension "
                          "(.jsonl, .csv), else json.")
+BackendOpt = typer.Option(Backend.torch, "--backend", metavar="NAME", case_sensitive=False,
+                          help="Where the networks run: torch, or onnxruntime (float32 on the CPU; needs --onnx-dir "
+                          "and the fflm[onnx] extra).")
+OnnxDirOpt = typer.Option(None, "--onnx-dir", metavar="DIR", file_okay=False, help="For --backend onnxruntime: the "
+                          "folder 'fflm export --format onnx' wrote from the same --weights.")
 ThreadsOpt = typer.Option(0, "--threads", min=0, metavar="N", help="Torch CPU threads (0: torch's default).")
 
 

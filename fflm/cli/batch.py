@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (BoxesOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt,
-                          FlipOpt, Format, FormatOpt, MaxFacesOpt, MinFaceOpt, OutOpt, PrecisionOpt, ThreadsOpt,
+from fflm.cli.app import (BackendOpt, BoxesOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt,
+                          FlipOpt, Format, FormatOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, OutOpt, PrecisionOpt, ThreadsOpt,
                           TilesOpt, WeightsOpt, app, err, existing, message, usage)
 
 EXAMPLES = """
@@ -51,6 +51,8 @@ def batch(
     flip: bool = FlipOpt,
     detector_threshold: float = DetectorThresholdOpt,
     precision=PrecisionOpt,
+    backend=BackendOpt,
+    onnx_dir: Path = OnnxDirOpt,
     threads: int = ThreadsOpt,
     track: bool = typer.Option(True, "--track/--no-track", help="Video: follow each face from frame to frame (an id "
                                "per face, the detector only every --detect-every frames); --no-track detects on every frame."),
@@ -105,7 +107,7 @@ def batch(
         raise usage(problem)
     set_threads(threads)
     lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
-                         detector_threshold, precision=precision)
+                         detector_threshold, precision=precision, backend=backend, onnx_dir=onnx_dir)
     failed, faces, faceless, overlays_failed = 0, 0, 0, 0
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

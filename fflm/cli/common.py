@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fflm.cli.app import Device, DetectorChoice, Precision, message, usage
+from fflm.cli.app import Backend, Device, DetectorChoice, Precision, message, usage
 
 
 def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None,
                     detector_model: Path | None = None, tiles: str = "auto", max_faces: int | None = None,
                     min_face_size: float = 0.0, flip: bool = True, detector_threshold: float | None = None,
-                    shape_prior: bool = True, precision: Precision = Precision.auto):
-    """The Landmarker with the chosen detector (None: the Landmarker's default, builtin). A missing or unusable
-    detector model raises DetectorModelError (exit 1)."""
+                    shape_prior: bool = True, precision: Precision = Precision.auto,
+                    backend: Backend = Backend.torch, onnx_dir: Path | None = None):
+    """The Landmarker with the chosen detector (None: the Landmarker's default, builtin) and backend. A missing or
+    unusable detector model raises DetectorModelError, ONNX files from other weights OnnxMismatch (exit 1)."""
     from fflm.pipeline import Landmarker
+
+    if (backend == Backend.onnxruntime) != (onnx_dir is not None):
+        raise usage("--backend onnxruntime and --onnx-dir DIR go together")
+    if onnx_dir is not None:
+        if not onnx_dir.is_dir():
+            raise usage(f"no such folder: {onnx_dir}")
+        if device == Device.cuda or precision == Precision.bfloat16:
+            raise usage("--backend onnxruntime runs on the CPU in float32 (leave --device and --precision at auto)")
+        from fflm.backends import require
+
+        require("onnxruntime", "onnx", "--backend onnxruntime")
+        if detector == DetectorChoice.yunet and detector_model is None:
+            from fflm.backends.onnx import yunet_model
+
+            detector_model = yunet_model(onnx_dir)
+        device, precision = Device.cpu, Precision.float32
+    serve = {"precision": precision.value, "backend": backend.value, "onnx_dir": onnx_dir}
 
     if weights is not None and not weights.exists():
         raise usage(f"no such weights file: {weights}")
@@ -26,7 +44,7 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
     except ValueError as e:
         raise usage(str(e)) from None
     if detector is None:
-        return Landmarker(weights, device=device.value, flip=flip, shape_prior=shape_prior, precision=precision.value)
+        return Landmarker(weights, device=device.value, flip=flip, shape_prior=shape_prior, **serve)
     from fflm.detect import make_detector
     from fflm.detect.builtin import parse_tiles
 
@@ -37,12 +55,12 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
     if detector == DetectorChoice.none and (detector_model is not None or detector_threshold is not None):
         raise usage("--detector-model and --detector-threshold need --detector builtin or yunet")
     if detector == DetectorChoice.yunet and detector_model is None:
-        raise usage("--detector yunet needs --detector-model FILE.onnx (fflm ships no YuNet model)")
+        raise usage("--detector yunet needs --detector-model FILE.onnx (fflm ships no YuNet model; an --onnx-dir "
+                    "exported with one holds a copy)")
     extra = {} if detector_threshold is None else {"threshold": detector_threshold}
     det = make_detector(detector.value, detector_model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size,
                         **extra)
-    return Landmarker(weights, device=device.value, detector=det, flip=flip, shape_prior=shape_prior,
-                      precision=precision.value)
+    return Landmarker(weights, device=device.value, detector=det, flip=flip, shape_prior=shape_prior, **serve)
 
 
 def boxes_source(boxes: Path | None, detector: DetectorChoice | None) -> dict | None:

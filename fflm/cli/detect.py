@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt, Format,
-                          FormatOpt, MaxFacesOpt, MinFaceOpt, OutOpt, PrecisionOpt, ThreadsOpt, TilesOpt, WeightsOpt,
+from fflm.cli.app import (BackendOpt, BoxesOpt, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt, Format,
+                          FormatOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, OutOpt, PrecisionOpt, ThreadsOpt, TilesOpt, WeightsOpt,
                           app, existing, message, usage)
 
 EXAMPLES = """
@@ -49,6 +49,8 @@ def detect(
     flip: bool = FlipOpt,
     detector_threshold: float = DetectorThresholdOpt,
     precision=PrecisionOpt,
+    backend=BackendOpt,
+    onnx_dir: Path = OnnxDirOpt,
     threads: int = ThreadsOpt,
 ) -> int:
     """Find facial landmarks on images. Coordinates are original pixels, 0-based pixel centres.
@@ -95,7 +97,7 @@ def detect(
     given = boxes_source(boxes, detector)
     set_threads(threads)
     lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
-                         detector_threshold, precision=precision)
+                         detector_threshold, precision=precision, backend=backend, onnx_dir=onnx_dir)
     failed = 0
     draw = overlay_writer(overlay, lm.scheme, many)
     with StopSignals() as stop:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt,
-                          PrecisionOpt, ThreadsOpt, WeightsOpt, app, err, out_console, usage)
+from fflm.cli.app import (BackendOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt,
+                          OnnxDirOpt, PrecisionOpt, ThreadsOpt, WeightsOpt, app, err, out_console, usage)
 
 EXAMPLES = """
 Examples:
@@ -59,6 +59,8 @@ def evaluate(
     detector=DetectorOpt,
     detector_model: Path = DetectorModelOpt,
     detector_threshold: float = DetectorThresholdOpt,
+    backend=BackendOpt,
+    onnx_dir: Path = OnnxDirOpt,
     threads: int = ThreadsOpt,
 ) -> int:
     """Measure a model on annotated faces: NME, failure rate and AUC, per region, stage and face size.
@@ -91,7 +93,8 @@ def evaluate(
         raise usage("--boxes detector needs a detector: --detector builtin or yunet")
     set_threads(threads)
     lm = make_landmarker(weights, device, detector if boxes == "detector" else None, detector_model,
-                         detector_threshold=detector_threshold, flip=flip, shape_prior=shape_prior, precision=precision)
+                         detector_threshold=detector_threshold, flip=flip, shape_prior=shape_prior, precision=precision,
+                         backend=backend, onnx_dir=onnx_dir)
     per_source = [read_source(src, lm.scheme.num_points, []) for src in sources]
     samples = [s for part in per_source for s in part]
     names = [src.path for src, part in zip(sources, per_source) for _ in part]

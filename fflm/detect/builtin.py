@@ -11,7 +11,7 @@ from fflm.detect.base import Detection
 from fflm.detect.files import detect_file
 from fflm.detect.run import infer
 from fflm.detect.tiling import detect_tiled
-from fflm.detect.weights import load_detector
+from fflm.detect.weights import DEFAULT_DETECTOR, load_detector
 from fflm.inference import for_inference
 
 
@@ -77,6 +77,7 @@ class BuiltinDetector:
                  max_faces: int | None = None, min_face_size: float = 0.0, threshold: float | None = None,
                  nms_iou: float = 0.4) -> None:
         self.model, self.metadata = load_detector(model_path)
+        self.model_path = Path(model_path or DEFAULT_DETECTOR)
         for_inference(self.model)
         extra = self.model.config.extra
         self.proxy = int(proxy or self.model.config.proxy)
