@@ -72,6 +72,7 @@ class Format(str, Enum):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
+    parquet = "parquet"
     pts = "pts"
 
 
@@ -129,8 +130,8 @@ MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, metavar="PX", help="I
 OutOpt = typer.Option(None, "--out", "-o", metavar="PATH", help="Output file (a folder for --format pts); "
                       "default or -: stdout.")
 FormatOpt = typer.Option(None, "--format", "-f", metavar="FORMAT", case_sensitive=False, show_default=False,
-                         help="json, jsonl, csv or pts (one 300-W file per face); default: by --out's extension "
-                         "(.jsonl, .csv), else json.")
+                         help="json, jsonl, csv, parquet (a file; the fflm[parquet] extra) or pts (one 300-W file per "
+                         "face); default: by --out's extension (.jsonl, .csv, .parquet), else json.")
 BackendOpt = typer.Option(Backend.torch, "--backend", metavar="NAME", case_sensitive=False,
                           help="Where the networks run: torch, or onnxruntime (float32 on the CPU; needs --onnx-dir "
                           "and the fflm[onnx] extra).")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from fflm.cli.scale import AddressOpt, Engine, EngineOpt, GpusOpt, NumWorkersOpt, check_engine, ray_results
 from fflm.cli.app import (BackendOpt, BoxesOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt,
                           FlipOpt, Format, FormatOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, OutOpt, PrecisionOpt, ThreadsOpt,
                           TilesOpt, WeightsOpt, app, err, existing, message, usage)
@@ -60,6 +61,10 @@ def batch(
                                      "frames (and whenever a face is lost or the scene cuts). [default: 8]"),
     smooth: bool = typer.Option(False, "--smooth", help="Video with tracking: One-Euro filter on each face's points "
                                 "(steadier points, little lag; see docs/video.md)."),
+    engine=EngineOpt,
+    address: str = AddressOpt,
+    num_workers: int = NumWorkersOpt,
+    gpus_per_worker: float = GpusOpt,
 ) -> int:
     """Find landmarks on every image of a folder (sorted) or every frame of a video.
 
@@ -73,7 +78,8 @@ def batch(
     from fflm.cli.common import StopSignals, Stopped, boxes_source, make_landmarker, set_threads
     from fflm.cli.guard import Inputs, check_out, check_overlay_folder, output_format, stdout_if_dash
     from fflm.imageio import is_video_path, list_images, video_frame_count
-    from fflm.outputs import ResultWriter, overlay_writer
+    from fflm.outputs import overlay_writer
+    from fflm.parquet import result_writer
 
     if str(source).isdigit() and not source.exists():  # a camera index, as OpenCV numbers cameras
         raise OSError(f"camera input ({source}) is not available: fflm batch reads a folder or a video file")
@@ -105,24 +111,30 @@ def batch(
     track = track and video and given is None and detector != DetectorChoice.none
     if problem := tracking.option_problem(video, track, smooth, detect_every, movie):
         raise usage(problem)
+    check_engine(engine, video, overlay, address, num_workers, gpus_per_worker)
     set_threads(threads)
-    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
-                         detector_threshold, precision=precision, backend=backend, onnx_dir=onnx_dir)
+    options = ((weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip, detector_threshold),
+               {"precision": precision, "backend": backend, "onnx_dir": onnx_dir})
+    lm = make_landmarker(*options[0], **options[1])
     failed, faces, faceless, overlays_failed = 0, 0, 0, 0
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.1f} img/s"), TimeRemainingColumn())
     with StopSignals() as stop, Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(source.name, total=total, rate=0.0)
-        writer = ResultWriter(fmt, out, lm.scheme.num_points)
+        writer = result_writer(fmt, out, lm.scheme.num_points)
         draw = None if movie is not None else overlay_writer(overlay, lm.scheme, True)
 
         def per_frame(visit):  # noqa: ANN001,ANN202
             return runner.run(lm, runner.source_items(source, recursive, exclude=None if video else overlay),
                               given, batch_size, jobs, visit)
 
-        stream = (tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, draw, movie, lm.scheme)
-                  if video else per_frame(draw))
+        if engine == Engine.ray:
+            stream = ray_results(source, recursive, *options, given, batch_size, num_workers, gpus_per_worker)
+        elif video:
+            stream = tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, draw, movie, lm.scheme)
+        else:
+            stream = per_frame(draw)
         try:
             for r in stream:
                 if r.error is not None:
