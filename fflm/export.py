@@ -75,16 +75,14 @@ def export_onnx(out_dir: str | Path, weights: str | Path | None = None, detector
     require("onnxscript", "onnx", "ONNX export")
     require("onnx", "onnx", "ONNX export")
     from fflm.detect.builtin import BuiltinDetector
-    from fflm.detect.weights import DEFAULT_DETECTOR
     from fflm.pipeline import Landmarker
-    from fflm.weights import DEFAULT_WEIGHTS, file_sha256
+    from fflm.weights import file_sha256, resolve
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    weights_path = Path(weights or DEFAULT_WEIGHTS)
-    detector_path = Path(detector_model or DEFAULT_DETECTOR)
+    weights_path, detector_path = resolve(weights), resolve(detector_model, "detector")
     det = BuiltinDetector(detector_path)
     lm = Landmarker(weights_path, device="cpu", detector=det, precision="float32")
     model, cfg = lm.model, lm.model.config
@@ -93,7 +91,7 @@ def export_onnx(out_dir: str | Path, weights: str | Path | None = None, detector
         p, s, r = cfg.proxy_size, cfg.crop_size, len(lm.scheme.regions)
         global_outputs = _export(model.global_net, torch.randn(2, 3, p, p), out / "global.onnx", {0: batch})
         regional = []
-        for stage, net in enumerate(model.__dict__["_stacked"]):
+        for stage, net in enumerate(model.stacked_regions):
             name = f"regional-{stage}.onnx"
             outputs = _export(net, torch.randn(2, 3 * r, s, s), out / name, {0: batch})
             regional.append({"file": name, "outputs": outputs})

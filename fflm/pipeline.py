@@ -7,23 +7,24 @@ region go through that region's network in one call.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from fflm.backends import BACKENDS
+from fflm.choices import BACKENDS, DEVICES
 from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
+from fflm.errors import BoxWarning, UsageError
 from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
-from fflm.inference import compute_dtype, for_inference, networks_in
+from fflm.inference import compute_dtype, networks_in
 from fflm.model.network import StageOutput
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
-from fflm.weights import DEFAULT_WEIGHTS, load_model
+from fflm.weights import load_model, resolve
 
 if TYPE_CHECKING:
     from fflm.smoothing import OneEuroParams
@@ -39,7 +40,6 @@ class Face:
     score: float
     landmarks: np.ndarray
     landmark_scores: np.ndarray
-    global_landmarks: np.ndarray = field(repr=False, default=None)
     track: int | None = None
 
     def to_dict(self) -> dict:
@@ -53,18 +53,14 @@ class Face:
         }
 
 
-class BoxWarning(UserWarning):
-    """A given face box had to be clipped to the image."""
-
-
 def pick_device(device: str) -> torch.device:
     """`auto` is CUDA when available, else CPU; `cuda` without a GPU is an error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+        raise UsageError("--device cuda asked for, but torch sees no CUDA device")
     if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r} (auto, cpu or cuda)")
+        raise UsageError(f"unknown device {device!r} ({', '.join(DEVICES)})")
     return torch.device(device)
 
 
@@ -87,18 +83,17 @@ class Landmarker:
                  recentre_tolerance: float = 0.05, flip: bool = True, shape_prior: bool = True,
                  precision: str = "auto", backend: str = "torch", onnx_dir: str | Path | None = None) -> None:
         if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
+            raise UsageError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
         if (backend == "onnxruntime") != (onnx_dir is not None):
-            raise ValueError("the onnxruntime backend runs the files of an ONNX folder: give both or neither")
+            raise UsageError("the onnxruntime backend runs the files of an ONNX folder: give both or neither")
         if backend == "onnxruntime" and (device.startswith("cuda") or precision == "bfloat16"):
-            raise ValueError("the onnxruntime backend runs on the CPU in float32")
+            raise UsageError("the onnxruntime backend runs on the CPU in float32")
         self.device = pick_device("cpu" if backend == "onnxruntime" else device)
         self.dtype = compute_dtype("float32" if backend == "onnxruntime" else precision, self.device)
-        self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
-        for_inference(self.model)
-        self.model.stack_regions()  # the four regional networks as one grouped network: one call per stage
-        self.model.networks_to(self.dtype)
-        self.weights_path = Path(weights or DEFAULT_WEIGHTS)
+        self.weights_path = resolve(weights)
+        trained, self.metadata = load_model(self.weights_path, self.device)
+        # folded, the four regional networks as one grouped network (one call per stage), in the chosen dtype
+        self.model = trained.for_serving(self.dtype)
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
@@ -151,10 +146,10 @@ class Landmarker:
         for b in boxes:
             box = np.asarray(b, dtype=np.float64)
             if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-                raise ValueError(f"a face box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {list(b)}")
+                raise UsageError(f"a face box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {list(b)}")
             clipped = clip_box(box, w, h)
             if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-                raise ValueError(f"face box {list(b)} lies outside the {w}×{h} image")
+                raise UsageError(f"face box {list(b)} lies outside the {w}×{h} image")
             if not np.allclose(clipped, box):
                 where = f"{label}: " if label else ""
                 warnings.warn(f"{where}face box {[round(float(v), 1) for v in box]} clipped to the {w}×{h} image",
@@ -162,14 +157,20 @@ class Landmarker:
             out.append(Detection(clipped, 1.0))
         return out
 
-    @torch.inference_mode()
     def landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[list[Face]]:
         """Landmarks for given detections. The face frame comes from each box (or the detector's landmark-box
         estimate). With `recentre`, the global stage's points propose a frame of their own; faces whose frame
         that moves by more than `recentre_tolerance` of its side get a second global pass on it, the others
         keep the first pass. The regional stage then runs once for all faces."""
+        return [[face for face, _ in faces] for faces in self.staged_landmarks(images, detections)]
+
+    @torch.inference_mode()
+    def staged_landmarks(self, images: Sequence[np.ndarray],
+                         detections: Sequence[Sequence[Detection]]) -> list[list[tuple[Face, np.ndarray]]]:
+        """As `landmarks`, each face with the global stage's own points [N, 2] beside it (original pixels, with the
+        mirror offset; before the regional networks and the shape model), to measure what the refinement adds."""
         owners = [(i, d) for i, ds in enumerate(detections) for d in ds]
-        results: list[list[Face]] = [[] for _ in images]
+        results: list[list[tuple[Face, np.ndarray]]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
             chunk = owners[start : start + self.max_faces_per_call]
             with networks_in(self.dtype, self.device):
@@ -177,10 +178,10 @@ class Landmarker:
             for (i, _), face in zip(chunk, faces):
                 results[i].append(face)
         for faces in results:
-            faces.sort(key=lambda f: -f.score)
+            faces.sort(key=lambda pair: -pair[0].score)
         return results
 
-    def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
+    def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[tuple[Face, np.ndarray]]:
         fs = self.model.config.frame_scale
         frames = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
         proxies = self._proxies(images, frames)
@@ -210,7 +211,7 @@ class Landmarker:
         final[..., 0] += shift
         glob[..., 0] += shift
         scores = out["scores"].float().cpu().numpy().astype(np.float64)
-        return [Face(d.box, float(d.score), final[k], scores[k], glob[k]) for k, d in enumerate(dets)]
+        return [(Face(d.box, float(d.score), final[k], scores[k]), glob[k]) for k, d in enumerate(dets)]
 
     def _proxies(self, images: Sequence[np.ndarray], frames: np.ndarray) -> torch.Tensor:
         p = self.model.config.proxy_size

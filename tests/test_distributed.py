@@ -35,8 +35,8 @@ def folder(tmp_path_factory) -> Path:
     import cv2
 
     d = tmp_path_factory.mktemp("frames")
-    shutil.copyfile(ROOT / "examples" / "astronaut.png", d / "a.png")
-    astronaut = cv2.imread(str(ROOT / "examples" / "astronaut.png"))
+    shutil.copyfile(ROOT / "fflm" / "assets" / "astronaut.png", d / "a.png")
+    astronaut = cv2.imread(str(ROOT / "fflm" / "assets" / "astronaut.png"))
     cv2.imwrite(str(d / "b.jpg"), cv2.flip(astronaut, 1)[40:, :460])
     cv2.imwrite(str(d / "c.png"), np.full((48, 64, 3), 128, np.uint8))
     (d / "d.jpg").write_bytes(b"")

@@ -17,7 +17,7 @@ from fflm.pipeline import Landmarker
 from conftest import SHARED, needs_shared, one_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-ASTRONAUT = ROOT / "examples" / "astronaut.png"
+ASTRONAUT = ROOT / "fflm" / "assets" / "astronaut.png"
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_an_export_of_another_scheme_is_refused_by_name(onnx_dir, tmp_path, caps
     rc, _, err = run_cli(capsys, "detect", ASTRONAUT, "--backend", "onnxruntime", "--onnx-dir", other)
     assert rc == 1 and "scheme 'wflw98'" in one_error(err)
     (other / "fflm-onnx.json").unlink()
-    rc, _, err = run_cli(capsys, "eval", ROOT / "examples", "--backend", "onnxruntime", "--onnx-dir", other)
+    rc, _, err = run_cli(capsys, "eval", ROOT / "tests" / "golden", "--backend", "onnxruntime", "--onnx-dir", other)
     assert rc == 1 and "no fflm-onnx.json" in one_error(err)
 
 

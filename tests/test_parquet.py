@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def folder(tmp_path: Path) -> Path:
     d = tmp_path / "imgs"
     d.mkdir()
-    shutil.copyfile(ROOT / "examples" / "astronaut.png", d / "a.png")
+    shutil.copyfile(ROOT / "fflm" / "assets" / "astronaut.png", d / "a.png")
     (d / "b.jpg").write_bytes(b"not an image")
     return d
 

@@ -15,6 +15,7 @@ from fflm.detect.base import Detection
 from fflm.geometry import square_box
 from fflm.model.network import StageOutput
 from fflm.pipeline import BoxWarning, Face, Landmarker, pick_device
+from fflm.weights import asset
 
 
 N = 68
@@ -28,6 +29,11 @@ def lm(weights) -> Landmarker:
     return Landmarker(weights, device="cpu", detector="none", precision="float32")
 
 
+def staged(lm: Landmarker, image: np.ndarray, boxes) -> list[tuple[Face, np.ndarray]]:  # noqa: ANN001
+    """`lm.staged_landmarks` on one image with given boxes: each face with its global stage's points."""
+    return lm.staged_landmarks([image], [lm.detections(image, boxes)])[0]
+
+
 def _image(h: int = 80, w: int = 100, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
@@ -38,7 +44,6 @@ def _check_face(face: Face) -> None:
     assert np.isfinite(face.landmarks).all()
     assert face.landmark_scores.shape == (N,)
     assert ((face.landmark_scores >= 0) & (face.landmark_scores <= 1)).all()
-    assert face.global_landmarks.shape == (N, 2) and np.isfinite(face.global_landmarks).all()
 
 
 def test_predict_array_whole_image(lm):
@@ -126,7 +131,7 @@ def test_the_detector_runs_in_float32_inside_a_callers_autocast(weights):
     from fflm.imageio import read_image
 
     lm = Landmarker(weights, device="cpu")
-    img = read_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")
+    img = read_image(asset("astronaut.png"))
     want = lm.detections(img)
     with torch.autocast("cpu", torch.bfloat16):
         got = lm.detections(img)
@@ -276,11 +281,11 @@ def test_pixel_convention_without_recentre(weights, monkeypatch, region_point, r
     assert (lm.model.config.proxy_size, lm.model.config.crop_size) == (64, 32)
     assert lm.model.config.frame_scale == 1.5 and lm.model.config.region_min_side == 0.12
     _stub_stages(monkeypatch, lm, lambda i: (0.0, 0.0) if i in JAW else (31.5, 31.5), region_point)
-    [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
+    [(face, global_points)] = staged(lm, _image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
     others = [i for i in range(N) if i not in JAW]
     np.testing.assert_allclose(face.landmarks[JAW], [[0.46875, 10.46875]] * len(JAW), atol=1e-4)
     np.testing.assert_allclose(face.landmarks[others], [refined] * len(others), atol=1e-4)
-    np.testing.assert_allclose(face.global_landmarks[others], [[30.0, 40.0]] * len(others), atol=1e-4)
+    np.testing.assert_allclose(global_points[others], [[30.0, 40.0]] * len(others), atol=1e-4)
     np.testing.assert_allclose(face.landmark_scores[JAW], 0.25)
     np.testing.assert_allclose(face.landmark_scores[others], 0.75)
     np.testing.assert_array_equal(face.box, [10.0, 20.0, 50.0, 60.0])
@@ -317,9 +322,9 @@ def test_pixel_convention_with_recentre(weights, monkeypatch):
     every region box is centred on their midpoint (30, 40)."""
     lm = Landmarker(weights, device="cpu", detector="none", recentre=True)
     _stub_stages(monkeypatch, lm, lambda i: (15.5, 15.5) if i % 2 == 0 else (47.5, 47.5), (15.5, 15.5))
-    [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
+    [(face, global_points)] = staged(lm, _image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
     expected_global = np.array([[18.75, 28.75] if i % 2 == 0 else [41.25, 51.25] for i in range(N)])
-    np.testing.assert_allclose(face.global_landmarks, expected_global, atol=1e-4)
+    np.testing.assert_allclose(global_points, expected_global, atol=1e-4)
     np.testing.assert_allclose(face.landmarks[JAW], expected_global[JAW], atol=1e-4)
     others = [i for i in range(N) if i not in JAW]
     np.testing.assert_allclose(face.landmarks[others], [[30.0, 40.0]] * len(others), atol=1e-4)
@@ -453,11 +458,11 @@ def test_second_global_pass_only_when_the_frame_moves(weights, monkeypatch, tole
     calls = []
     stub = lm.model.run_global
     monkeypatch.setattr(lm.model, "run_global", lambda proxy, flip=False: calls.append(len(proxy)) or stub(proxy))
-    [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
+    [(face, global_points)] = staged(lm, _image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
     assert len(calls) == passes
     first = np.array([[15.0, 25.0] if i % 2 == 0 else [45.0, 55.0] for i in range(N)])
     second = np.array([[18.75, 28.75] if i % 2 == 0 else [41.25, 51.25] for i in range(N)])
-    np.testing.assert_allclose(face.global_landmarks, second if passes == 2 else first, atol=1e-4)
+    np.testing.assert_allclose(global_points, second if passes == 2 else first, atol=1e-4)
 
 
 @pytest.mark.parametrize("tolerance, sizes", [(0.0, [2, 4]), (1e9, [2, 2])])
@@ -472,14 +477,14 @@ def test_flip_with_recentre_spends_no_mirrored_pass_on_a_replaced_frame(weights,
     monkeypatch.setattr(lm.model, "_run", lambda net, head, x: (seen.append(len(x)) if net is lm.model.global_net
                                                                 else None) or real(net, head, x))
     img, boxes = _image(80, 100), [[5.0, 5.0, 45.0, 45.0], [50.0, 30.0, 90.0, 70.0]]
-    faces = lm.predict(img, boxes)
+    faces = staged(lm, img, boxes)
     assert seen == sizes
     if tolerance > 1:
         fs = lm.model.config.frame_scale
         frames = np.stack([square_box(np.asarray(b), fs) for b in boxes])
         with torch.inference_mode():
             ref = lm.model.run_global(lm._proxies([img, img], frames), True)
-        got = np.stack([f.global_landmarks for f in faces])
+        got = np.stack([g for _, g in faces])
         np.testing.assert_allclose(got, lm._to_image(ref.points, frames), atol=1e-3)
 
 
@@ -516,7 +521,7 @@ def test_precision_runs_the_networks_in_that_dtype(weights, precision, dtype):
     hooks = [m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
              for m in lm.model.modules() if isinstance(m, torch.nn.Conv2d)]
     hooks += [m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
-              for net in lm.model.__dict__["_stacked"] for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+              for m in lm.model.stacked_regions.modules() if isinstance(m, torch.nn.Conv2d)]
     img = _image(80, 100)
     [face] = lm.predict(img)
     for h in hooks:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-BACKENDS = ("torch", "onnxruntime")
+from fflm.choices import BACKENDS
+from fflm.errors import MissingExtra
 
-
-class MissingExtra(ImportError):
-    """An optional dependency is not installed; the message names the extra that brings it (exit code 2)."""
+__all__ = ["BACKENDS", "MissingExtra", "require"]
 
 
 def require(module: str, extra: str, what: str):  # noqa: ANN201

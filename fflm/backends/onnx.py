@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from fflm.backends import require
+from fflm.errors import WeightsError
 from fflm.export import FORMAT, MANIFEST
 
 
-class OnnxMismatch(ValueError):
+class OnnxMismatch(WeightsError):
     """An ONNX folder that is missing, unreadable or made from other weights than the ones in use."""
 
 
@@ -104,12 +105,12 @@ def use_onnxruntime(landmarker, onnx_dir: str | Path, threads: int | None = None
     check_manifest(manifest, onnx_dir, landmarker.weights_path, landmarker.scheme.to_dict())
     n = threads or torch.get_num_threads()
     model = landmarker.model
-    stacked = model.__dict__["_stacked"]
+    stacked = model.stacked_regions
     stages = manifest["regional"]["stages"]
     if len(stages) != len(stacked):
         raise OnnxMismatch(f"{onnx_dir}: {len(stages)} regional stages, the weights have {len(stacked)}")
     model.global_net = OrtNet(onnx_dir / manifest["global"]["file"], n, model.global_net.stride)
-    model.__dict__["_stacked"] = [OrtNet(onnx_dir / s["file"], n) for s in stages]
+    model.stacked_regions = nn.ModuleList(OrtNet(onnx_dir / s["file"], n) for s in stages)
     det = landmarker.detector
     if isinstance(det, BuiltinDetector):
         d = manifest.get("detector", {})

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
-
 import inspect
 import re
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from typer.core import TyperCommand
+
+from fflm.choices import BACKENDS, DETECTORS, DEVICES, FORMATS, PRECISIONS, YUNET_THRESHOLD, choice, shipped_detector_threshold
 
 
 def _one_line_paragraphs(text: str | None) -> str | None:
@@ -68,39 +68,16 @@ def out_console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-class Format(str, Enum):
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    parquet = "parquet"
-    pts = "pts"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-
-
-class Backend(str, Enum):
-    torch = "torch"
-    onnxruntime = "onnxruntime"
-
-
-class DetectorChoice(str, Enum):
-    builtin = "builtin"
-    yunet = "yunet"
-    none = "none"
+Format = choice("Format", FORMATS)
+Device = choice("Device", DEVICES)
+Precision = choice("Precision", PRECISIONS)
+DetectorChoice = choice("DetectorChoice", DETECTORS)
+Backend = choice("Backend", BACKENDS)
 
 
 WeightsOpt = typer.Option(None, "--weights", "-w", metavar="FILE", dir_okay=False,
-                          help="Landmark weights (.safetensors); default: the shipped 68-point model.")
+                          help="Landmark weights (.safetensors), or a shipped model by name: 300w-68 (the "
+                          "default, 68 points) or 300w-68-stacks2 (heavier, more accurate).")
 DeviceOpt = typer.Option(Device.auto, "--device", metavar="DEVICE", case_sensitive=False,
                          help="auto, cpu or cuda; auto = CUDA when available, else CPU.")
 PrecisionOpt = typer.Option(Precision.auto, "--precision", metavar="TYPE", case_sensitive=False,
@@ -120,8 +97,9 @@ TilesOpt = typer.Option("auto", "--tiles", metavar="N", help="Tiled detection fo
 MaxFacesOpt = typer.Option(None, "--max-faces", min=1, metavar="N", help="Keep at most N faces per image (best "
                            "scores first).")
 DetectorThresholdOpt = typer.Option(None, "--detector-threshold", metavar="X",
-                                    help="Face score threshold from 0 to 1 (default: the detector's own, 0.55 for "
-                                    "builtin, 0.6 for yunet); lower finds more faces, with more false ones.")
+                                    help="Face score threshold from 0 to 1 (default: the detector's own, "
+                                    f"{shipped_detector_threshold():g} for builtin, {YUNET_THRESHOLD:g} for yunet); "
+                                    "lower finds more faces, with more false ones.")
 FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
                        "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark "
                        "stage ~25 % faster.")
@@ -138,6 +116,8 @@ BackendOpt = typer.Option(Backend.torch, "--backend", metavar="NAME", case_sensi
 OnnxDirOpt = typer.Option(None, "--onnx-dir", metavar="DIR", file_okay=False, help="For --backend onnxruntime: the "
                           "folder 'fflm export --format onnx' wrote from the same --weights.")
 ThreadsOpt = typer.Option(0, "--threads", min=0, metavar="N", help="Torch CPU threads (0: torch's default).")
+ShapePriorOpt = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model (when they "
+                             "have one) on the points no region refines, as detect does.")
 
 
 def usage(message: str) -> Exception:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.scale import AddressOpt, Engine, EngineOpt, GpusOpt, NumWorkersOpt, check_engine, ray_results
-from fflm.cli.app import (BackendOpt, BoxesOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt,
-                          FlipOpt, Format, FormatOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, OutOpt, PrecisionOpt, ThreadsOpt,
-                          TilesOpt, WeightsOpt, app, err, existing, message, usage)
+from fflm.choices import DETECT_EVERY
+from fflm.cli.app import BoxesOpt, Format, FormatOpt, OutOpt, app, err, existing, message, usage
+from fflm.cli.scale import AddressOpt, EngineOpt, GpusOpt, NumWorkersOpt, check_engine, ray_results
+from fflm.cli.common import DETECTION, LandmarkerOptions, landmarker_options
 
 EXAMPLES = """
 Examples:
@@ -28,6 +28,7 @@ Examples:
 
 
 @app.command(epilog=EXAMPLES)
+@landmarker_options(*DETECTION)
 def batch(
     source: Path = typer.Argument(..., metavar="SOURCE", help="A folder of images or a video file.", show_default=False),
     out: Path = OutOpt,
@@ -42,23 +43,12 @@ def batch(
                              "thread through decoding, detection and the networks."),
     workers: int = typer.Option(None, "--workers", min=1, max=64, hidden=True),  # the older name of --jobs
     boxes: Path = BoxesOpt,
-    weights: Path = WeightsOpt,
-    device=DeviceOpt,
-    detector=DetectorOpt,
-    detector_model: Path = DetectorModelOpt,
-    tiles: str = TilesOpt,
-    max_faces: int = MaxFacesOpt,
-    min_face_size: float = MinFaceOpt,
-    flip: bool = FlipOpt,
-    detector_threshold: float = DetectorThresholdOpt,
-    precision=PrecisionOpt,
-    backend=BackendOpt,
-    onnx_dir: Path = OnnxDirOpt,
-    threads: int = ThreadsOpt,
+    *,
+    opts: LandmarkerOptions,
     track: bool = typer.Option(True, "--track/--no-track", help="Video: follow each face from frame to frame (an id "
                                "per face, the detector only every --detect-every frames); --no-track detects on every frame."),
     detect_every: int = typer.Option(None, "--detect-every", min=1, metavar="N", help="Video with tracking: run the detector every N "
-                                     "frames (and whenever a face is lost or the scene cuts). [default: 8]"),
+                                     f"frames (and whenever a face is lost or the scene cuts). [default: {DETECT_EVERY}]"),
     smooth: bool = typer.Option(False, "--smooth", help="Video with tracking: One-Euro filter on each face's points "
                                 "(steadier points, little lag; see docs/video.md)."),
     engine=EngineOpt,
@@ -75,7 +65,7 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from fflm import runner, tracking
-    from fflm.cli.common import StopSignals, Stopped, boxes_source, make_landmarker, set_threads
+    from fflm.cli.common import StopSignals, Stopped, boxes_source
     from fflm.cli.guard import Inputs, check_out, check_overlay_folder, output_format, stdout_if_dash
     from fflm.imageio import is_video_path, list_images, video_frame_count
     from fflm.outputs import overlay_writer
@@ -106,16 +96,13 @@ def batch(
     if overlay is not None and movie is None:
         check_overlay_folder(overlay)
     del inputs
-    given = boxes_source(boxes, detector)
+    given = boxes_source(boxes, opts.detector)
     # a video is tracked when a detector finds its faces (not with --boxes or --detector none) unless --no-track
-    track = track and video and given is None and detector != DetectorChoice.none
+    track = track and video and given is None and opts.detector != "none"
     if problem := tracking.option_problem(video, track, smooth, detect_every, movie):
         raise usage(problem)
     check_engine(engine, video, overlay, address, num_workers, gpus_per_worker)
-    set_threads(threads)
-    options = ((weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip, detector_threshold),
-               {"precision": precision, "backend": backend, "onnx_dir": onnx_dir})
-    lm = make_landmarker(*options[0], **options[1])
+    lm = opts.landmarker()
     failed, faces, faceless, overlays_failed = 0, 0, 0, 0
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -129,8 +116,8 @@ def batch(
             return runner.run(lm, runner.source_items(source, recursive, exclude=None if video else overlay),
                               given, batch_size, jobs, visit)
 
-        if engine == Engine.ray:
-            stream = ray_results(source, recursive, *options, given, batch_size, num_workers, gpus_per_worker)
+        if engine == "ray":
+            stream = ray_results(source, recursive, opts, given, batch_size, num_workers, gpus_per_worker)
         elif video:
             stream = tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, draw, movie, lm.scheme)
         else:

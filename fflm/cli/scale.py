@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-from enum import Enum
 from pathlib import Path
 from typing import Iterator
 
 import typer
 
+from fflm.choices import ENGINES, choice
 from fflm.cli.app import usage
 
-
-class Engine(str, Enum):
-    local = "local"
-    ray = "ray"
+Engine = choice("Engine", ENGINES)
 
 
 EngineOpt = typer.Option(Engine.local, "--engine", metavar="NAME", case_sensitive=False,
@@ -33,7 +29,7 @@ def check_engine(engine: Engine, video: bool, overlay: Path | None, address: str
                  gpus: float) -> None:
     """Usage errors of the engine options, and for ray joining the cluster (ConnectionError: exit 1), before any
     work."""
-    if engine == Engine.local:
+    if engine == "local":
         if address is not None or num_workers is not None or gpus:
             raise usage("--address, --num-workers and --gpus-per-worker need --engine ray")
         return
@@ -46,14 +42,13 @@ def check_engine(engine: Engine, video: bool, overlay: Path | None, address: str
     distributed.connect(address)
 
 
-def ray_results(source: Path, recursive: bool, make_args: tuple, make_kwargs: dict, boxes: dict | None,
-                batch_size: int, num_workers: int | None, gpus: float) -> Iterator:
-    """The folder's results from the Ray cluster, in order (see fflm.distributed.results)."""
+def ray_results(source: Path, recursive: bool, opts, boxes: dict | None, batch_size: int,  # noqa: ANN001
+                num_workers: int | None, gpus: float) -> Iterator:
+    """The folder's results from the Ray cluster, in order (see fflm.distributed.results); each actor builds its
+    Landmarker from the command's options `opts` (a LandmarkerOptions)."""
     from fflm import distributed
-    from fflm.cli.common import make_landmarker
     from fflm.imageio import list_images
 
-    make = functools.partial(make_landmarker, *make_args, **make_kwargs)
     batch = batch_size if gpus == 0 else max(batch_size, distributed.GPU_BATCH)
-    return distributed.results(list_images(source, recursive), make=make, boxes=boxes, num_workers=num_workers,
+    return distributed.results(list_images(source, recursive), make=opts.landmarker, boxes=boxes, num_workers=num_workers,
                                gpus_per_worker=gpus, batch_size=batch)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fflm.choices import DETECTORS
 from fflm.detect.base import Detection, FaceDetector, WholeImage
 from fflm.detect.weights import DetectorModelError
-
-DETECTORS = ("builtin", "yunet", "none")
+from fflm.errors import UsageError
 
 
 def make_detector(name: str = "builtin", model: str | Path | None = None, tiles: str | int = "auto",
@@ -27,7 +27,7 @@ def make_detector(name: str = "builtin", model: str | Path | None = None, tiles:
         return YuNetDetector(model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size, **kwargs)
     if name == "none":
         return WholeImage()
-    raise ValueError(f"unknown detector {name!r} (one of {', '.join(DETECTORS)})")
+    raise UsageError(f"unknown detector {name!r} (one of {', '.join(DETECTORS)})")
 
 
 __all__ = ["Detection", "FaceDetector", "WholeImage", "DetectorModelError", "DETECTORS", "make_detector"]

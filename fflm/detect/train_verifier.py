@@ -1,5 +1,5 @@
 """Train the detector's second stage (fflm.detect.verifier) for a trained detector file:
-`python -m fflm.detect.train_verifier --detector weights/fflm-detector.safetensors --out RUN_DIR --export FILE`.
+`python -m fflm.detect.train_verifier --detector detector --out RUN_DIR --export FILE`.
 
 Its examples are the detector's own candidates: every training photo (and its mirror image) goes through the
 shipped passes (proxy and coarse) at a low score floor, and each candidate box is cut from the image that pass
@@ -30,7 +30,7 @@ from fflm.detect.tiling import run_proxy
 from fflm.detect.train import validate
 from fflm.detect.verifier import FaceVerifier, VerifierConfig, box_deltas, crops_tensor, face_crops
 from fflm.detect.weights import load_detector, save_detector
-from fflm.geometry import box_iou
+from fflm.geometry import box_iou, face_size
 
 
 def label_candidates(boxes: np.ndarray, faces: np.ndarray, neutral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +96,7 @@ def harvest(model: FaceNet, photos: list[Photo], config: VerifierConfig, rng: np
                 if ((y == 0) & ~moved).any():
                     add(small, boxes[(y == 0) & ~moved], y[(y == 0) & ~moved], None)
                 # the human boxes jittered: faces whether or not the first stage found them
-                big = here[np.sqrt(np.prod(np.clip(here[:, 2:] - here[:, :2], 0, None), axis=1)) >= min_face]
+                big = here[face_size(here) >= min_face]
                 if len(big) and jitters:
                     truth = np.repeat(big, jitters, axis=0)
                     add(small, np.array([jitter_box(b, rng) for b in truth]), np.ones(len(truth), np.int64), truth)
@@ -144,7 +144,7 @@ def train_verifier(crops: np.ndarray, labels: np.ndarray, deltas: np.ndarray, ve
 def main(argv: list[str] | None = None) -> None:
     shared = Path(__file__).resolve().parents[3] / "shared" / "data"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--detector", default="weights/fflm-detector.safetensors", help="the trained first stage")
+    ap.add_argument("--detector", default="detector", help="the trained first stage (a file; default: the shipped detector)")
     ap.add_argument("--scenes", default=str(shared / "scenes"))
     ap.add_argument("--w300", default=str(shared / "300w" / "train"))
     ap.add_argument("--portraits", type=int, default=500, help="300-W training faces to add (every n-th)")

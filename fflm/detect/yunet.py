@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fflm.choices import YUNET_THRESHOLD
 from fflm.detect.base import Detection
 from fflm.detect.builtin import finish, parse_tiles
 from fflm.detect.files import detect_file
@@ -32,7 +33,7 @@ class YuNetDetector:
     name = "yunet"
 
     def __init__(self, model_path: str | Path | None, proxy: int = 640, tiles: str | int = "auto",
-                 max_faces: int | None = None, min_face_size: float = 0.0, threshold: float = 0.6,
+                 max_faces: int | None = None, min_face_size: float = 0.0, threshold: float = YUNET_THRESHOLD,
                  nms_iou: float = 0.3) -> None:
         if model_path is None:
             raise DetectorModelError("--detector yunet needs a YuNet ONNX file: give it with --detector-model")
