@@ -9,9 +9,11 @@ import struct
 from enum import Enum
 from importlib.resources import files
 
-FORMATS = ("json", "jsonl", "csv", "pts")  # result formats (fflm.outputs)
+FORMATS = ("json", "jsonl", "csv", "parquet", "pts")  # result formats (fflm.outputs, fflm.parquet)
 DEVICES = ("auto", "cpu", "cuda")  # fflm.pipeline.pick_device
 PRECISIONS = ("auto", "float32", "bfloat16")  # fflm.inference.compute_dtype
+BACKENDS = ("torch", "onnxruntime")  # where the networks run (fflm.pipeline.Landmarker, fflm.backends)
+ENGINES = ("local", "ray")  # fflm batch --engine (fflm.runner, fflm.distributed)
 DETECTORS = ("builtin", "yunet", "none")  # fflm.detect.make_detector
 LOSSES = ("l2", "l1", "wing", "ion")  # fflm.train.losses
 VARIANTS = ("regular", "light")  # fflm.model.config.preset

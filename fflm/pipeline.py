@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from fflm.choices import DEVICES
+from fflm.choices import BACKENDS, DEVICES
 from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
 from fflm.errors import BoxWarning, UsageError
@@ -75,14 +75,22 @@ class Landmarker:
     `shape_prior`: use the weights' shape model, when they have one, on the points no region refines.
     `precision`: the landmark networks' arithmetic, `float32`, `bfloat16`, or `auto` (bfloat16 where the device
     computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see docs/benchmarks.md).
+    `backend`: `torch`, or `onnxruntime` to run the networks from the ONNX files `fflm export --format onnx` wrote
+    into `onnx_dir` from these weights (float32; the `fflm[onnx]` extra; see fflm.backends.onnx).
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  detector: FaceDetector | str = "builtin", recentre: bool = True,
                  recentre_tolerance: float = 0.05, flip: bool = True, shape_prior: bool = True,
-                 precision: str = "auto") -> None:
-        self.device = pick_device(device)
-        self.dtype = compute_dtype(precision, self.device)
+                 precision: str = "auto", backend: str = "torch", onnx_dir: str | Path | None = None) -> None:
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
+        if (backend == "onnxruntime") != (onnx_dir is not None):
+            raise UsageError("the onnxruntime backend runs the files of an ONNX folder: give both or neither")
+        if backend == "onnxruntime" and (device.startswith("cuda") or precision == "bfloat16"):
+            raise UsageError("the onnxruntime backend runs on the CPU in float32")
+        self.device = pick_device("cpu" if backend == "onnxruntime" else device)
+        self.dtype = compute_dtype("float32" if backend == "onnxruntime" else precision, self.device)
         self.weights_path = resolve(weights)
         trained, self.metadata = load_model(self.weights_path, self.device)
         # folded, the four regional networks as one grouped network (one call per stage), in the chosen dtype
@@ -94,6 +102,11 @@ class Landmarker:
         # the weights' shape model pulls the points no regional network refines toward a plausible face
         self.shape = self.model.shape_model() if shape_prior else None
         self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
+        self.backend = backend
+        if backend == "onnxruntime":
+            from fflm.backends.onnx import use_onnxruntime
+
+            use_onnxruntime(self, onnx_dir)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs) -> "Landmarker":

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from fflm.choices import DETECTORS, DEVICES, FORMATS, PRECISIONS, YUNET_THRESHOLD, choice, shipped_detector_threshold
+from fflm.choices import BACKENDS, DETECTORS, DEVICES, FORMATS, PRECISIONS, YUNET_THRESHOLD, choice, shipped_detector_threshold
 
 
 def _one_line_paragraphs(text: str | None) -> str | None:
@@ -72,6 +72,7 @@ Format = choice("Format", FORMATS)
 Device = choice("Device", DEVICES)
 Precision = choice("Precision", PRECISIONS)
 DetectorChoice = choice("DetectorChoice", DETECTORS)
+Backend = choice("Backend", BACKENDS)
 
 
 WeightsOpt = typer.Option(None, "--weights", "-w", metavar="FILE", dir_okay=False,
@@ -107,8 +108,13 @@ MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, metavar="PX", help="I
 OutOpt = typer.Option(None, "--out", "-o", metavar="PATH", help="Output file (a folder for --format pts); "
                       "default or -: stdout.")
 FormatOpt = typer.Option(None, "--format", "-f", metavar="FORMAT", case_sensitive=False, show_default=False,
-                         help="json, jsonl, csv or pts (one 300-W file per face); default: by --out's extension "
-                         "(.jsonl, .csv), else json.")
+                         help="json, jsonl, csv, parquet (a file; the fflm[parquet] extra) or pts (one 300-W file per "
+                         "face); default: by --out's extension (.jsonl, .csv, .parquet), else json.")
+BackendOpt = typer.Option(Backend.torch, "--backend", metavar="NAME", case_sensitive=False,
+                          help="Where the networks run: torch, or onnxruntime (float32 on the CPU; needs --onnx-dir "
+                          "and the fflm[onnx] extra).")
+OnnxDirOpt = typer.Option(None, "--onnx-dir", metavar="DIR", file_okay=False, help="For --backend onnxruntime: the "
+                          "folder 'fflm export --format onnx' wrote from the same --weights.")
 ThreadsOpt = typer.Option(0, "--threads", min=0, metavar="N", help="Torch CPU threads (0: torch's default).")
 ShapePriorOpt = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model (when they "
                              "have one) on the points no region refines, as detect does.")

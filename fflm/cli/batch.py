@@ -9,6 +9,7 @@ import typer
 
 from fflm.choices import DETECT_EVERY
 from fflm.cli.app import BoxesOpt, Format, FormatOpt, OutOpt, app, err, existing, message, usage
+from fflm.cli.scale import AddressOpt, EngineOpt, GpusOpt, NumWorkersOpt, check_engine, ray_results
 from fflm.cli.common import DETECTION, LandmarkerOptions, landmarker_options
 
 EXAMPLES = """
@@ -50,6 +51,10 @@ def batch(
                                      f"frames (and whenever a face is lost or the scene cuts). [default: {DETECT_EVERY}]"),
     smooth: bool = typer.Option(False, "--smooth", help="Video with tracking: One-Euro filter on each face's points "
                                 "(steadier points, little lag; see docs/video.md)."),
+    engine=EngineOpt,
+    address: str = AddressOpt,
+    num_workers: int = NumWorkersOpt,
+    gpus_per_worker: float = GpusOpt,
 ) -> int:
     """Find landmarks on every image of a folder (sorted) or every frame of a video.
 
@@ -63,7 +68,8 @@ def batch(
     from fflm.cli.common import StopSignals, Stopped, boxes_source
     from fflm.cli.guard import Inputs, check_out, check_overlay_folder, output_format, stdout_if_dash
     from fflm.imageio import is_video_path, list_images, video_frame_count
-    from fflm.outputs import ResultWriter, overlay_writer
+    from fflm.outputs import overlay_writer
+    from fflm.parquet import result_writer
 
     if str(source).isdigit() and not source.exists():  # a camera index, as OpenCV numbers cameras
         raise OSError(f"camera input ({source}) is not available: fflm batch reads a folder or a video file")
@@ -95,6 +101,7 @@ def batch(
     track = track and video and given is None and opts.detector != "none"
     if problem := tracking.option_problem(video, track, smooth, detect_every, movie):
         raise usage(problem)
+    check_engine(engine, video, overlay, address, num_workers, gpus_per_worker)
     lm = opts.landmarker()
     failed, faces, faceless, overlays_failed = 0, 0, 0, 0
     t0 = time.perf_counter()
@@ -102,15 +109,19 @@ def batch(
                TextColumn("{task.fields[rate]:.1f} img/s"), TimeRemainingColumn())
     with StopSignals() as stop, Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(source.name, total=total, rate=0.0)
-        writer = ResultWriter(fmt, out, lm.scheme.num_points)
+        writer = result_writer(fmt, out, lm.scheme.num_points)
         draw = None if movie is not None else overlay_writer(overlay, lm.scheme, True)
 
         def per_frame(visit):  # noqa: ANN001,ANN202
             return runner.run(lm, runner.source_items(source, recursive, exclude=None if video else overlay),
                               given, batch_size, jobs, visit)
 
-        stream = (tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, draw, movie, lm.scheme)
-                  if video else per_frame(draw))
+        if engine == "ray":
+            stream = ray_results(source, recursive, opts, given, batch_size, num_workers, gpus_per_worker)
+        elif video:
+            stream = tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, draw, movie, lm.scheme)
+        else:
+            stream = per_frame(draw)
         try:
             for r in stream:
                 if r.error is not None:

@@ -9,8 +9,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from fflm.cli.app import (DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, Device, DeviceOpt,
-                          FlipOpt, MaxFacesOpt, MinFaceOpt, Precision, PrecisionOpt, ShapePriorOpt, ThreadsOpt, TilesOpt,
+from fflm.cli.app import (Backend, BackendOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, Device, DeviceOpt,
+                          FlipOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, Precision, PrecisionOpt, ShapePriorOpt, ThreadsOpt, TilesOpt,
                           WeightsOpt, message, usage)
 
 
@@ -30,10 +30,13 @@ class LandmarkerOptions:
     shape_prior: bool = True
     precision: str = "auto"
     threads: int = 0
+    backend: str = "torch"
+    onnx_dir: Path | None = None
 
     def landmarker(self, with_detector: bool = True):  # noqa: ANN201
         """The Landmarker, after setting --threads; `with_detector` False: the Landmarker's default detector, unused
-        (eval on given boxes). A missing or unusable detector model raises DetectorModelError (exit 1)."""
+        (eval on given boxes). A missing or unusable detector model raises DetectorModelError, ONNX files exported
+        from other weights OnnxMismatch (exit 1)."""
         from fflm.pipeline import Landmarker, pick_device
         from fflm.weights import resolve
 
@@ -46,7 +49,9 @@ class LandmarkerOptions:
         except ValueError as e:
             raise usage(str(e)) from None
         set_threads(self.threads)
-        common = dict(device=self.device, flip=self.flip, shape_prior=self.shape_prior, precision=self.precision)
+        detector_model = self._backend()
+        common = dict(device=self.device, flip=self.flip, shape_prior=self.shape_prior, precision=self.precision,
+                      backend=self.backend, onnx_dir=self.onnx_dir)
         if not with_detector:
             return Landmarker(self.weights, **common)
         from fflm.detect import make_detector
@@ -58,12 +63,34 @@ class LandmarkerOptions:
             raise usage(str(e)) from None
         if self.detector == "none" and (self.detector_model is not None or self.detector_threshold is not None):
             raise usage("--detector-model and --detector-threshold need --detector builtin or yunet")
-        if self.detector == "yunet" and self.detector_model is None:
-            raise usage("--detector yunet needs --detector-model FILE.onnx (fflm ships no YuNet model)")
+        if self.detector == "yunet" and detector_model is None:
+            raise usage("--detector yunet needs --detector-model FILE.onnx (fflm ships no YuNet model; an --onnx-dir "
+                        "exported with one holds a copy)")
         extra = {} if self.detector_threshold is None else {"threshold": self.detector_threshold}
-        det = make_detector(self.detector, self.detector_model, tiles=tiles, max_faces=self.max_faces,
+        det = make_detector(self.detector, detector_model, tiles=tiles, max_faces=self.max_faces,
                             min_face_size=self.min_face_size, **extra)
         return Landmarker(self.weights, detector=det, **common)
+
+    def _backend(self) -> Path | None:
+        """Usage errors of --backend and --onnx-dir; the detector model to use (an export's copy of YuNet for
+        --detector yunet without --detector-model)."""
+        if (self.backend == "onnxruntime") != (self.onnx_dir is not None):
+            raise usage("--backend onnxruntime and --onnx-dir DIR go together")
+        if self.onnx_dir is None:
+            return self.detector_model
+        if not self.onnx_dir.is_dir():
+            raise usage(f"no such folder: {self.onnx_dir}")
+        if self.device == "cuda" or self.precision == "bfloat16":
+            raise usage("--backend onnxruntime runs on the CPU in float32 (leave --device and --precision at auto)")
+        from fflm.backends import require
+
+        require("onnxruntime", "onnx", "--backend onnxruntime")
+        self.device, self.precision = "cpu", "float32"
+        if self.detector == "yunet" and self.detector_model is None:
+            from fflm.backends.onnx import yunet_model
+
+            return yunet_model(self.onnx_dir)
+        return self.detector_model
 
 
 #: each LandmarkerOptions field as a command-line option: its type and its typer.Option
@@ -72,10 +99,11 @@ OPTIONS = {
     "detector_model": (Path, DetectorModelOpt), "tiles": (str, TilesOpt), "max_faces": (int, MaxFacesOpt),
     "min_face_size": (float, MinFaceOpt), "flip": (bool, FlipOpt), "detector_threshold": (float, DetectorThresholdOpt),
     "shape_prior": (bool, ShapePriorOpt), "precision": (Precision, PrecisionOpt), "threads": (int, ThreadsOpt),
+    "backend": (Backend, BackendOpt), "onnx_dir": (Path, OnnxDirOpt),
 }
 #: what detect and batch take
 DETECTION = ("weights", "device", "detector", "detector_model", "tiles", "max_faces", "min_face_size", "flip",
-             "detector_threshold", "precision", "threads")
+             "detector_threshold", "precision", "backend", "onnx_dir", "threads")
 
 
 def landmarker_options(*names: str):  # noqa: ANN201

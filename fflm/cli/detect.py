@@ -51,7 +51,8 @@ def detect(
     from fflm.cli.guard import Inputs, check_out, check_overlay_folder, output_format, stdout_if_dash
     from fflm.fileio import check_writable, is_stream
     from fflm.imageio import STDIN, is_video_path
-    from fflm.outputs import ImageResult, ResultWriter, overlay_path, overlay_writer
+    from fflm.outputs import ImageResult, overlay_path, overlay_writer
+    from fflm.parquet import result_writer
 
     out = stdout_if_dash(out)
     fmt = output_format(fmt, out)
@@ -88,7 +89,7 @@ def detect(
     failed = 0
     draw = overlay_writer(overlay, lm.scheme, many)
     with StopSignals() as stop:
-        writer = ResultWriter(fmt, out, lm.scheme.num_points, single=not many)
+        writer = result_writer(fmt, out, lm.scheme.num_points, single=not many)
         try:
             for r in runner.run(lm, runner.file_items(images), given, batch_size=8, workers=2, visit=draw):
                 if r.error is not None:

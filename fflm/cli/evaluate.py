@@ -42,7 +42,7 @@ def _json_safe(v):
 
 @app.command("eval", epilog=EXAMPLES)
 @landmarker_options("weights", "device", "precision", "flip", "shape_prior", "detector", "detector_model",
-                    "detector_threshold", "threads")
+                    "detector_threshold", "backend", "onnx_dir", "threads")
 def evaluate(
     data: list[str] = typer.Argument(..., metavar="DATA...", show_default=False,
                                      help="Annotations: a 300-W style folder (with optional .vis files), a .csv "

@@ -15,6 +15,7 @@ from fflm.detect.tiling import detect_tiled
 from fflm.detect.weights import load_detector
 from fflm.errors import UsageError
 from fflm.geometry import face_size
+from fflm.weights import resolve
 from fflm.model.serving import for_inference
 
 
@@ -80,6 +81,7 @@ class BuiltinDetector:
                  max_faces: int | None = None, min_face_size: float = 0.0, threshold: float | None = None,
                  nms_iou: float = 0.4) -> None:
         self.model, self.metadata = load_detector(model_path)
+        self.model_path = resolve(model_path, "detector")
         for_inference(self.model)
         extra = self.model.config.extra
         self.proxy = int(proxy or self.model.config.proxy)
