@@ -15,7 +15,7 @@ from fflm.cli import main
 from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.detect.weights import DEFAULT_DETECTOR, save_detector
 from fflm.weights import asset
-from tests.conftest import SHARED, needs_shared
+from conftest import SHARED, needs_shared
 
 torch.set_num_threads(1)
 YUNET = SHARED / "models" / "yunet_2026may.onnx"
