@@ -726,7 +726,8 @@ def test_every_fflm_error_is_an_fflm_error_and_keeps_its_builtin():
                                              "BoxesFileError", "DetectorModelError", "OutputError", "UsageError"}
     assert all(issubclass(c, errors.FflmError) for c in classes)
     assert issubclass(errors.AnnotationError, ValueError) and issubclass(errors.OutputError, OSError)
-    assert [c.__name__ for c in classes if c.exit_code == 2] == ["UsageError"]
+    assert [c.__name__ for c in classes if c.exit_code == 2] == ["UsageError", "MissingExtra"]
+    assert issubclass(errors.MissingExtra, (errors.UsageError, ImportError))  # a missing extra is a usage error
     from fflm.imageio import ImageError
     from fflm.train.loop import TrainError
 
