@@ -67,7 +67,8 @@ def pick_device(device: str) -> torch.device:
 class Landmarker:
     """Facial landmarks on images of any resolution.
 
-    `Landmarker()` loads the shipped weights; `Landmarker.from_file(path)` any other. `predict(image)`
+    `Landmarker()` loads the shipped weights, `Landmarker("300w-68-stacks2")` another shipped file by name (see
+    fflm.weights.SHIPPED), `Landmarker.from_file(path)` any other. `predict(image)`
     takes a path or an RGB uint8 array [H, W, 3] and optional face boxes; without boxes the detector
     finds them: `detector` is a FaceDetector or a name of fflm.detect.make_detector ("builtin", the
     default; "yunet" needs a model file so pass an object; "none" = the whole image is the face).
