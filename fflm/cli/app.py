@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from fflm.choices import BACKENDS, DETECTORS, DEVICES, FORMATS, PRECISIONS, YUNET_THRESHOLD, choice, shipped_detector_threshold
+from fflm.choices import (BACKENDS, DETECTORS, DEVICES, FORMATS, PRECISIONS, YUNET_THRESHOLD, choice,
+                          shipped_detector_threshold)
 
 
 def _one_line_paragraphs(text: str | None) -> str | None:

@@ -9,9 +9,9 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from fflm.cli.app import (Backend, BackendOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, Device, DeviceOpt,
-                          FlipOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, Precision, PrecisionOpt, ShapePriorOpt, ThreadsOpt, TilesOpt,
-                          WeightsOpt, message, usage)
+from fflm.cli.app import (Backend, BackendOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt,
+                          Device, DeviceOpt, FlipOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, Precision, PrecisionOpt,
+                          ShapePriorOpt, ThreadsOpt, TilesOpt, WeightsOpt, message, usage)
 
 
 @dataclass
