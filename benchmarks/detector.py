@@ -41,6 +41,43 @@ from fflm.pts import read_pts
 HERE = Path(__file__).resolve().parent
 
 
+def scene_splits(folder: Path) -> tuple[list, list]:
+    """(choice split, report split) of the scene photos no shipped detector was trained on: WIDER FACE val, face-mask,
+    COCO and skimage photos (YuNet was trained on WIDER FACE train). The report split is the part held out from the
+    built-in detector's training (fflm.detect.data.is_validation); thresholds are chosen on the other part."""
+    sources = json.loads((folder / "sources.json").read_text())
+    train, val, _ = load_scenes(folder)
+
+    def unseen(p) -> bool:
+        return sources[p.name].get("split") != "train"
+
+    return [p for p in train if unseen(p)], [p for p in val if unseen(p)]
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 %) of a proportion k/n."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def sweep(det, photos, thresholds) -> list[dict]:
+    """Recall >= 32 px and precision at each threshold, from one run of `det` at a threshold below them all."""
+    found = [(np.array([d.box for d in det.detect(p.decode())]).reshape(-1, 4),
+              np.array([d.score for d in det.detect(p.decode())])) for p in photos]
+    rows = []
+    for t in thresholds:
+        tally = DetectionTally(min_size=20)
+        for p, (b, s) in zip(photos, found):
+            tally.add(b[s >= t], p.boxes, p.ignore)
+        rows.append({"threshold": t, "recall_32": tally.recall(32), "recall_20": tally.recall(20),
+                     "precision": tally.precision(), "faces_32": tally.count(32)})
+    return rows
+
+
 def scene_figures(det, photos) -> dict:
     """Figures over all held-out photos, and per source (WIDER FACE, face-mask: their box styles differ)."""
     tallies = {"all": DetectionTally(min_size=20), "wider": DetectionTally(min_size=20), "mask": DetectionTally(min_size=20)}

@@ -166,7 +166,7 @@ def _child(args: list[str]) -> dict:
 
 
 def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int, ...] = SIZES, repeat: int = 5,
-              frames: int = 200, detector: str = "builtin", workdir: Path | None = None, dlib: bool = True,
+              frames: int = 200, detector: str = "yunet", workdir: Path | None = None, dlib: bool = True,
               flip: bool = True, precision: str = "auto") -> dict:
     """The whole benchmark; returns the figures (printing is the caller's). dlib's figures are added when
     it is installed (fflm.peers) and `dlib` is true."""

@@ -72,15 +72,15 @@ class Landmarker:
 
     `Landmarker()` loads the shipped weights; `Landmarker.from_file(path)` any other. `predict(image)`
     takes a path or an RGB uint8 array [H, W, 3] and optional face boxes; without boxes the detector
-    finds them: `detector` is a FaceDetector or a name of fflm.detect.make_detector ("builtin", the
-    default; "yunet" needs a model file so pass an object; "none" = the whole image is the face).
+    finds them: `detector` is a FaceDetector or a name of fflm.detect.make_detector ("yunet", the
+    default; "builtin"; "none" = the whole image is the face).
     `shape_prior`: use the weights' shape model, when they have one, on the points no region refines.
     `precision`: the landmark networks' arithmetic, `float32`, `bfloat16`, or `auto` (bfloat16 where the device
     computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see docs/benchmarks.md).
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
-                 detector: FaceDetector | str = "builtin", recentre: bool = True,
+                 detector: FaceDetector | str = "yunet", recentre: bool = True,
                  recentre_tolerance: float = 0.05, flip: bool = True, shape_prior: bool = True,
                  precision: str = "auto") -> None:
         self.device = pick_device(device)

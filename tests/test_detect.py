@@ -197,7 +197,7 @@ def test_weights_round_trip_and_bad_files(tiny_detector: Path, tmp_path: Path) -
     with pytest.raises(DetectorModelError):
         make_detector("yunet", bad)
     with pytest.raises(DetectorModelError):
-        make_detector("yunet", None)
+        make_detector("yunet", tmp_path / "missing.onnx")
     with pytest.raises(ValueError):
         make_detector("other")
 
@@ -388,3 +388,38 @@ def test_mirror_boxes_by_hand_and_twice_is_identity() -> None:
     np.testing.assert_array_equal(mirror_boxes(b, 100), [[90, 10, 99, 20], [0, 0, 9, 5]])
     np.testing.assert_array_equal(mirror_boxes(mirror_boxes(b, 100), 100), b)
     assert mirror_boxes(np.zeros((0, 4)), 100).shape == (0, 4)
+
+
+def test_roll_and_the_keypoint_frame_follow_the_face():
+    """roll(): 0 for level eyes, +90 when the left eye sits straight below the right one (clockwise, y down). A frame
+    fitted on one face shape gives, for that face turned, scaled and moved, the landmarks' box turned likewise."""
+    from fflm.detect.frame import FaceFrame, rotation, roll
+
+    kps = np.array([[30.0, 40], [70, 40], [50, 60], [35, 80], [65, 80]])
+    assert roll(kps) == 0.0
+    assert roll(np.array([[0.0, 0], [0, 10], [0, 0], [0, 0], [0, 0]])) == pytest.approx(90.0)
+    points = np.array([[20.0, 30], [80, 30], [50, 100], [20, 70], [80, 70]])  # the "landmarks": box 20-80, 30-100
+    rng = np.random.default_rng(0)
+    jitter = [kps + rng.normal(0, 0.5, kps.shape) for _ in range(30)]
+    frame = FaceFrame.fit(np.array(jitter), np.array([points] * 30))
+    centre, side, angle = frame.upright(kps)
+    np.testing.assert_allclose(centre, [50, 65], atol=0.5)
+    assert side == pytest.approx(70, abs=0.5) and angle == 0.0
+    r = rotation(30.0)
+    moved = (kps - 50) @ r.T * 2 + [300, 200]
+    centre2, side2, angle2 = frame.upright(moved)
+    np.testing.assert_allclose(centre2, (np.array([50, 65]) - 50) @ r.T * 2 + [300, 200], atol=1.0)
+    assert side2 == pytest.approx(140, abs=1.0) and angle2 == pytest.approx(30.0)
+    np.testing.assert_allclose(frame.landmark_box(kps), [15, 30, 85, 100], atol=0.5)
+
+
+def test_the_shipped_yunet_gives_keypoints_and_a_landmark_box_around_them():
+    from fflm.detect import make_detector
+    from fflm.imageio import read_image
+
+    sample = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+    [d] = make_detector("yunet", tiles="off").detect(read_image(sample))
+    assert d.keypoints.shape == (5, 2) and d.score >= 0.76
+    lo, hi = d.landmark_box[:2], d.landmark_box[2:]
+    assert (d.keypoints > lo).all() and (d.keypoints < hi).all()
+    assert d.keypoints[0, 0] < d.keypoints[1, 0]  # the subject's right eye on the image's left

@@ -108,11 +108,13 @@ def test_custom_detector_is_used_and_sorted(weights):
     np.testing.assert_array_equal(faces[0].box, [50.0, 10.0, 90.0, 50.0])
 
 
-def test_detector_by_name_defaults_to_builtin(weights):
+def test_detector_by_name_defaults_to_yunet(weights):
     from fflm.detect.base import WholeImage
     from fflm.detect.builtin import BuiltinDetector
+    from fflm.detect.yunet import YuNetDetector
 
-    assert isinstance(Landmarker(weights, device="cpu").detector, BuiltinDetector)
+    assert isinstance(Landmarker(weights, device="cpu").detector, YuNetDetector)
+    assert isinstance(Landmarker(weights, device="cpu", detector="builtin").detector, BuiltinDetector)
     assert isinstance(Landmarker(weights, device="cpu", detector="none").detector, WholeImage)
     with pytest.raises(ValueError, match="unknown detector"):
         Landmarker(weights, device="cpu", detector="haar")

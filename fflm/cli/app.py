@@ -88,8 +88,8 @@ class Precision(str, Enum):
 
 
 class DetectorChoice(str, Enum):
-    builtin = "builtin"
     yunet = "yunet"
+    builtin = "builtin"
     none = "none"
 
 
@@ -102,11 +102,11 @@ PrecisionOpt = typer.Option(Precision.auto, "--precision", metavar="TYPE", case_
                             "the CPU (AVX512-BF16, AMX) or GPU computes it natively, else float32.")
 BoxesOpt = typer.Option(None, "--boxes", metavar="FILE", dir_okay=False,
                         help="JSON object: image file name -> list of face boxes (x0, y0, x1, y1).")
-DetectorOpt = typer.Option(DetectorChoice.builtin, "--detector", metavar="NAME", case_sensitive=False,
-                           help="Face detector: builtin (fflm's own), yunet (needs --detector-model FILE.onnx), "
-                                "none = the whole image is the face.")
+DetectorOpt = typer.Option(DetectorChoice.yunet, "--detector", metavar="NAME", case_sensitive=False,
+                           help="Face detector: yunet (YuNet, shipped), builtin (fflm's own; better for small faces "
+                                "in very big photos with --tiles), none = the whole image is the face.")
 DetectorModelOpt = typer.Option(None, "--detector-model", metavar="FILE", dir_okay=False,
-                                help="Detector model file: a YuNet .onnx for --detector yunet, or another fflm "
+                                help="Detector model file: another YuNet .onnx for yunet, or another fflm "
                                 "detector .safetensors for builtin.")
 TilesOpt = typer.Option("auto", "--tiles", metavar="N", help="Tiled detection for big photos: auto (when the photo "
                         "is much larger than the detector's 640 px proxy and faces may be small), off, or N tiles "
@@ -114,8 +114,8 @@ TilesOpt = typer.Option("auto", "--tiles", metavar="N", help="Tiled detection fo
 MaxFacesOpt = typer.Option(None, "--max-faces", min=1, metavar="N", help="Keep at most N faces per image (best "
                            "scores first).")
 DetectorThresholdOpt = typer.Option(None, "--detector-threshold", metavar="X",
-                                    help="Face score threshold from 0 to 1 (default: the detector's own, 0.55 for "
-                                    "builtin, 0.6 for yunet); lower finds more faces, with more false ones.")
+                                    help="Face score threshold from 0 to 1 (default: the detector's own, 0.76 for "
+                                    "yunet, 0.55 for builtin); lower finds more faces, with more false ones.")
 FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
                        "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark "
                        "stage ~25 % faster.")

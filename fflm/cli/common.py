@@ -11,7 +11,7 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
                     detector_model: Path | None = None, tiles: str = "auto", max_faces: int | None = None,
                     min_face_size: float = 0.0, flip: bool = True, detector_threshold: float | None = None,
                     shape_prior: bool = True, precision: Precision = Precision.auto):
-    """The Landmarker with the chosen detector (None: the Landmarker's default, builtin). A missing or unusable
+    """The Landmarker with the chosen detector (None: the Landmarker's default, yunet). A missing or unusable
     detector model raises DetectorModelError (exit 1)."""
     from fflm.pipeline import Landmarker
 
@@ -36,8 +36,6 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
         raise usage(str(e)) from None
     if detector == DetectorChoice.none and (detector_model is not None or detector_threshold is not None):
         raise usage("--detector-model and --detector-threshold need --detector builtin or yunet")
-    if detector == DetectorChoice.yunet and detector_model is None:
-        raise usage("--detector yunet needs --detector-model FILE.onnx (fflm ships no YuNet model)")
     extra = {} if detector_threshold is None else {"threshold": detector_threshold}
     det = make_detector(detector.value, detector_model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size,
                         **extra)

@@ -1,5 +1,5 @@
-"""Face detectors behind one protocol (fflm.detect.base): builtin (fflm's own network), yunet (OpenCV's
-FaceDetectorYN with a user-supplied ONNX file) and none (the whole image is the face)."""
+"""Face detectors behind one protocol (fflm.detect.base): yunet (the default: OpenCV's FaceDetectorYN with the
+shipped YuNet ONNX file or another), builtin (fflm's own network) and none (the whole image is the face)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from pathlib import Path
 from fflm.detect.base import Detection, FaceDetector, WholeImage
 from fflm.detect.weights import DetectorModelError
 
-DETECTORS = ("builtin", "yunet", "none")
+DETECTORS = ("yunet", "builtin", "none")
 
 
-def make_detector(name: str = "builtin", model: str | Path | None = None, tiles: str | int = "auto",
+def make_detector(name: str = "yunet", model: str | Path | None = None, tiles: str | int = "auto",
                   max_faces: int | None = None, min_face_size: float = 0.0, device: str | None = None,
                   **kwargs) -> FaceDetector:
-    """A detector by name. `model` is the detector's model file (the shipped one for builtin; required for
-    yunet). The detectors run on the CPU whatever `device` is: they are small and their input is a ≤640 px
+    """A detector by name. `model` is the detector's model file (default: the shipped one). The detectors run on the CPU whatever `device` is: they are small and their input is a ≤640 px
     proxy, so a transfer to a GPU would cost more than it saves."""
     if name == "builtin":
         from fflm.detect.builtin import BuiltinDetector

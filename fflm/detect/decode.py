@@ -44,9 +44,10 @@ def decode_level(out: np.ndarray, stride: int, threshold: float, top_k: int = 50
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4, score_threshold: float = 0.0) -> np.ndarray:
     """Indices of the boxes kept by greedy non-maximum suppression, best score first (OpenCV's NMSBoxes)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if len(boxes) == 0:
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0:
         return np.zeros(0, dtype=np.int64)
+    boxes = boxes.reshape(len(boxes), -1)[:, :4]  # rows may carry keypoints after the box
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
     keep = cv2.dnn.NMSBoxes(xywh.tolist(), np.asarray(scores, np.float64).tolist(), score_threshold, iou)
     keep = np.asarray(keep, dtype=np.int64).reshape(-1)
