@@ -32,26 +32,13 @@ import numpy as np
 import torch
 
 from fflm.detect import make_detector
-from fflm.detect.data import KeypointBoxModel, five_points_68, load_scenes
+from fflm.detect.data import KeypointBoxModel, five_points_68, load_scenes, scene_splits
 from fflm.detect.metrics import DetectionTally
 from fflm.geometry import box_iou
 from fflm.imageio import read_image
 from fflm.pts import read_pts
 
 HERE = Path(__file__).resolve().parent
-
-
-def scene_splits(folder: Path) -> tuple[list, list]:
-    """(choice split, report split) of the scene photos no shipped detector was trained on: WIDER FACE val, face-mask,
-    COCO and skimage photos (YuNet was trained on WIDER FACE train). The report split is the part held out from the
-    built-in detector's training (fflm.detect.data.is_validation); thresholds are chosen on the other part."""
-    sources = json.loads((folder / "sources.json").read_text())
-    train, val, _ = load_scenes(folder)
-
-    def unseen(p) -> bool:
-        return sources[p.name].get("split") != "train"
-
-    return [p for p in train if unseen(p)], [p for p in val if unseen(p)]
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -20,6 +20,7 @@ from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
 from fflm.inference import compute_dtype, for_inference, networks_in
 from fflm.model.network import StageOutput
+from fflm.quality import load_map, quality
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
 from fflm.weights import DEFAULT_WEIGHTS, load_model
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 @dataclass
 class Face:
     """One face: `box` [x0, y0, x1, y1] and `landmarks` [N, 2] in original pixels (0-based pixel centres),
-    the detector's `score`, and per-landmark `landmark_scores` in [0, 1] (heatmap peak mass: see README).
+    the detector's `score`, per-landmark `landmark_scores` in [0, 1] (heatmap peak mass: see README) and `quality`
+    in [0, 1], low when the points are not on a face (fflm.quality).
     `track`: in a video, the id the face keeps from frame to frame (None for photos and untracked frames)."""
 
     box: np.ndarray
@@ -40,6 +42,7 @@ class Face:
     landmark_scores: np.ndarray
     global_landmarks: np.ndarray = field(repr=False, default=None)
     track: int | None = None
+    quality: float | None = None
 
     def to_dict(self) -> dict:
         d = {} if self.track is None else {"track": self.track}
@@ -47,6 +50,7 @@ class Face:
             **d,
             "box": [round(float(v), 3) for v in self.box],
             "score": round(float(self.score), 4),
+            "quality": None if self.quality is None else round(float(self.quality), 4),
             "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in self.landmarks],
             "landmark_scores": [round(float(s), 4) for s in self.landmark_scores],
         }
@@ -81,7 +85,7 @@ class Landmarker:
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  detector: FaceDetector | str = "yunet", recentre: bool = True,
-                 recentre_tolerance: float = 0.05, flip: bool = True, shape_prior: bool = True,
+                 recentre_tolerance: float = 0.02, recentre_passes: int = 4, flip: bool = True, shape_prior: bool = True,
                  precision: str = "auto") -> None:
         self.device = pick_device(device)
         self.dtype = compute_dtype(precision, self.device)
@@ -93,9 +97,12 @@ class Landmarker:
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
+        self.recentre_passes = recentre_passes  # global passes at most: each re-frames the faces that still moved
+        self.lost_face = LOST_FACE  # below this mean confidence, smaller frames are tried (0: never)
         self.flip = flip  # both stages also on the mirrored face and crops, averaged: more accurate, slower
         # the weights' shape model pulls the points no regional network refines toward a plausible face
         self.shape = self.model.shape_model() if shape_prior else None
+        self.quality_map = load_map()
         self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
 
     @classmethod
@@ -152,8 +159,9 @@ class Landmarker:
     def landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[list[Face]]:
         """Landmarks for given detections. The face frame comes from each box (or the detector's landmark-box
         estimate). With `recentre`, the global stage's points propose a frame of their own; faces whose frame
-        that moves by more than `recentre_tolerance` of its side get a second global pass on it, the others
-        keep the first pass. The regional stage then runs once for all faces."""
+        that moves by more than `recentre_tolerance` of its side get another global pass on it, until no frame
+        moves or after `recentre_passes` passes (so a loose or shifted box converges onto the face). The
+        regional stage then runs once for all faces."""
         owners = [(i, d) for i, ds in enumerate(detections) for d in ds]
         results: list[list[Face]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
@@ -168,24 +176,28 @@ class Landmarker:
 
     def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
         fs = self.model.config.frame_scale
-        frames = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
-        proxies = self._proxies(images, frames)
-        # with re-centring, the first pass only proposes frames: it runs without the mirrored half, which only
-        # the faces that keep their frame then get (no mirrored pass is spent on a frame that is replaced)
-        g = self.model.run_global(proxies, self.flip and not self.recentre)
-        if self.recentre:
-            pts = self._to_image(g.points, frames)
-            proposed = _recentred(frames, square_box(points_box(pts), fs))
-            moved = _moved(frames, proposed, self.recentre_tolerance)
-            stay, redo = np.flatnonzero(~moved), np.flatnonzero(moved)
-            if self.flip and len(stay):
-                index = torch.as_tensor(stay, device=self.device)
-                g = _replace(g, self.model.run_global(proxies[index], True, direct=g.rows(index)), index)
-            if len(redo):
-                again = self.model.run_global(self._proxies([images[i] for i in redo], proposed[redo]), self.flip)
-                g = _replace(g, again, torch.as_tensor(redo, device=self.device))
+        first = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
+        if not self.recentre:
+            frames, proxies = first, self._proxies(images, first)
+            g = self.model.run_global(proxies, self.flip)
+        else:
+            # the passes only propose frames: they run without the mirrored half, which every face gets once, on
+            # its final frame (no mirrored pass is spent on a frame that is replaced)
+            frames, proxies, g = self._settle(images, first)
+            lost = np.flatnonzero(_confidence(g) < self.lost_face)
+            for shrink in SEARCH_SHRINK:  # a frame far larger than its face: points spread over it, unsure
+                if not len(lost):
+                    break
+                f2, p2, g2 = self._settle([images[i] for i in lost], square_box(first[lost], shrink))
+                better = np.flatnonzero(_confidence(g2) > _confidence(g)[lost])
+                index = torch.as_tensor(lost[better], device=self.device)
                 frames = frames.copy()
-                frames[redo] = proposed[redo]
+                frames[lost[better]] = f2[better]
+                proxies[index] = p2[torch.as_tensor(better, device=self.device)]
+                g = _replace(g, g2.rows(torch.as_tensor(better, device=self.device)), index)
+                lost = lost[_confidence(g)[lost] < self.lost_face]
+            if self.flip:
+                g = self.model.run_global(proxies, True, direct=g)
         out = self._run(images, frames, g)
         final = out["final"].float().cpu().numpy().astype(np.float64)
         if self.shape is not None:
@@ -196,7 +208,30 @@ class Landmarker:
         final[..., 0] += shift
         glob[..., 0] += shift
         scores = out["scores"].float().cpu().numpy().astype(np.float64)
-        return [Face(d.box, float(d.score), final[k], scores[k], glob[k]) for k, d in enumerate(dets)]
+        q = quality(scores, *self.quality_map)
+        return [Face(d.box, float(d.score), final[k], scores[k], glob[k], quality=float(q[k])) for k, d in enumerate(dets)]
+
+    def _settle(self, images: Sequence[np.ndarray], frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor, StageOutput]:
+        """Global passes (no mirrored half) from `frames`, each re-framing the faces whose points proposed a frame
+        that moved by more than `recentre_tolerance` of the side, at most `recentre_passes` passes: the final
+        frames, their proxies and the last pass's output."""
+        fs = self.model.config.frame_scale
+        proxies = self._proxies(images, frames)
+        g = self.model.run_global(proxies)
+        active = np.arange(len(frames))
+        for _ in range(self.recentre_passes - 1):
+            pts = self._to_image(g.points[torch.as_tensor(active, device=self.device)], frames[active])
+            proposed = _recentred(frames[active], square_box(points_box(pts), fs))
+            moved = _move(frames[active], proposed) > self.recentre_tolerance
+            if not moved.any():
+                break
+            active = active[moved]
+            frames = frames.copy()
+            frames[active] = proposed[moved]
+            index = torch.as_tensor(active, device=self.device)
+            proxies[index] = self._proxies([images[i] for i in active], frames[active])
+            g = _replace(g, self.model.run_global(proxies[index]), index)
+        return frames, proxies, g
 
     def _proxies(self, images: Sequence[np.ndarray], frames: np.ndarray) -> torch.Tensor:
         p = self.model.config.proxy_size
@@ -217,12 +252,24 @@ class Landmarker:
         return self.model.infer(None, f, crop, global_out=g, flip=self.flip)
 
 
-def _moved(frames: np.ndarray, proposed: np.ndarray, tolerance: float) -> np.ndarray:
-    """Faces whose proposed frame differs from theirs by more than `tolerance` of the side, in centre or size."""
+#: a face whose global points' mean confidence (heatmap peak mass) is below this has not been found in its frame
+LOST_FACE = 0.3
+#: the frames tried, relative to the first, for such a face: a box far larger than the face it holds
+SEARCH_SHRINK = (0.6, 0.36)
+
+
+def _confidence(g: StageOutput) -> np.ndarray:
+    """Each face's mean point confidence in a global pass."""
+    return g.scores.float().mean(dim=1).cpu().numpy()
+
+
+def _move(frames: np.ndarray, proposed: np.ndarray) -> np.ndarray:
+    """How far each proposed frame is from its frame: the larger of the centre's shift (per axis) and the change
+    of side, as a fraction of the side."""
     side = frames[:, 2] - frames[:, 0]
     shift = np.abs((proposed[:, :2] + proposed[:, 2:]) / 2 - (frames[:, :2] + frames[:, 2:]) / 2).max(axis=1)
     resize = np.abs(proposed[:, 2] - proposed[:, 0] - side)
-    return (shift > tolerance * side) | (resize > tolerance * side)
+    return np.maximum(shift, resize) / side
 
 
 def _replace(g: StageOutput, again: StageOutput, index: torch.Tensor) -> StageOutput:
