@@ -167,7 +167,7 @@ def w300_found(det, items, box_model) -> dict:
 def w300_nme(weights: str | None, name: str, model, val: Path) -> dict | None:
     from fflm.evaluate import evaluate
     from fflm.pipeline import Landmarker
-    from fflm.train.data import read_annotations
+    from fflm.annotations import read_annotations
     from fflm.weights import DEFAULT_WEIGHTS
 
     if weights is None and not Path(DEFAULT_WEIGHTS).is_file():

@@ -25,7 +25,7 @@ import numpy as np
 from fflm.evaluate import contour_errors, evaluate, nme, summary
 from fflm.geometry import best_overlap, points_box
 from fflm.pipeline import Landmarker
-from fflm.train.data import read_annotations
+from fflm.annotations import read_annotations
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +45,7 @@ def jittered_boxes(samples: list, seed: int = 0) -> dict[str, list]:
 def run_dlib(samples: list, models: tuple = (None,)) -> list[dict] | None:
     """dlib's shape predictors `models` (None: its published one) on its HOG detector's boxes, detected once per image."""
     from fflm.imageio import read_image
-    from fflm.peers import DlibLandmarker, dlib_available
+    from fflm.benchmarking.peers import DlibLandmarker, dlib_available
 
     if not dlib_available():
         return None

@@ -69,7 +69,7 @@ def apply_map(weights: np.ndarray, mesh: np.ndarray) -> np.ndarray:
 def fitted_map(train: Path, tool: MediaPipeMesh, limit: int | None = None) -> tuple[np.ndarray, int]:
     """The map fitted on the annotated faces of `train` that MediaPipe finds, and how many it found."""
     from fflm.imageio import read_image
-    from fflm.train.data import read_annotations
+    from fflm.annotations import read_annotations
 
     samples = read_annotations(train)[:limit]
     meshes, truths = [], []

@@ -27,7 +27,7 @@ from fflm.geometry import best_overlap, points_box
 from fflm.imageio import read_image
 from fflm.pipeline import Landmarker
 from fflm.scheme import IBUG68
-from fflm.train.data import read_annotations
+from fflm.annotations import read_annotations
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,7 +87,7 @@ def main() -> None:
         lm = Landmarker(weights=w, device="cpu", detector="none")
         tools[f"fflm {Path(lm.weights_path).name}"] = lambda imgs, t, lm=lm: run_fflm(lm, imgs, t)
     if not a.no_dlib:
-        from fflm.peers import DlibLandmarker, dlib_available
+        from fflm.benchmarking.peers import DlibLandmarker, dlib_available
 
         if dlib_available():
             dlib_tool = DlibLandmarker()

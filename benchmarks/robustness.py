@@ -305,8 +305,8 @@ def incompatible_options(t: Path):
 
 
 def scales_with_the_image(t: Path):
-    img = cv2.imread(str(ROOT / "examples" / "astronaut.png"))
-    box = json.loads((ROOT / "examples" / "astronaut.boxes.json").read_text())["astronaut.png"][0]
+    img = cv2.imread(str(ROOT / "fflm" / "assets" / "astronaut.png"))
+    box = json.loads((ROOT / "tests" / "golden" / "astronaut.boxes.json").read_text())["astronaut.png"][0]
     errs = {}
     for k in (1, 4):
         cv2.imwrite(str(t / f"x{k}.png"), np.repeat(np.repeat(img, k, 0), k, 1))

@@ -34,7 +34,7 @@ from mediapipe68 import MediaPipeMesh, apply_map, fitted_map, mediapipe_availabl
 from fflm.geometry import best_overlap, points_box  # noqa: E402
 from fflm.imageio import read_image  # noqa: E402
 from fflm.pipeline import Landmarker  # noqa: E402
-from fflm.train.data import read_annotations  # noqa: E402
+from fflm.annotations import read_annotations  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "data" / "300w"
 #: fflm's settings as Landmarker keyword arguments
@@ -52,7 +52,7 @@ def fflm_tool(kwargs: dict):
 
 
 def dlib_tool():
-    from fflm.peers import DlibLandmarker
+    from fflm.benchmarking.peers import DlibLandmarker
 
     tool = DlibLandmarker(upsample=1)
 
@@ -76,7 +76,7 @@ def mediapipe_tool(train: Path):
 def tools(train: Path, with_peers: bool) -> dict:
     out = {name: fflm_tool(kw) for name, kw in PRESETS.items()}
     if with_peers:
-        from fflm.peers import dlib_available
+        from fflm.benchmarking.peers import dlib_available
 
         if dlib_available():
             run, name = dlib_tool()

@@ -4,7 +4,7 @@
     python benchmarks/tables.py --check    exit 1 and name the files whose tables differ from the results
 
 Each results file is one measurement run: `command`, `date`, `machine`, an optional `note`, and `figures` (for
-`fflm bench --record DIR` files, the report `fflm bench --json` prints). In docs/ and weights/ a table stands
+`fflm bench --record DIR` files, the report `fflm bench --json` prints). In docs/ and fflm/assets/ a table stands
 between `<!-- table:NAME -->` and `<!-- /table -->`; the README has no comments, so there a table is found by
 its header row and ends at the next blank line. Each table is followed by a line naming its source runs. To
 publish a new run, record it, point its entry in RUNS at the new file and run this script.
@@ -82,10 +82,10 @@ def models() -> str:
     photo = dt["figures"]["rows"][0]
     lic = "non-commercial research (300-W)"
     rows = [[f"`{name}` (default)" if i == 0 else f"`{name}`", "68", fmt(nme[name], "{:.3f} %"), f"{ms[name]} per face",
-             lic, "[card](weights/MODEL_CARD.md)"] for i, name in enumerate(("fflm-300w-68", "fflm-300w-68-stacks2"))]
+             lic, "[card](fflm/assets/MODEL_CARD.md)"] for i, name in enumerate(("fflm-300w-68", "fflm-300w-68-stacks2"))]
     rows.append(["`fflm-detector`", "boxes", f"{w300['nme_detector_boxes']:.3f} % on its boxes",
                  f"{photo['wall_ms']} per {photo['input']}", "research only (WIDER FACE, 300-W)",
-                 "[card](weights/DETECTOR_CARD.md)"])
+                 "[card](fflm/assets/DETECTOR_CARD.md)"])
     return markdown(["file", "points", "NME, 300-W val", "ms", "licence", "card"], rows, "lrrrll",
                     ev, ls, det, dt)
 
@@ -234,7 +234,7 @@ def fill_readme(text: str) -> str:
 def documents() -> dict[Path, str]:
     """Each file that holds generated tables, with its text as the results make it."""
     out = {}
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "weights").glob("*.md"))]:
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "fflm" / "assets").glob("*.md"))]:
         if path.exists():
             text = path.read_text()
             out[path] = fill_readme(text) if path.name == "README.md" else fill_markers(text)

@@ -24,7 +24,7 @@ import numpy as np
 from fflm.geometry import best_overlap, points_box
 from fflm.imageio import read_image
 from fflm.scheme import IBUG68
-from fflm.train.data import Sample, read_annotations
+from fflm.annotations import Sample, read_annotations
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,7 +60,7 @@ def main() -> int:
     args = ap.parse_args()
     import dlib
 
-    from fflm.peers import hog_boxes
+    from fflm.benchmarking.peers import hog_boxes
 
     hog = dlib.get_frontal_face_detector()
     faces, missed = training_faces(read_annotations(args.train, 68), lambda img: hog_boxes(hog, img, 1),

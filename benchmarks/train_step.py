@@ -19,14 +19,15 @@ from rich.console import Console
 from rich.table import Table
 
 from fflm.scheme import IBUG68
-from fflm.train.data import Augment, LandmarkDataset, read_annotations
+from fflm.annotations import read_annotations
+from fflm.train.data import Augment, LandmarkDataset
 from fflm.train.loop import TrainConfig, train_step
 from fflm.weights import load_model
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default="weights/fflm-300w-68.safetensors")
+    ap.add_argument("--weights", default="300w-68")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from fflm.model.roi_align import roi_align
+from fflm.model.layers import roi_align
 
 
 def window_for(boxes: np.ndarray, width: int, height: int, margin: int = 2) -> tuple[int, int, int, int]:

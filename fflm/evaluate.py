@@ -155,7 +155,7 @@ def _num(v: float) -> float | None:
 
 def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_size: int = 16, progress=None,
              sources: list[str] | None = None) -> EvalReport:
-    """Run `landmarker` on annotated samples (fflm.train.data.Sample) and measure it.
+    """Run `landmarker` on annotated samples (fflm.annotations.Sample) and measure it.
 
     boxes: "landmarks" (the truth's tight box), "detector" (the landmarker's detector; the detection
     overlapping the truth most is used, none means not found), or a dict {basename: [[x0, y0, x1, y1]]}.

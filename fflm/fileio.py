@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from fflm.errors import OutputError
+
 STDOUT = "-"
 
 _UMASK_LOCK = threading.Lock()  # reading the umask means setting it: threads writing at once must take turns
@@ -29,10 +31,6 @@ _WHY = {
     errno.EEXIST: "a file of that name is in the way",
     errno.ENAMETOOLONG: "the name is too long",
 }
-
-
-class OutputError(OSError):
-    """An output that cannot be written; the message names the path asked for and why, in words."""
 
 
 def why(e: OSError) -> str:

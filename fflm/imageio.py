@@ -14,15 +14,13 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from fflm.errors import ImageError
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
                               ".pgm", ".pnm"})
 STDIN = "-"
 OWN_OUTPUT = ".fflm"  # overlays are `<stem>.fflm.jpg`: a folder listing never takes them for inputs
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
-
-
-class ImageError(Exception):
-    """An image that cannot be read: missing, not an image, truncated or of an unsupported kind."""
 
 
 def is_image_path(path: str | Path) -> bool:

@@ -21,6 +21,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from fflm.errors import UsageError
 from fflm.fileio import STDOUT, OutputError, atomic_file, atomic_write, is_stream, open_stream, why
 from fflm.pts import format_pts
 from fflm.scheme import LandmarkScheme
@@ -164,9 +165,9 @@ class ResultWriter:
 
     def __init__(self, fmt: str, out: str | Path | None, num_points: int, single: bool = False) -> None:
         if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
+            raise UsageError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
         if fmt == "pts" and out in (None, STDOUT):
-            raise ValueError("--format pts writes one file per face: give a folder with --out")
+            raise UsageError("--format pts writes one file per face: give a folder with --out")
         self.fmt, self.out, self.num_points, self.single = fmt, STDOUT if out is None else out, num_points, single
         self.count = 0
         self.first: dict | None = None
@@ -261,7 +262,7 @@ def write_image(path: str | Path, rgb: np.ndarray) -> None:
     except cv2.error:
         ok = False
     if not ok:
-        raise ValueError(f"cannot encode an image as {path.suffix!r}")
+        raise UsageError(f"cannot encode an image as {path.suffix!r}")
     atomic_write(path, buf.tobytes())
 
 
@@ -273,7 +274,7 @@ def render(results: list[ImageResult], fmt: str, num_points: int, single: bool =
         return to_jsonl(results)
     if fmt == "csv":
         return to_csv(results, num_points)
-    raise ValueError(f"{fmt!r} is not a text format (json, jsonl, csv)")
+    raise UsageError(f"{fmt!r} is not a text format (json, jsonl, csv)")
 
 
 def write_results(results: list[ImageResult], fmt: str, out: str | Path | None, num_points: int,

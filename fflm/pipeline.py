@@ -16,14 +16,17 @@ import torch
 
 from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
+from fflm.errors import BoxWarning, UsageError
 from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
-from fflm.inference import compute_dtype, for_inference, networks_in
+from fflm.inference import compute_dtype, networks_in
 from fflm.model.network import StageOutput
+from fflm.model.serving import for_inference
 from fflm.quality import load_map, quality
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
-from fflm.weights import DEFAULT_WEIGHTS, load_model
+from fflm.upright import needs_turn, points_detection, restore, upright_patch, used_roll
+from fflm.weights import load_model, resolve
 
 if TYPE_CHECKING:
     from fflm.smoothing import OneEuroParams
@@ -56,18 +59,14 @@ class Face:
         }
 
 
-class BoxWarning(UserWarning):
-    """A given face box had to be clipped to the image."""
-
-
 def pick_device(device: str) -> torch.device:
     """`auto` is CUDA when available, else CPU; `cuda` without a GPU is an error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+        raise UsageError("--device cuda asked for, but torch sees no CUDA device")
     if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r} (auto, cpu or cuda)")
+        raise UsageError(f"unknown device {device!r} (auto, cpu or cuda)")
     return torch.device(device)
 
 
@@ -85,19 +84,21 @@ class Landmarker:
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  detector: FaceDetector | str = "yunet", recentre: bool = True,
-                 recentre_tolerance: float = 0.02, recentre_passes: int = 4, flip: bool = True, shape_prior: bool = True,
+                 recentre_tolerance: float = 0.02, recentre_passes: int = 4, upright: bool = True,
+                 flip: bool = True, shape_prior: bool = True,
                  precision: str = "auto") -> None:
         self.device = pick_device(device)
         self.dtype = compute_dtype(precision, self.device)
-        self.model, self.metadata = load_model(weights or DEFAULT_WEIGHTS, self.device)
+        self.weights_path = resolve(weights)
+        self.model, self.metadata = load_model(self.weights_path, self.device)
         for_inference(self.model)
         self.model.stack_regions()  # the four regional networks as one grouped network: one call per stage
         self.model.networks_to(self.dtype)
-        self.weights_path = Path(weights or DEFAULT_WEIGHTS)
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
         self.recentre_passes = recentre_passes  # global passes at most: each re-frames the faces that still moved
+        self.upright = upright  # frame rolled faces upright (fflm.upright)
         self.lost_face = LOST_FACE  # below this mean confidence, smaller frames are tried (0: never)
         self.flip = flip  # both stages also on the mirrored face and crops, averaged: more accurate, slower
         # the weights' shape model pulls the points no regional network refines toward a plausible face
@@ -144,10 +145,10 @@ class Landmarker:
         for b in boxes:
             box = np.asarray(b, dtype=np.float64)
             if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-                raise ValueError(f"a face box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {list(b)}")
+                raise UsageError(f"a face box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {list(b)}")
             clipped = clip_box(box, w, h)
             if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-                raise ValueError(f"face box {list(b)} lies outside the {w}×{h} image")
+                raise UsageError(f"face box {list(b)} lies outside the {w}×{h} image")
             if not np.allclose(clipped, box):
                 where = f"{label}: " if label else ""
                 warnings.warn(f"{where}face box {[round(float(v), 1) for v in box]} clipped to the {w}×{h} image",
@@ -161,18 +162,38 @@ class Landmarker:
         estimate). With `recentre`, the global stage's points propose a frame of their own; faces whose frame
         that moves by more than `recentre_tolerance` of its side get another global pass on it, until no frame
         moves or after `recentre_passes` passes (so a loose or shifted box converges onto the face). The
-        regional stage then runs once for all faces."""
+        regional stage then runs once for all faces. A face the detector found rolled (fflm.upright) is framed
+        upright in a turned patch of its image, its points turned back."""
         owners = [(i, d) for i, ds in enumerate(detections) for d in ds]
         results: list[list[Face]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
             chunk = owners[start : start + self.max_faces_per_call]
-            with networks_in(self.dtype, self.device):
-                faces = self._faces([images[i] for i, _ in chunk], [d for _, d in chunk])
+            faces = self._upright([images[i] for i, _ in chunk], [d for _, d in chunk])
+            # the points' own roll: a detector's keypoints understate a strong roll; such faces go round once more
+            turned = [(k, points_detection(f.landmarks, self.scheme.norm_points, d)) for k, ((_, d), f)
+                      in enumerate(zip(chunk, faces))]
+            turned = [(k, t) for k, t in turned if self.upright and needs_turn(t.roll, used_roll(chunk[k][1]))]
+            if turned:
+                again = self._upright([images[chunk[k][0]] for k, _ in turned], [t for _, t in turned])
+                for (k, _), face in zip(turned, again):
+                    faces[k] = face
             for (i, _), face in zip(chunk, faces):
                 results[i].append(face)
         for faces in results:
             faces.sort(key=lambda f: -f.score)
         return results
+
+    def _upright(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
+        """`_faces`, the rolled faces (fflm.upright) in upright patches of their images, points turned back."""
+        patches = [upright_patch(im, d) if self.upright else None for im, d in zip(images, dets)]
+        with networks_in(self.dtype, self.device):
+            faces = self._faces([im if p is None else p[0] for im, p in zip(images, patches)],
+                                [d if p is None else p[1] for d, p in zip(dets, patches)])
+        for d, p, face in zip(dets, patches, faces):
+            if p is not None:
+                face.landmarks, face.global_landmarks = restore(face.landmarks, p[2]), restore(face.global_landmarks, p[2])
+                face.box, face.score = d.box, d.score
+        return faces
 
     def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
         fs = self.model.config.frame_scale

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fflm.errors import AnnotationError
+
 # The ±1 between 1-based files and 0-based points is done in decimal with ample precision: in binary
 # floating point x + 1 - 1 != x for many x (0.1 becomes 0.10000000000000009).
 _EXACT = Context(prec=800)
@@ -23,10 +25,6 @@ def _minus_one(text: str) -> float:
     if not np.isfinite(v):
         raise ValueError
     return v
-
-
-class AnnotationError(ValueError):
-    """A malformed annotation file; the message names the file and line."""
 
 
 def parse_pts(text: str, source: str = "<pts>") -> np.ndarray:

@@ -10,7 +10,6 @@ orders faces the same way but is not calibrated for them.
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 import numpy as np
 
@@ -19,7 +18,9 @@ QUALITY_ASSET = "quality.json"
 
 def load_map() -> tuple[float, float]:
     """(centre, width) of the logistic map."""
-    d = json.loads(resources.files("fflm").joinpath("assets", QUALITY_ASSET).read_text())
+    from fflm.weights import asset
+
+    d = json.loads(asset(QUALITY_ASSET).read_text())
     return float(d["centre"]), float(d["width"])
 
 

@@ -9,6 +9,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fflm.errors import SchemeError
+
 
 @dataclass(frozen=True)
 class Region:
@@ -37,28 +39,28 @@ class LandmarkScheme:
     def __post_init__(self) -> None:
         n = self.num_points
         if n < 2:
-            raise ValueError("a scheme needs at least 2 points")
+            raise SchemeError("a scheme needs at least 2 points")
         seen: set[int] = set()
         for region in self.regions:
             if not region.indices:
-                raise ValueError(f"region {region.name!r} has no points")
+                raise SchemeError(f"region {region.name!r} has no points")
             for i in region.indices:
                 if not 0 <= i < n:
-                    raise ValueError(f"region {region.name!r}: point {i} outside 0..{n - 1}")
+                    raise SchemeError(f"region {region.name!r}: point {i} outside 0..{n - 1}")
                 if i in seen:
-                    raise ValueError(f"point {i} belongs to more than one region")
+                    raise SchemeError(f"point {i} belongs to more than one region")
                 seen.add(i)
         flipped: set[int] = set()
         for a, b in self.flip_pairs:
             if not (0 <= a < n and 0 <= b < n) or a == b or a in flipped or b in flipped:
-                raise ValueError(f"bad flip pair ({a}, {b}): points are numbered 0..{n - 1}, each in one pair")
+                raise SchemeError(f"bad flip pair ({a}, {b}): points are numbered 0..{n - 1}, each in one pair")
             flipped.update((a, b))
         a, b = self.norm_points
         if not (0 <= a < n and 0 <= b < n) or a == b:
-            raise ValueError(f"bad normalisation points {self.norm_points}")
+            raise SchemeError(f"bad normalisation points {self.norm_points}")
         for name, idx in self.groups.items():
             if any(not 0 <= i < n for i in idx):
-                raise ValueError(f"group {name!r} has a point outside 0..{n - 1}")
+                raise SchemeError(f"group {name!r} has a point outside 0..{n - 1}")
 
     @property
     def refined_indices(self) -> list[int]:
@@ -114,7 +116,7 @@ class LandmarkScheme:
                 groups={str(k): tuple(int(i) for i in v) for k, v in d.get("groups", {}).items()},
             )
         except (KeyError, TypeError, IndexError) as e:
-            raise ValueError(f"malformed landmark scheme: {e!r}") from None
+            raise SchemeError(f"malformed landmark scheme: {e!r}") from None
 
 
 def _r(a: int, b: int) -> tuple[int, ...]:
@@ -159,10 +161,10 @@ def load_scheme(spec: str | Path) -> LandmarkScheme:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"no built-in scheme or file named {key!r}") from None
+        raise SchemeError(f"no built-in scheme or file named {key!r}") from None
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read scheme file {key}: {e}") from None
+        raise SchemeError(f"cannot read scheme file {key}: {e}") from None
     try:
         return LandmarkScheme.from_dict(data)
     except ValueError as e:
-        raise ValueError(f"{key}: {e}") from None
+        raise SchemeError(f"{key}: {e}") from None

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fflm.errors import UsageError
+
 
 @dataclass(frozen=True)
 class OneEuroParams:
@@ -26,7 +28,7 @@ class OneEuroParams:
 
     def __post_init__(self) -> None:
         if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.beta >= 0):
-            raise ValueError("One-Euro parameters need min_cutoff > 0, d_cutoff > 0 and beta >= 0")
+            raise UsageError("One-Euro parameters need min_cutoff > 0, d_cutoff > 0 and beta >= 0")
 
 
 def smoothing_factor(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from fflm.detect import Detection
+from fflm.errors import UsageError
 from fflm.geometry import box_iou, points_box
 from fflm.imageio import to_rgb8, video_fps, video_frames
 from fflm.outputs import ImageResult
@@ -112,7 +113,7 @@ class Tracker:
     def __init__(self, landmarker, detect_every: int = DEFAULT_DETECT_EVERY, smooth: OneEuroParams | None = None,
                  min_quality: float = MIN_QUALITY) -> None:
         if detect_every < 1:
-            raise ValueError(f"detect_every must be at least 1, got {detect_every}")
+            raise UsageError(f"detect_every must be at least 1, got {detect_every}")
         self.landmarker = landmarker
         self.detect_every = detect_every
         self.smooth = smooth

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fflm.errors import UsageError
 from fflm.outputs import ImageResult, draw_overlay
 from fflm.scheme import LandmarkScheme
 
@@ -27,7 +28,7 @@ FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv"
 def check_video_path(path: str | Path) -> None:
     """ValueError unless fflm can write a video of this name."""
     if Path(path).suffix.lower() not in FOURCC:
-        raise ValueError(f"cannot write a video as {Path(path).suffix or '(no extension)'!r}: "
+        raise UsageError(f"cannot write a video as {Path(path).suffix or '(no extension)'!r}: "
                          f"use one of {', '.join(sorted(FOURCC))}")
 
 

@@ -1,37 +1,62 @@
-"""Weights files: safetensors with the model configuration and training metadata in the header."""
+"""Weights files, landmark models and detectors alike: safetensors with the network configuration and training
+metadata as JSON in the header, a `format` tag telling the two kinds apart.
+
+The shipped files are package data (`fflm/assets/`), read through importlib.resources, and have short names:
+`shipped("300w-68")` is the default landmark model's path, and `Landmarker("300w-68-stacks2")` loads the heavier
+one. Wherever a weights file is asked for, a shipped name or a path will do (`resolve`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from importlib.resources import files
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file, save as save_tensors
 
+from fflm.errors import WeightsError
 from fflm.fileio import atomic_write
 from fflm.model import LandmarkNet, ModelConfig
 
 FORMAT = "fflm-landmarks/1"
-DEFAULT_NAME = "fflm-300w-68.safetensors"
+DETECTOR_FORMAT = "fflm-detector/1"
+
+#: the files fflm ships, by short name
+SHIPPED = {
+    "300w-68": "fflm-300w-68.safetensors",
+    "300w-68-stacks2": "fflm-300w-68-stacks2.safetensors",
+    "detector": "fflm-detector.safetensors",
+}
+DEFAULT = "300w-68"
 
 
-def _default_weights() -> Path:
-    """The shipped model: `weights/` of a source checkout (editable install), else the copy a wheel
-    installs under `<prefix>/share/fflm/weights`."""
-    import sys
-
-    here = Path(__file__).resolve().parent.parent / "weights" / DEFAULT_NAME
-    installed = Path(sys.prefix) / "share" / "fflm" / "weights" / DEFAULT_NAME
-    return here if here.exists() or not installed.exists() else installed
+def asset(name: str) -> Path:
+    """A file of `fflm/assets/` (shipped weights, model cards, the sample portrait)."""
+    return Path(str(files("fflm") / "assets" / name))
 
 
-DEFAULT_WEIGHTS = _default_weights()
+def shipped(name: str) -> Path:
+    """The path of the shipped file called `name` (a key of SHIPPED)."""
+    if name not in SHIPPED:
+        raise WeightsError(f"no shipped weights called {name!r} (one of {', '.join(SHIPPED)})")
+    return asset(SHIPPED[name])
 
 
-class WeightsError(Exception):
-    """A missing, corrupt or mismatched weights file."""
+def resolve(weights: str | Path | None, default: str = DEFAULT) -> Path:
+    """The file meant by `weights`: None is the shipped `default`, a shipped name its file (unless a file of that
+    name exists here), anything else a path."""
+    if weights is None:
+        return shipped(default)
+    if str(weights) in SHIPPED and not Path(weights).exists():
+        return shipped(str(weights))
+    return Path(weights)
+
+
+DEFAULT_WEIGHTS = shipped(DEFAULT)
+DEFAULT_DETECTOR = shipped("detector")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -42,42 +67,63 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def save_model(path: str | Path, model: LandmarkNet, metadata: dict | None = None) -> None:
-    """Write the model's tensors, configuration and metadata (JSON) atomically."""
-    path = Path(path)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    header = {"format": FORMAT, "config": model.config.to_json(), "metadata": json.dumps(metadata or {}, sort_keys=True)}
-    atomic_write(path, save(state, metadata=header))
+def save(path: str | Path, model: torch.nn.Module, fmt: str, metadata: dict | None = None,
+         floats_only: bool = False) -> None:
+    """Write `model`'s tensors (`floats_only`: its floating-point ones, as float32), its `config.to_json()` and
+    the metadata (JSON) under the format tag `fmt`, atomically."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+             if v.dtype.is_floating_point or not floats_only}
+    if floats_only:
+        state = {k: v.float() for k, v in state.items()}
+    header = {"format": fmt, "config": model.config.to_json(), "metadata": json.dumps(metadata or {}, sort_keys=True)}
+    atomic_write(Path(path), save_tensors(state, metadata=header))
 
 
-def raw_header(path: str | Path) -> dict:
-    """The string metadata of any safetensors file (its `format` tells landmark weights from a detector)."""
+def raw_header(path: str | Path, error: type[WeightsError] = WeightsError, what: str = "weights file") -> dict:
+    """The string metadata of any safetensors file (its `format` tells landmark weights from a detector).
+    `error` and `what` name the file in the error when it is missing or unreadable."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        raise error(f"{what} not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
+        raise error(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def header(path: str | Path, fmt: str, kind: str, error: type[WeightsError] = WeightsError) -> tuple[str, dict]:
+    """The configuration (JSON text) and metadata of a file that must carry the format tag `fmt` (`kind` names
+    it in the error: "landmark weights", "detector")."""
+    h = raw_header(path, error)
+    if h.get("format") != fmt:
+        raise error(f"{path}: not an fflm {kind} file (format {h.get('format')!r})")
+    try:
+        return h["config"], json.loads(h.get("metadata", "{}"))
+    except (KeyError, ValueError) as e:
+        raise error(f"{path}: bad configuration in header ({e})") from None
 
 
 def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
-    """Configuration and metadata of a weights file, without loading its tensors."""
-    path = Path(path)
-    header = raw_header(path)
-    if header.get("format") != FORMAT:
-        raise WeightsError(f"{path}: not an fflm landmark weights file (format {header.get('format')!r})")
+    """Configuration and metadata of a landmark weights file, without loading its tensors."""
+    config, metadata = header(path, FORMAT, "landmark weights")
     try:
-        return ModelConfig.from_json(header["config"]), json.loads(header.get("metadata", "{}"))
-    except (KeyError, ValueError) as e:
+        return ModelConfig.from_json(config), metadata
+    except (KeyError, ValueError, TypeError) as e:
         raise WeightsError(f"{path}: bad configuration in header ({e})") from None
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[LandmarkNet, dict]:
-    """Build the model its header describes and load its tensors (strictly: every tensor must match)."""
+def save_model(path: str | Path, model: LandmarkNet, metadata: dict | None = None) -> None:
+    """Write a landmark model's tensors, configuration and metadata (JSON) atomically."""
+    save(path, model, FORMAT, metadata)
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[LandmarkNet, dict]:
+    """Build the model its header describes and load its tensors (strictly: every tensor must match). `path`: a
+    file or a shipped name (None: the default)."""
+    path = resolve(path)
     config, metadata = read_header(path)
     model = LandmarkNet(config)
     try:
@@ -93,6 +139,7 @@ def init_from(model: LandmarkNet, path: str | Path) -> tuple[list[str], list[str
 
     Returns (kept, reinitialised) tensor names; layers whose shape changed keep their fresh init.
     """
+    path = resolve(path)
     read_header(path)
     state = load_file(str(path), device="cpu")
     own = model.state_dict()
@@ -101,9 +148,20 @@ def init_from(model: LandmarkNet, path: str | Path) -> tuple[list[str], list[str
     return kept, sorted(set(own) - set(kept))
 
 
-def describe(path: str | Path) -> dict:
-    """A summary of a weights file for `fflm info`: file, model, scheme and training metadata."""
+def file_summary(path: str | Path) -> dict:
+    """The `file` section of `fflm info`: path, size and checksum."""
     path = Path(path)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def describe(path: str | Path | None = None) -> dict:
+    """A summary of a weights file of either kind for `fflm info`: file, network, scheme or decoding defaults,
+    and training metadata. `path`: a file or a shipped name (None: the default landmark model)."""
+    path = resolve(path)
+    if raw_header(path).get("format") == DETECTOR_FORMAT:
+        from fflm.detect.weights import describe_detector
+
+        return describe_detector(path)
     config, metadata = read_header(path)
     scheme = config.landmark_scheme
     params = sum(p.numel() for p in LandmarkNet(config).parameters())  # learnable only, not BatchNorm statistics
@@ -113,7 +171,7 @@ def describe(path: str | Path) -> dict:
                 + (", light" if c.light else ""))
 
     return {
-        "file": {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)},
+        "file": file_summary(path),
         "model": {
             "variant": config.variant,
             "parameters": params,

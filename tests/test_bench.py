@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from fflm.bench import make_portrait
+from fflm.benchmarking.peers import dlib_available
+from fflm.benchmarking.speed import make_portrait
 from fflm.cli import main
-from fflm.peers import dlib_available
+from fflm.weights import asset
 
 
 needs_dlib = pytest.mark.skipif(not dlib_available(), reason="dlib-bin / face-recognition-models not installed")
@@ -31,6 +32,7 @@ def report(weights, tmp_path_factory) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_bench_rows_per_size(report):
     rows = report["images"]
     assert [max(r["width"], r["height"]) for r in rows] == [300, 640]
@@ -44,6 +46,7 @@ def test_bench_rows_per_size(report):
         assert r["cuda_peak_mb"] is None
 
 
+@pytest.mark.slow
 def test_bench_machine_and_batch(report):
     m = report["machine"]
     assert m["device"] == "cpu" and m["torch"] == torch.__version__ and m["detector"] == "none" and m["flip"] is True
@@ -58,7 +61,7 @@ def test_bench_machine_and_batch(report):
 
 @pytest.mark.parametrize("flip, precision", [(True, "float32"), (False, "bfloat16")])
 def test_bench_measurements_use_the_flip_and_precision_settings(weights, tmp_path, monkeypatch, flip, precision):
-    from fflm import bench
+    from fflm.benchmarking import speed as bench
     from fflm.pipeline import Landmarker
 
     made = []
@@ -72,6 +75,7 @@ def test_bench_measurements_use_the_flip_and_precision_settings(weights, tmp_pat
 
 
 @needs_dlib
+@pytest.mark.slow
 def test_bench_dlib_rows_on_the_same_images(report):
     assert [(r["width"], r["height"]) for r in report["dlib"]] == [(r["width"], r["height"]) for r in report["images"]]
     for r in report["dlib"]:
@@ -115,12 +119,10 @@ def test_bench_portraits_hold_one_face(tmp_path):
 
 @needs_dlib
 def test_dlib_adapter_finds_the_sample_face():
-    from pathlib import Path
-
+    from fflm.benchmarking.peers import DlibLandmarker
     from fflm.imageio import read_image
-    from fflm.peers import DlibLandmarker
 
-    img = read_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")
+    img = read_image(asset("astronaut.png"))
     dl = DlibLandmarker(upsample=0)
     boxes = dl.detect(img)
     assert len(boxes) >= 1

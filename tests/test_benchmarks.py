@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import SHARED, needs_shared
 
-from fflm.peers import DlibLandmarker, dlib_available
-from fflm.train.data import Sample
+from fflm.benchmarking.peers import DlibLandmarker, dlib_available
+from fflm.annotations import Sample
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

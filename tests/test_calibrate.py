@@ -14,7 +14,7 @@ from fflm.evaluate import evaluate
 from fflm.model import ModelConfig
 from fflm.pipeline import Landmarker
 from fflm.train.calibrate import calibrate, main, mean_frame_side, mirror_offset
-from fflm.train.data import read_annotations
+from fflm.annotations import read_annotations
 from fflm.weights import describe, load_model, save_model
 
 from conftest import faces

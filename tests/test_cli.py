@@ -682,3 +682,70 @@ def test_process_bad_image(weights, tmp_path):
     proc = _run("detect", bad, "--weights", weights)
     assert proc.returncode == 1 and "error" in json.loads(proc.stdout)
     assert "cut.jpg" in one_error(proc.stderr)
+
+
+# --- errors: fflm's own by kind, a bug as a bug ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error, code, line", [
+    ("usage", 2, "fflm: error: --tiles must be auto"),
+    ("failure", 1, "fflm: error: weights file not found: gone.safetensors"),
+    ("oserror", 1, "fflm: error: [Errno 28] No space left on device"),
+    ("bug", 1, "fflm: internal error: ValueError: a library bug (FFLM_DEBUG=1 shows the traceback)"),
+    ("keyerror", 1, "fflm: internal error: KeyError: 'x' (FFLM_DEBUG=1 shows the traceback)"),
+])
+def test_errors_map_to_their_exit_code_and_a_bug_says_so(capsys, monkeypatch, img, weights, error, code, line):
+    import errno
+
+    from fflm.detect.builtin import parse_tiles
+    from fflm.errors import WeightsError
+
+    def fail(*a, **k):  # noqa: ANN002,ANN003
+        if error == "usage":
+            parse_tiles("many")
+        if error == "failure":
+            raise WeightsError("weights file not found: gone.safetensors")
+        if error == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if error == "bug":
+            raise ValueError("a library bug")
+        raise KeyError("x")
+
+    monkeypatch.delenv("FFLM_DEBUG", raising=False)
+    monkeypatch.setattr("fflm.cli.common.make_landmarker", fail)
+    rc, out, err = cli(capsys, "detect", img, "-w", weights)
+    assert (rc, out) == (code, "") and one_error(err).startswith(line)
+
+
+def test_every_fflm_error_is_an_fflm_error_and_keeps_its_builtin():
+    from fflm import errors
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)
+               and not issubclass(c, Warning)]
+    assert {c.__name__ for c in classes} >= {"ImageError", "WeightsError", "AnnotationError", "TrainError",
+                                             "BoxesFileError", "DetectorModelError", "OutputError", "UsageError"}
+    assert all(issubclass(c, errors.FflmError) for c in classes)
+    assert issubclass(errors.AnnotationError, ValueError) and issubclass(errors.OutputError, OSError)
+    assert [c.__name__ for c in classes if c.exit_code == 2] == ["UsageError"]
+    from fflm.imageio import ImageError
+    from fflm.train.loop import TrainError
+
+    assert ImageError is errors.ImageError and TrainError is errors.TrainError
+
+
+def test_clipped_box_warnings_are_shown_by_category_whatever_their_text(capsys, monkeypatch, img, weights):
+    import warnings as w
+
+    from fflm.errors import BoxWarning
+
+    def warn_twice(self, image, boxes=None, label=""):  # noqa: ANN001
+        w.warn("no words a message filter would know", BoxWarning)
+        w.warn("no words a message filter would know", BoxWarning)
+        return [Detection(np.array([0.0, 0.0, 20.0, 20.0]), 1.0)]
+
+    from fflm.detect.base import Detection
+    from fflm.pipeline import Landmarker
+
+    monkeypatch.setattr(Landmarker, "detections", warn_twice)
+    rc, _, err = cli(capsys, "detect", img, "-w", weights, "--detector", "none")
+    assert rc == 0 and err.count("fflm: warning: no words a message filter would know") == 2

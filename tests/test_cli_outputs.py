@@ -21,7 +21,7 @@ import pytest
 
 import fflm.outputs as outputs
 from fflm.outputs import read_csv
-from fflm.train.data import read_annotations
+from fflm.annotations import read_annotations
 
 from test_cli import _png, _run, _truncated_jpeg, cli, one_error
 from test_imageio import _garble_frames

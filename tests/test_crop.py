@@ -8,7 +8,7 @@ import torch
 
 import fflm.crop
 from fflm.crop import _whole_blocks, crop_u8, reduction_factor, window_for
-from fflm.model.roi_align import roi_align
+from fflm.model.layers import roi_align
 
 H, W = 600, 800
 

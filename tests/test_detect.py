@@ -21,6 +21,7 @@ from fflm.detect.targets import detector_loss, level_targets
 from fflm.detect.tiling import detect_tiled, tile_plan, tile_windows
 from fflm.detect.weights import load_detector, save_detector
 from fflm.imageio import read_image
+from fflm.weights import asset
 from conftest import randomise_batchnorm
 
 torch.set_num_threads(1)
@@ -267,7 +268,7 @@ def test_inference_preparation_keeps_the_maps() -> None:
     """BatchNorm folded and channels-last (what BuiltinDetector serves) must not change the network's maps."""
     import copy
 
-    from fflm.inference import for_inference
+    from fflm.model.serving import for_inference
 
     torch.manual_seed(0)
     net = randomise_batchnorm(FaceNet(DetectorConfig(widths=(4, 4, 8, 8, 8), fpn=8)).eval())
@@ -417,7 +418,7 @@ def test_the_shipped_yunet_gives_keypoints_and_a_landmark_box_around_them():
     from fflm.detect import make_detector
     from fflm.imageio import read_image
 
-    sample = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+    sample = asset("astronaut.png")
     [d] = make_detector("yunet", tiles="off").detect(read_image(sample))
     assert d.keypoints.shape == (5, 2) and d.score >= 0.76
     lo, hi = d.landmark_box[:2], d.landmark_box[2:]

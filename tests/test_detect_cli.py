@@ -15,6 +15,7 @@ from fflm.cli import main
 from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.detect.weights import DEFAULT_DETECTOR, save_detector
 from fflm.detect.yunet import default_model
+from fflm.weights import asset
 from tests.conftest import SHARED, needs_shared
 
 torch.set_num_threads(1)
@@ -159,7 +160,7 @@ def test_detector_threshold_option(capsys, tiny_weights):
     from fflm.detect import make_detector
     from fflm.imageio import read_image
 
-    sample = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+    sample = asset("astronaut.png")
     det = make_detector("builtin", threshold=0.05, tiles="off")
     scores = det.boxes(read_image(sample))[1]
     assert len(scores) >= 2

@@ -20,7 +20,7 @@ from fflm.evaluate import BOX_SIZE, SIZE_BUCKETS, EvalReport, auc, ced, contour_
 from fflm.pipeline import Face, Landmarker
 from fflm.pts import format_pts
 from fflm.scheme import IBUG68
-from fflm.train.data import read_annotations
+from fflm.annotations import read_annotations
 
 from conftest import one_error, run_cli as cli, shape68
 

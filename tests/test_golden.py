@@ -15,8 +15,9 @@ from fflm.geometry import box_iou, points_box
 from fflm.weights import DEFAULT_WEIGHTS, file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "examples" / "astronaut.png"
+SAMPLE = ROOT / "fflm" / "assets" / "astronaut.png"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "astronaut.json"
+BOXES = Path(__file__).resolve().parent / "golden" / "astronaut.boxes.json"
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def faces():
 
     if not DEFAULT_WEIGHTS.exists():
         pytest.fail(f"the shipped weights are missing: {DEFAULT_WEIGHTS}")
-    boxes = json.loads((ROOT / "examples" / "astronaut.boxes.json").read_text())["astronaut.png"]
+    boxes = json.loads(BOXES.read_text())["astronaut.png"]
     # float32: the golden points hold on any CPU (`auto` is bfloat16 on CPUs that have it natively: see below)
     return fflm.Landmarker(device="cpu", precision="float32").predict(SAMPLE, boxes=boxes)
 
@@ -44,7 +45,7 @@ def test_bfloat16_lands_on_the_golden_points(faces):
     pixel of float32's on average on this face (IO ≈ 60 px; measured 0.02 px, at most 0.07)."""
     import fflm
 
-    boxes = json.loads((ROOT / "examples" / "astronaut.boxes.json").read_text())["astronaut.png"]
+    boxes = json.loads(BOXES.read_text())["astronaut.png"]
     (face,) = fflm.Landmarker(device="cpu", precision="bfloat16").predict(SAMPLE, boxes=boxes)
     d = np.linalg.norm(face.landmarks - faces[0].landmarks, axis=1)
     assert d.mean() < 0.1 and d.max() < 0.3
@@ -65,9 +66,9 @@ def test_the_two_stack_weights_load_and_agree_with_the_default(faces):
     within a pixel on average (IO ≈ 60 px here)."""
     import fflm
 
-    lm = fflm.Landmarker(ROOT / "weights" / "fflm-300w-68-stacks2.safetensors", device="cpu")
+    lm = fflm.Landmarker("300w-68-stacks2", device="cpu")
     assert lm.model.config.global_net.stacks == 2 and lm.model.config.mirror_offset > 0.002
-    boxes = json.loads((ROOT / "examples" / "astronaut.boxes.json").read_text())["astronaut.png"]
+    boxes = json.loads(BOXES.read_text())["astronaut.png"]
     (other,) = lm.predict(SAMPLE, boxes=boxes)
     assert np.abs(other.landmarks - faces[0].landmarks).mean() < 1.0
 
@@ -80,7 +81,7 @@ def test_the_shipped_weights_results_scale_with_the_image(faces, k):
     import fflm
     from fflm.imageio import read_image
 
-    box = json.loads((ROOT / "examples" / "astronaut.boxes.json").read_text())["astronaut.png"][0]
+    box = json.loads(BOXES.read_text())["astronaut.png"][0]
     big = np.repeat(np.repeat(read_image(SAMPLE), k, axis=0), k, axis=1)
     (face,) = fflm.Landmarker(device="cpu", precision="float32").predict(big, boxes=[[k * (v + 0.5) - 0.5 for v in box]])
     mean_error = np.abs((face.landmarks - (k * (faces[0].landmarks + 0.5) - 0.5)).mean(axis=0))

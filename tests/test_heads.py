@@ -1,4 +1,4 @@
-"""fflm.model.heads: soft-argmax in input pixels, its gradient, the confidence score and SoftArgmax."""
+"""fflm.model.layers, heatmaps to points: soft-argmax in input pixels, its gradient, the confidence score and SoftArgmax."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fflm.model.heads import SoftArgmax, confidence, heatmap_grid, soft_argmax
+from fflm.model.layers import SoftArgmax, confidence, heatmap_grid, soft_argmax
 
 BIG = 1e4  # exp(-BIG) underflows to exactly 0: a one-hot softmax
 

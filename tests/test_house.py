@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CARDS = [ROOT / "weights" / "MODEL_CARD.md", ROOT / "weights" / "DETECTOR_CARD.md"]
+CARDS = [ROOT / "fflm" / "assets" / "MODEL_CARD.md", ROOT / "fflm" / "assets" / "DETECTOR_CARD.md"]
 BINARY = (".safetensors", ".png", ".jpg", ".jpeg", ".onnx", ".pt")
 
 # how the project was made is not the project: a work log's words, built so that this file does not match itself
@@ -58,7 +58,7 @@ def test_readme_is_a_short_users_page_with_the_two_commands():
     assert len(text.splitlines()) <= 180
     assert "<!--" not in text
     for command in ('python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e . && .venv/bin/fflm detect '
-                    'examples/astronaut.png --overlay astronaut.fflm.jpg',
+                    'fflm/assets/astronaut.png --overlay astronaut.fflm.jpg',
                     'python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e ".[test]" && .venv/bin/python '
                     '-m pytest'):
         assert f"\n{command}\n" in text
@@ -149,7 +149,7 @@ def test_the_current_weights_are_the_last_version(card):
     for _, name, digest in rows:
         last[name or "fflm-detector"] = digest
     for name, digest in last.items():
-        data = (ROOT / "weights" / f"{name}.safetensors").read_bytes()
+        data = (ROOT / "fflm" / "assets" / f"{name}.safetensors").read_bytes()
         assert hashlib.sha256(data).hexdigest()[:12] == digest, name
 
 

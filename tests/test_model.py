@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fflm.model import HourglassConfig, LandmarkNet, ModelConfig, preset
-from fflm.model.roi_align import roi_align
+from fflm.model.layers import roi_align
 from fflm.scheme import IBUG68, LandmarkScheme, Region
 from conftest import randomise_batchnorm, tiny_config
 
@@ -333,7 +333,7 @@ def test_fused_batchnorm_gives_the_same_points():
     """Folding BatchNorm into the convolutions (done by Landmarker) must not change the outputs."""
     import copy
 
-    from fflm.inference import fuse_batchnorm
+    from fflm.model.serving import fuse_batchnorm
 
     torch.manual_seed(0)
     m = randomise_batchnorm(LandmarkNet(tiny_config()).eval())
@@ -385,7 +385,7 @@ def test_flip_averaged_regional_stage_is_mirror_equivariant(stacked):
     relabelled. Checked with and without the grouped (stacked) networks."""
     import copy
 
-    from fflm.inference import for_inference
+    from fflm.model.serving import for_inference
 
     torch.manual_seed(2)
     m = randomise_batchnorm(LandmarkNet(tiny_config()).eval())
@@ -440,7 +440,7 @@ def test_stacked_regions_give_the_same_points(light, stacks, stages):
     Regions hold 6 to 20 points, so the heads (and with two stacks the heat-map merges) are zero-padded."""
     import copy
 
-    from fflm.inference import for_inference
+    from fflm.model.serving import for_inference
 
     torch.manual_seed(0)
     net = HourglassConfig(width=8, depth=1, stem_stride=4, light=light, stacks=stacks)
@@ -461,7 +461,7 @@ def test_stacked_regions_give_the_same_points(light, stacks, stages):
 
 
 def test_stacking_refuses_unfolded_batchnorm():
-    from fflm.inference import stack_convnets
+    from fflm.model.serving import stack_convnets
 
     m = LandmarkNet(tiny_config())
     with pytest.raises(ValueError, match="BatchNorm"):

@@ -4,15 +4,15 @@ weights' quality on a face against a crop with no face."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fflm.detect.metrics import roc_auc
 from fflm.quality import fit_logistic, load_map, quality
+from fflm.weights import asset
 
-SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+SAMPLE = asset("astronaut.png")
 
 
 def test_quality_is_the_logistic_of_the_mean_confidence():

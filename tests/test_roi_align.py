@@ -1,4 +1,4 @@
-"""fflm.model.roi_align: aligned bilinear RoIAlign on grid_sample, with area averaging for large boxes."""
+"""fflm.model.layers, RoIAlign: aligned bilinear RoIAlign on grid_sample, with area averaging for large boxes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fflm.model.roi_align import roi_align, sampling_ratio
+from fflm.model.layers import roi_align, sampling_ratio
 
 # grid_sample normalises coordinates to [-1, 1] and back: integer-aligned samples are pixel values up to
 # that rounding (≈1e-6 relative in float32, ≈1e-15 in float64), not bit-exact.

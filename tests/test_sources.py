@@ -12,12 +12,13 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from fflm.model.roi_align import roi_align
+from fflm.model.layers import roi_align
 from fflm.pts import AnnotationError, format_pts
 from fflm.scheme import IBUG68
-from fflm.train.data import LandmarkDataset, Sample, read_annotations
+from fflm.annotations import Sample, read_annotations
+from fflm.sources import Source, read_source
+from fflm.train.data import LandmarkDataset, SourceBatches
 from fflm.train.losses import landmark_loss, point_loss
-from fflm.train.sources import Source, SourceBatches, read_source
 
 from conftest import SHARED, faces, needs_shared, one_error, run_cli as cli, tiny_config
 

@@ -59,10 +59,10 @@ def test_markdown_table_and_its_source_line(tables):
 
 
 def test_bench_record_writes_a_dated_file_the_tables_read(tables, tmp_path, monkeypatch, capsys):
-    import fflm.bench
+    import fflm.benchmarking.speed
 
     report = json.loads((tables.RESULTS / f"{tables.RUNS['bench']}.json").read_text())["figures"]
-    monkeypatch.setattr(fflm.bench, "run_bench", lambda *a, **k: report)
+    monkeypatch.setattr(fflm.benchmarking.speed, "run_bench", lambda *a, **k: report)
     for _ in range(2):
         assert main(["bench", "--sizes", "512", "--no-dlib", "--json", "--record", str(tmp_path)]) == 0
     assert "recorded" in capsys.readouterr().err
@@ -80,9 +80,9 @@ def test_bench_record_writes_a_dated_file_the_tables_read(tables, tmp_path, monk
 
 
 def test_bench_record_into_a_file_is_a_usage_error_before_any_run(tmp_path, monkeypatch, capsys):
-    import fflm.bench
+    import fflm.benchmarking.speed
 
-    monkeypatch.setattr(fflm.bench, "run_bench", lambda *a, **k: pytest.fail("ran the benchmark"))
+    monkeypatch.setattr(fflm.benchmarking.speed, "run_bench", lambda *a, **k: pytest.fail("ran the benchmark"))
     (tmp_path / "f.json").write_text("{}")
     assert main(["bench", "--record", str(tmp_path / "f.json")]) == 2
     err = capsys.readouterr().err

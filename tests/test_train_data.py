@@ -1,4 +1,4 @@
-"""fflm.train.data: annotation readers (300-W folder, CSV, JSON), face frames, augmentation, the dataset."""
+"""fflm.annotations (300-W folder, CSV, JSON) and fflm.train.data: face frames, augmentation, the dataset."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from fflm.pts import AnnotationError, format_pts, read_pts
 from fflm.scheme import IBUG68, LandmarkScheme
-from fflm.train.data import Augment, LandmarkDataset, Sample, frame_transform, photometric, read_annotations
+from fflm.annotations import Sample, read_annotations
+from fflm.train.data import Augment, LandmarkDataset, frame_transform, photometric
 
 from conftest import SHARED, needs_shared
 

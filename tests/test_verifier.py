@@ -19,7 +19,7 @@ from fflm.detect.train_verifier import harvest, jitter_box, label_candidates, ma
 from fflm.detect.verifier import (FaceVerifier, VerifierConfig, apply_deltas, box_deltas, candidate_threshold,
                                   face_crops, joint_score, verify)
 from fflm.detect.weights import load_detector, save_detector
-from fflm.inference import for_inference
+from fflm.model.serving import for_inference
 
 torch.set_num_threads(1)
 TINY = VerifierConfig(crop=16, widths=(4, 8, 8, 8))

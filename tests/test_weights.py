@@ -251,3 +251,41 @@ def test_weights_files_are_written_atomically_with_the_usual_permissions(tmp_pat
     for name in ("w.safetensors", "d.safetensors"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
     assert sorted(os.listdir(tmp_path)) == ["d.safetensors", "w.safetensors"]
+
+
+# ---------------------------------------------------------------- the shipped files, by name
+
+
+def test_every_shipped_name_is_a_file_of_its_kind():
+    from fflm.weights import DETECTOR_FORMAT, SHIPPED, raw_header, shipped
+
+    kinds = {name: raw_header(shipped(name))["format"] for name in SHIPPED}
+    assert kinds == {"300w-68": FORMAT, "300w-68-stacks2": FORMAT, "detector": DETECTOR_FORMAT}
+    assert shipped("300w-68").name == "fflm-300w-68.safetensors" and shipped("300w-68").parent.name == "assets"
+    with pytest.raises(WeightsError, match="300w-68, 300w-68-stacks2, detector"):
+        shipped("300w-98")
+
+
+def test_resolve_names_paths_and_the_default(tmp_path, monkeypatch, tiny_weights):
+    from pathlib import Path
+
+    from fflm.weights import DEFAULT_WEIGHTS, resolve, shipped
+
+    assert resolve(None) == DEFAULT_WEIGHTS == shipped("300w-68")
+    assert resolve(None, "detector") == shipped("detector")
+    assert resolve("300w-68-stacks2") == resolve(Path("300w-68-stacks2")) == shipped("300w-68-stacks2")
+    assert resolve(tiny_weights) == tiny_weights and resolve(str(tiny_weights)) == tiny_weights
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "detector").write_bytes(tiny_weights.read_bytes())  # a file here of a shipped name is that file
+    assert resolve("detector") == Path("detector")
+    assert read_header(resolve("detector"))[0] == read_header(tiny_weights)[0]
+
+
+def test_describe_and_load_take_a_shipped_name():
+    from fflm.weights import file_sha256, shipped
+
+    d = describe("300w-68-stacks2")
+    assert d["file"]["sha256"] == file_sha256(shipped("300w-68-stacks2")) and "stacks 2" in d["model"]["global_net"]
+    assert describe("detector")["detector"]["parameters"] > 0 and "model" not in describe("detector")
+    model, _ = load_model("300w-68")
+    assert model.config.global_net.stacks == 1

@@ -1,5 +1,6 @@
 """fflm's command line: a thin Typer layer over the library. `main()` maps errors to one line and an
-exit code: 2 for usage errors, 1 for failures; no tracebacks (FFLM_DEBUG=1 shows them)."""
+exit code: 2 for usage errors, 1 for failures (an `FflmError` says which it is; an OSError is a failure), and
+anything else to "internal error": a bug, not the user's mistake. No tracebacks (FFLM_DEBUG=1 shows them)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import typer  # noqa: E402
 from fflm import __version__  # noqa: E402
 from fflm.cli.app import app, err  # noqa: E402
 from fflm.cli.clickcompat import exceptions as click_exc  # noqa: E402
+from fflm.errors import BoxWarning, FflmError  # noqa: E402
 
 from fflm.cli import batch, bench, detect, evaluate, info, train  # noqa: E402,F401  (registers the commands)
 
@@ -34,17 +36,6 @@ def _root(version: bool = typer.Option(False, "--version", "-V", help="Show the 
 
 def _one_line_warning(msg, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     print(f"fflm: warning: {msg}", file=sys.stderr)
-
-
-def _failures() -> tuple[type[BaseException], ...]:
-    from fflm.detect.boxes_file import BoxesFileError
-    from fflm.detect.weights import DetectorModelError
-    from fflm.imageio import ImageError
-    from fflm.pts import AnnotationError
-    from fflm.train.loop import TrainError
-    from fflm.weights import WeightsError
-
-    return ImageError, WeightsError, AnnotationError, TrainError, BoxesFileError, DetectorModelError, ValueError, OSError
 
 
 @contextmanager
@@ -85,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None, debug: bool) -> int:
     warnings.showwarning = _one_line_warning
-    warnings.filterwarnings("always", message=".*face box")  # every clipped box of every image gets its line
+    warnings.filterwarnings("always", category=BoxWarning)  # every clipped box of every image gets its line
     try:
         rv = app(args=argv, prog_name="fflm", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
@@ -107,10 +98,11 @@ def _main(argv: list[str] | None, debug: bool) -> int:
     except Exception as e:  # noqa: BLE001 - the one place every failure becomes one line
         if debug:
             raise
-        known = isinstance(e, _failures())
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"fflm: error: {text}" if known else f"fflm: internal error: {type(e).__name__}: {text} "
-              "(FFLM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        if isinstance(e, (FflmError, OSError)):
+            print(f"fflm: error: {text}", file=sys.stderr)
+            return e.exit_code if isinstance(e, FflmError) else 1
+        print(f"fflm: internal error: {type(e).__name__}: {text} (FFLM_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
 
 

@@ -94,7 +94,8 @@ class DetectorChoice(str, Enum):
 
 
 WeightsOpt = typer.Option(None, "--weights", "-w", metavar="FILE", dir_okay=False,
-                          help="Landmark weights (.safetensors); default: the shipped 68-point model.")
+                          help="Landmark weights (.safetensors), or a shipped model by name: 300w-68 (the "
+                          "default, 68 points) or 300w-68-stacks2 (heavier, more accurate).")
 DeviceOpt = typer.Option(Device.auto, "--device", metavar="DEVICE", case_sensitive=False,
                          help="auto, cpu or cuda; auto = CUDA when available, else CPU.")
 PrecisionOpt = typer.Option(Precision.auto, "--precision", metavar="TYPE", case_sensitive=False,
@@ -116,6 +117,9 @@ MaxFacesOpt = typer.Option(None, "--max-faces", min=1, metavar="N", help="Keep a
 DetectorThresholdOpt = typer.Option(None, "--detector-threshold", metavar="X",
                                     help="Face score threshold from 0 to 1 (default: the detector's own, 0.76 for "
                                     "yunet, 0.55 for builtin); lower finds more faces, with more false ones.")
+RotationsOpt = typer.Option("auto", "--rotations", metavar="MODE", help="Photos turned by 90°, 180° or 270° "
+                            "without an EXIF tag: auto (look at the turned photo when no face is sure), all (every "
+                            "quarter turn, merged) or none.")
 FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
                        "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark "
                        "stage ~25 % faster.")

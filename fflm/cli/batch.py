@@ -9,7 +9,7 @@ import typer
 
 from fflm.cli.app import (BoxesOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt,
                           FlipOpt, Format, FormatOpt, MaxFacesOpt, MinFaceOpt, OutOpt, PrecisionOpt, ThreadsOpt,
-                          TilesOpt, WeightsOpt, app, err, existing, message, usage)
+                          RotationsOpt, TilesOpt, WeightsOpt, app, err, existing, message, usage)
 
 EXAMPLES = """
 Examples:
@@ -46,6 +46,7 @@ def batch(
     detector=DetectorOpt,
     detector_model: Path = DetectorModelOpt,
     tiles: str = TilesOpt,
+    rotations: str = RotationsOpt,
     max_faces: int = MaxFacesOpt,
     min_face_size: float = MinFaceOpt,
     flip: bool = FlipOpt,
@@ -105,7 +106,7 @@ def batch(
         raise usage(problem)
     set_threads(threads)
     lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
-                         detector_threshold, precision=precision)
+                         detector_threshold, precision=precision, rotations=rotations)
     failed, faces, faceless, overlays_failed = 0, 0, 0, 0
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -92,7 +92,7 @@ def bench(
                                     "command, date and machine, to DIR/<date>-<machine>.json."),
 ) -> int:
     """Time decoding, detection and landmarks on 512 px to 8K photos, peak memory, and batch throughput."""
-    from fflm.bench import print_report, run_bench
+    from fflm.benchmarking.speed import print_report, run_bench
 
     try:
         size_list = tuple(int(s) for s in sizes.split(",") if s.strip())

@@ -10,12 +10,14 @@ from fflm.cli.app import Device, DetectorChoice, Precision, message, usage
 def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoice | None,
                     detector_model: Path | None = None, tiles: str = "auto", max_faces: int | None = None,
                     min_face_size: float = 0.0, flip: bool = True, detector_threshold: float | None = None,
-                    shape_prior: bool = True, precision: Precision = Precision.auto):
+                    shape_prior: bool = True, precision: Precision = Precision.auto, rotations: str = "auto"):
     """The Landmarker with the chosen detector (None: the Landmarker's default, yunet). A missing or unusable
     detector model raises DetectorModelError (exit 1)."""
     from fflm.pipeline import Landmarker
 
-    if weights is not None and not weights.exists():
+    from fflm.weights import resolve
+
+    if weights is not None and not resolve(weights).exists():
         raise usage(f"no such weights file: {weights}")
     if detector_threshold is not None and not 0.0 <= detector_threshold <= 1.0:
         raise usage(f"--detector-threshold is a score from 0 to 1, got {detector_threshold:g}")
@@ -38,7 +40,7 @@ def make_landmarker(weights: Path | None, device: Device, detector: DetectorChoi
         raise usage("--detector-model and --detector-threshold need --detector builtin or yunet")
     extra = {} if detector_threshold is None else {"threshold": detector_threshold}
     det = make_detector(detector.value, detector_model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size,
-                        **extra)
+                        rotations=rotations, **extra)
     return Landmarker(weights, device=device.value, detector=det, flip=flip, shape_prior=shape_prior,
                       precision=precision.value)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt, Format,
-                          FormatOpt, MaxFacesOpt, MinFaceOpt, OutOpt, PrecisionOpt, ThreadsOpt, TilesOpt, WeightsOpt,
-                          app, existing, message, usage)
+                          FormatOpt, MaxFacesOpt, MinFaceOpt, OutOpt, PrecisionOpt, RotationsOpt, ThreadsOpt, TilesOpt,
+                          WeightsOpt, app, existing, message, usage)
 
 EXAMPLES = """
 Examples:
@@ -44,6 +44,7 @@ def detect(
     detector=DetectorOpt,
     detector_model: Path = DetectorModelOpt,
     tiles: str = TilesOpt,
+    rotations: str = RotationsOpt,
     max_faces: int = MaxFacesOpt,
     min_face_size: float = MinFaceOpt,
     flip: bool = FlipOpt,
@@ -95,7 +96,7 @@ def detect(
     given = boxes_source(boxes, detector)
     set_threads(threads)
     lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
-                         detector_threshold, precision=precision)
+                         detector_threshold, precision=precision, rotations=rotations)
     failed = 0
     draw = overlay_writer(overlay, lm.scheme, many)
     with StopSignals() as stop:

@@ -71,7 +71,7 @@ def evaluate(
 
     from fflm.cli.common import make_landmarker, set_threads
     from fflm.evaluate import evaluate as run_eval, plot_ced
-    from fflm.train.sources import Source, read_source
+    from fflm.sources import Source, read_source
 
     try:
         sources = [Source.parse(d) for d in data]

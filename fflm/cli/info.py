@@ -10,23 +10,23 @@ import typer
 from fflm.cli.app import app, out_console, usage
 
 
-@app.command(epilog="Examples:\n\n  fflm info\n\n  fflm info runs/my-run/best.safetensors --json\n\n  fflm info weights/fflm-detector.safetensors")
+@app.command(epilog="Examples:\n\n  fflm info\n\n  fflm info runs/my-run/best.safetensors --json\n\n  fflm info detector")
 def info(
-    weights: Path = typer.Argument(None, metavar="[WEIGHTS]", help="Weights file; default: the shipped model.",
+    weights: Path = typer.Argument(None, metavar="[WEIGHTS]", help="Weights file, or a shipped one by name: "
+                                   "300w-68 (the default), 300w-68-stacks2, detector.",
                                    show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> int:
     """Show a weights file's model configuration, landmark scheme, training metadata and checksum (landmark
     weights or a detector file)."""
-    from fflm.detect.weights import FORMAT as DETECTOR_FORMAT, describe_detector
-    from fflm.weights import DEFAULT_WEIGHTS, describe, raw_header
+    from fflm.weights import describe, resolve
 
-    path = weights or DEFAULT_WEIGHTS
-    if weights is not None and not weights.exists():
+    path = resolve(weights)
+    if weights is not None and not path.exists():
         raise usage(f"no such weights file: {weights}")
-    if weights is not None and weights.is_dir():
+    if path.is_dir():
         raise usage(f"{weights} is a folder: give a weights file (.safetensors)")
-    d = describe_detector(path) if raw_header(path).get("format") == DETECTOR_FORMAT else describe(path)
+    d = describe(path)
     if as_json:
         typer.echo(json.dumps(d, indent=1))
         return 0

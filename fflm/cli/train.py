@@ -14,7 +14,7 @@ Examples:
 
   fflm train --data 300w/train --val 300w/val --out runs/300w --epochs 30
 
-  fflm train --data my_faces/ --scheme my_scheme.json --init weights/fflm-300w-68.safetensors --epochs 20
+  fflm train --data my_faces/ --scheme my_scheme.json --init 300w-68 --epochs 20
 
   fflm train --data 300w/train --data hires/,resolution=768 --init best.safetensors
       small and full-resolution faces, each at its own frame size
@@ -69,7 +69,7 @@ def train(
     lr_min: float = typer.Option(1e-5, "--lr-min", min=0.0, help="Final learning rate."),
     warmup: int = typer.Option(200, "--warmup", min=0, help="Linear warm-up steps before the cosine decay."),
     loss: Loss = typer.Option(Loss.l2, "--loss", help="l2 (paper Eq. 1), l1, wing or ion (inter-ocular L2)."),
-    init: Path = typer.Option(None, "--init", help="Start from these weights (layers whose shape changed are re-initialised; "
+    init: Path = typer.Option(None, "--init", help="Start from these weights, a file or a shipped model's name (layers whose shape changed are re-initialised; "
                               "the file's shape model and mirror offset are kept).", dir_okay=False),
     refit: bool = typer.Option(False, "--refit", help="With --init: fit the shape model on this run's faces and start "
                                "the mirror offset from 0 instead of keeping the file's."),
@@ -98,9 +98,9 @@ def train(
     from dataclasses import asdict
 
     from fflm.cli.clickcompat import given_options
+    from fflm.sources import Source
     from fflm.train.data import Augment
     from fflm.train.loop import TrainConfig, TrainInterrupted, train as run_train
-    from fflm.train.sources import Source
 
     if resume is None and not data:
         raise usage("give --data (or --resume RUN_DIR)")
@@ -110,6 +110,9 @@ def train(
         sources = [Source.parse(d) for d in data or []]
     except ValueError as e:
         raise usage(f"--data {e}") from None
+    from fflm.weights import resolve
+
+    init = None if init is None else resolve(init)  # a file or a shipped model's name
     for p in [Path(s.path) for s in sources] + [val, init, teacher]:
         if p is not None and not p.exists():
             raise usage(f"no such file or directory: {p}")

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class BoxesFileError(ValueError):
-    """An unreadable, empty or malformed boxes file."""
+from fflm.errors import BoxesFileError
 
 
 def load_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:

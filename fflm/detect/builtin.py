@@ -1,4 +1,4 @@
-"""`BuiltinDetector`: fflm's own face detector (weights/fflm-detector.safetensors), no download needed."""
+"""`BuiltinDetector`: fflm's own face detector (fflm/assets/fflm-detector.safetensors), no download needed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from fflm.detect.files import detect_file
 from fflm.detect.run import infer
 from fflm.detect.tiling import detect_tiled
 from fflm.detect.weights import load_detector
-from fflm.inference import for_inference
+from fflm.errors import UsageError
+from fflm.model.serving import for_inference
 
 
 def parse_tiles(value: str | int | None) -> str | int:
@@ -22,11 +23,11 @@ def parse_tiles(value: str | int | None) -> str | int:
     if isinstance(value, int) or str(value).isdigit():
         n = int(value)
         if n < 1:
-            raise ValueError("--tiles must be auto, off or a positive number")
+            raise UsageError("--tiles must be auto, off or a positive number")
         return "off" if n == 1 else n
     v = str(value).lower()
     if v not in ("auto", "off"):
-        raise ValueError(f"--tiles must be auto, off or a number, got {value!r}")
+        raise UsageError(f"--tiles must be auto, off or a number, got {value!r}")
     return v
 
 

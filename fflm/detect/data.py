@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fflm.annotations import read_annotations
 from fflm.geometry import box_iou
-from fflm.train.data import read_annotations
 
 
 @dataclass

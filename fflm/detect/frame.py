@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
 
@@ -50,7 +49,9 @@ class FaceFrame:
 
     @classmethod
     def load(cls) -> "FaceFrame":
-        text = resources.files("fflm").joinpath("assets", FRAME_ASSET).read_text()
+        from fflm.weights import asset
+
+        text = asset(FRAME_ASSET).read_text()
         return cls(np.array(json.loads(text)["coef"], np.float64))
 
     @classmethod

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fflm.detect.verifier import FaceVerifier, VerifierConfig
+from fflm.model.layers import conv_bn_relu
 
 
 @dataclass
@@ -43,18 +44,13 @@ class DetectorConfig:
         return cls(**d)
 
 
-def _cbr(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
-
-
 class SepBlock(nn.Module):
     """Depthwise k×k then pointwise 1×1; residual when shapes allow."""
 
     def __init__(self, cin: int, cout: int, stride: int = 1, k: int = 3) -> None:
         super().__init__()
-        self.dw = _cbr(cin, cin, k, stride, groups=cin)
-        self.pw = _cbr(cin, cout, 1)
+        self.dw = conv_bn_relu(cin, cin, k, stride, groups=cin)
+        self.pw = conv_bn_relu(cin, cout, 1)
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +80,7 @@ class FaceNet(nn.Module):
         super().__init__()
         self.config = c = config or DetectorConfig()
         w = c.widths
-        self.s2 = _cbr(3, w[0], 3, 2)
+        self.s2 = conv_bn_relu(3, w[0], 3, 2)
         self.s4 = nn.Sequential(SepBlock(w[0], w[1], 2), SepBlock(w[1], w[1]))
         self.s8 = nn.Sequential(SepBlock(w[1], w[2], 2), SepBlock(w[2], w[2]))
         self.s16 = nn.Sequential(SepBlock(w[2], w[3], 2), SepBlock(w[3], w[3]))

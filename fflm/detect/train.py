@@ -75,10 +75,10 @@ def export(best: Path, target: str | Path, threshold: float | None, w300: str | 
 def calibrate_landmark_box(detector: str | Path, w300: str | Path, every: int = 4) -> list[float] | None:
     """fit_landmark_box over every `every`-th 300-W face: the detection overlapping its landmark box most
     (None when the detector finds none of them)."""
+    from fflm.annotations import read_annotations
     from fflm.detect.builtin import BuiltinDetector, fit_landmark_box
     from fflm.geometry import best_overlap, points_box
     from fflm.imageio import read_image
-    from fflm.train.data import read_annotations
 
     det = BuiltinDetector(detector, tiles="off")
     pairs = []
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fpn", type=int, default=32, help="channels of the FPN levels and heads")
     ap.add_argument("--strides", default="8,32", help="strides of the heads (of 8, 16, 32)")
     ap.add_argument("--init", default=None, help="start from this detector file's weights (a fresh schedule: fine-tuning)")
-    ap.add_argument("--export", default=None, help="write the best epoch's model here (e.g. weights/fflm-detector.safetensors)")
+    ap.add_argument("--export", default=None, help="write the best epoch's model here (e.g. fflm/assets/fflm-detector.safetensors)")
     ap.add_argument("--export-only", action="store_true", help="export without training")
     ap.add_argument("--threshold", type=float, default=None,
                     help="the exported model's default score threshold (default: the one validation chose, else 0.5)")

@@ -1,5 +1,5 @@
 """Train the detector's second stage (fflm.detect.verifier) for a trained detector file:
-`python -m fflm.detect.train_verifier --detector weights/fflm-detector.safetensors --out RUN_DIR --export FILE`.
+`python -m fflm.detect.train_verifier --detector detector --out RUN_DIR --export FILE`.
 
 Its examples are the detector's own candidates: every training photo (and its mirror image) goes through the
 shipped passes (proxy and coarse) at a low score floor, and each candidate box is cut from the image that pass
@@ -144,7 +144,7 @@ def train_verifier(crops: np.ndarray, labels: np.ndarray, deltas: np.ndarray, ve
 def main(argv: list[str] | None = None) -> None:
     shared = Path(__file__).resolve().parents[3] / "shared" / "data"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--detector", default="weights/fflm-detector.safetensors", help="the trained first stage")
+    ap.add_argument("--detector", default="detector", help="the trained first stage (a file; default: the shipped detector)")
     ap.add_argument("--scenes", default=str(shared / "scenes"))
     ap.add_argument("--w300", default=str(shared / "300w" / "train"))
     ap.add_argument("--portraits", type=int, default=500, help="300-W training faces to add (every n-th)")

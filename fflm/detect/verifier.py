@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from fflm.detect.decode import nms
+from fflm.model.layers import conv_bn_relu
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,6 @@ class VerifierConfig:
         return cls(**{**d, "widths": tuple(d.get("widths", cls.widths))})
 
 
-def _cbr(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
 class FaceVerifier(nn.Module):
     """Crops [K, 3, S, S] (RGB, 0..255) → [K, 5]: face logit and box deltas (see `apply_deltas`)."""
 
@@ -49,7 +46,7 @@ class FaceVerifier(nn.Module):
         self.config = config
         layers, cin = [], 3
         for i, w in enumerate(config.widths):
-            layers.append(_cbr(cin, w, 2 if i % 2 else 1))
+            layers.append(conv_bn_relu(cin, w, 3, 2 if i % 2 else 1))
             cin = w
         self.body = nn.Sequential(*layers)
         self.out = nn.Linear(cin, 5)

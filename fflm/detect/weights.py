@@ -1,64 +1,36 @@
-"""Detector weights files: safetensors with the network configuration and metadata as JSON in the header
-(the same layout as fflm.weights uses for landmark models, with its own format tag)."""
+"""Detector weights files: the layout of fflm.weights under the detector's own format tag."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
 from fflm.detect.model import DetectorConfig, FaceNet
-from fflm.fileio import atomic_write
-
-FORMAT = "fflm-detector/1"
-DEFAULT_NAME = "fflm-detector.safetensors"
-
-
-class DetectorModelError(Exception):
-    """A missing, corrupt or mismatched detector model file."""
-
-
-def _default() -> Path:
-    here = Path(__file__).resolve().parents[2] / "weights" / DEFAULT_NAME
-    installed = Path(sys.prefix) / "share" / "fflm" / "weights" / DEFAULT_NAME
-    return here if here.exists() or not installed.exists() else installed
-
-
-DEFAULT_DETECTOR = _default()
+from fflm.errors import DetectorModelError
+from fflm.weights import DEFAULT_DETECTOR, DETECTOR_FORMAT as FORMAT, file_summary, raw_header, resolve, save
 
 
 def save_detector(path: str | Path, model: FaceNet, metadata: dict | None = None) -> None:
     """Write tensors (fp32), configuration and metadata atomically."""
-    path = Path(path)
-    state = {k: v.detach().contiguous().cpu().float() for k, v in model.state_dict().items()
-             if v.dtype.is_floating_point}
-    header = {"format": FORMAT, "config": model.config.to_json(), "metadata": json.dumps(metadata or {}, sort_keys=True)}
-    atomic_write(path, save(state, metadata=header))
+    save(path, model, FORMAT, metadata, floats_only=True)
 
 
 def load_detector(path: str | Path | None = None) -> tuple[FaceNet, dict]:
-    """The network a detector file describes, in eval mode, and its metadata."""
-    from safetensors import safe_open
-
-    path = Path(path or DEFAULT_DETECTOR)
-    if not path.is_file():
-        raise DetectorModelError(f"detector model not found: {path}")
+    """The network a detector file describes (a path or a shipped name; None: the shipped detector), in eval mode,
+    and its metadata."""
+    path = resolve(path, "detector")
+    header = raw_header(path, DetectorModelError, "detector model")
+    if header.get("format") != FORMAT:
+        raise DetectorModelError(f"{path}: not an fflm detector file (format {header.get('format')!r})")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        if header.get("format") != FORMAT:
-            raise DetectorModelError(f"{path}: not an fflm detector file (format {header.get('format')!r})")
         model = FaceNet(DetectorConfig.from_json(header["config"]))
         state = load_file(str(path), device="cpu")
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
             raise RuntimeError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    except DetectorModelError:
-        raise
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
         raise DetectorModelError(f"{path}: not a usable detector model ({str(e).splitlines()[0]})") from None
     return model.eval(), json.loads(header.get("metadata", "{}"))
@@ -66,13 +38,10 @@ def load_detector(path: str | Path | None = None) -> tuple[FaceNet, dict]:
 
 def describe_detector(path: str | Path) -> dict:
     """A summary of a detector file for `fflm info`: file, network, decoding defaults and training metadata."""
-    from fflm.weights import file_sha256
-
-    path = Path(path)
     model, metadata = load_detector(path)
     c, extra = model.config, model.config.extra
     return {
-        "file": {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)},
+        "file": file_summary(resolve(path, "detector")),
         "detector": {
             "parameters": sum(p.numel() for p in model.parameters()),  # both stages
             "widths": list(c.widths), "fpn": c.fpn, "strides": list(c.strides), "proxy": c.proxy,
@@ -85,4 +54,4 @@ def describe_detector(path: str | Path) -> dict:
     }
 
 
-__all__ = ["DetectorModelError", "DEFAULT_DETECTOR", "save_detector", "load_detector", "describe_detector", "torch"]
+__all__ = ["DetectorModelError", "DEFAULT_DETECTOR", "FORMAT", "save_detector", "load_detector", "describe_detector"]

@@ -8,7 +8,6 @@ Each face carries YuNet's five keypoints and, from them, the landmarks' box (ffl
 from __future__ import annotations
 
 import threading
-from importlib import resources
 from pathlib import Path
 
 import cv2
@@ -17,9 +16,10 @@ import numpy as np
 from fflm.detect.base import Detection
 from fflm.detect.builtin import finish, parse_tiles
 from fflm.detect.files import detect_file
-from fflm.detect.frame import FaceFrame
+from fflm.detect.frame import FaceFrame, roll
 from fflm.detect.tiling import detect_tiled
 from fflm.detect.weights import DetectorModelError
+from fflm.weights import asset
 
 
 def _quiet_opencv() -> None:
@@ -37,7 +37,7 @@ THRESHOLD = 0.76
 
 def default_model() -> Path:
     """The shipped YuNet ONNX file."""
-    return Path(str(resources.files("fflm").joinpath("assets", YUNET_ASSET)))
+    return asset(YUNET_ASSET)
 
 
 class YuNetDetector:
@@ -84,6 +84,7 @@ class YuNetDetector:
         dets = finish(boxes, scores, self.max_faces, self.min_face_size)
         for d in dets:
             d.landmark_box = self.frame.landmark_box(d.keypoints)
+            d.roll = roll(d.keypoints)
         return dets
 
     def detect(self, image: np.ndarray) -> list[Detection]:

@@ -7,16 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fflm.model.config import HourglassConfig
-
-
-def conv_bn_relu(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, relu: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-    ]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
+from fflm.model.layers import conv_bn_relu
 
 
 class Residual(nn.Module):

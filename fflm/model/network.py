@@ -15,9 +15,9 @@ from torch import nn
 
 from fflm.geometry import local_to_box
 from fflm.model.config import ModelConfig
-from fflm.model.heads import SoftArgmax, confidence
 from fflm.model.hourglass import HourglassNet
-from fflm.model.roi_align import roi_align
+from fflm.model.layers import SoftArgmax, confidence, roi_align
+from fflm.model.serving import stack_convnets
 from fflm.shape import ShapeModel
 
 
@@ -133,9 +133,7 @@ class LandmarkNet(nn.Module):
 
     def stack_regions(self) -> None:
         """Build the grouped copies of each stage's regional networks that `run_regions` then uses (after
-        BatchNorm is folded: see fflm.inference.stack_convnets)."""
-        from fflm.inference import stack_convnets
-
+        BatchNorm is folded: see fflm.model.serving.stack_convnets)."""
         self.__dict__["_stacked"] = [stack_convnets(list(nets)) for nets in self.regional_nets]
 
     def networks_to(self, dtype: torch.dtype) -> None:

@@ -30,7 +30,7 @@ def mirror_offset(weights: str | Path, data: str | Path, device: str = "cpu") ->
 
     from fflm.evaluate import evaluate
     from fflm.pipeline import Landmarker
-    from fflm.train.data import read_annotations
+    from fflm.annotations import read_annotations
 
     lm = Landmarker(weights, device=device, detector="none", precision="float32")  # the same figure on any CPU
     lm.model.config.mirror_offset = 0.0
@@ -49,7 +49,7 @@ def mean_frame_side(data: str | Path, frame_scale: float, num_points: int) -> tu
     """(mean face frame side in px, faces) of the annotated faces in `data`."""
     import numpy as np
 
-    from fflm.train.data import read_annotations
+    from fflm.annotations import read_annotations
 
     pts = np.stack([s.points for s in read_annotations(data, num_points)])
     return float(np.mean(frame_scale * (pts.max(axis=1) - pts.min(axis=1)).max(axis=1))), len(pts)

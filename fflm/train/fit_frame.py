@@ -17,7 +17,7 @@ import numpy as np
 from fflm.detect.frame import FRAME_ASSET, FaceFrame
 from fflm.geometry import box_iou, points_box
 from fflm.imageio import read_image
-from fflm.train.data import read_annotations
+from fflm.annotations import read_annotations
 
 HERE = Path(__file__).resolve().parents[2]
 

@@ -19,23 +19,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from fflm.annotations import read_annotations
+from fflm.errors import TrainError, TrainInterrupted
 from fflm.inference import PRECISIONS, compute_dtype, networks_in
 from fflm.model import LandmarkNet, ModelConfig, preset
 from fflm.scheme import IBUG68, LandmarkScheme, load_scheme
+from fflm.sources import Source, read_source
 from fflm.train.average import moving_average
-from fflm.train.data import Augment, LandmarkDataset, read_annotations
+from fflm.train.data import Augment, LandmarkDataset, SourceBatches
 from fflm.train.losses import LOSSES, landmark_loss
 from fflm.train.shape import fit_shape
-from fflm.train.sources import Source, SourceBatches, read_source
 from fflm.weights import WeightsError, init_from, load_model, read_header, save_model
-
-
-class TrainError(Exception):
-    """A training run that cannot start or continue (bad data, run directory or options)."""
-
-
-class TrainInterrupted(TrainError):
-    """Training stopped by SIGINT/SIGTERM after saving its checkpoint (the CLI exits 130)."""
 
 
 # what a resumed run may change: where it runs and how long; every other option is the run's recipe
@@ -44,7 +38,7 @@ RESUMABLE = ("device", "workers", "threads", "epochs")
 
 @dataclass
 class TrainConfig:
-    data: list[str]  # training sources, each `PATH[,KEY=VALUE,...]` (fflm.train.sources)
+    data: list[str]  # training sources, each `PATH[,KEY=VALUE,...]` (fflm.sources)
     val: str | None = None
     out: str = "runs/fflm"
     scheme: str | None = None  # a built-in name or a scheme file; None: --init's scheme, else the 68 points

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from fflm.errors import UsageError
+
 LOSSES = ("l2", "l1", "wing", "ion")
 
 
@@ -32,7 +34,7 @@ def point_loss(pred: torch.Tensor, truth: torch.Tensor, kind: str, norm: torch.T
     elif kind == "ion":
         per_point = (d.pow(2).sum(-1) + 1e-12).sqrt().div(norm[:, None])
     else:
-        raise ValueError(f"unknown loss {kind!r} (one of {', '.join(LOSSES)})")
+        raise UsageError(f"unknown loss {kind!r} (one of {', '.join(LOSSES)})")
     if weights is None:
         return per_point.mean()
     return (per_point * weights).sum() / weights.sum().clamp_min(1e-6)

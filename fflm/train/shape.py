@@ -33,7 +33,7 @@ def fit_shape(model: LandmarkNet, samples: list) -> str:
 
 def with_shape(weights: str | Path, data: str | Path, out: str | Path, components: int = 6) -> str:
     """Copy `weights` to `out` with a `components`-mode shape model fitted on the annotations in `data`."""
-    from fflm.train.data import read_annotations
+    from fflm.annotations import read_annotations
     from fflm.weights import WeightsError, read_header, save_model
 
     config, metadata = read_header(weights)

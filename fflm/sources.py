@@ -1,4 +1,5 @@
-"""Training data from several roots, each with its own settings: `PATH[,KEY=VALUE,...]` on the command line.
+"""Annotated faces from several roots, each with its own settings: `PATH[,KEY=VALUE,...]` on the command line
+(`fflm train --data`, `fflm eval`).
 
 Keys: `resolution` (the training-frame side for this source's faces; default the run's --resolution), `repeat`
 (how many times each face is drawn per epoch; fractions draw a random part), `jaw` (loss weight of the points no
@@ -16,10 +17,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from fflm.pts import AnnotationError, read_pts
-from fflm.train.data import Sample, read_annotations, read_visibility
+from fflm.annotations import Sample, read_annotations, read_visibility
+from fflm.errors import AnnotationError, UsageError
+from fflm.pts import read_pts
 
 
 @dataclass(frozen=True)
@@ -39,24 +40,24 @@ class Source:
         """`PATH[,KEY=VALUE,...]`; ValueError names an unknown key or a bad value."""
         path, *pairs = [p.strip() for p in spec.split(",")]
         if not path:
-            raise ValueError(f"{spec!r}: no path before the settings")
+            raise UsageError(f"{spec!r}: no path before the settings")
         kinds = {f.name: f.type for f in fields(cls) if f.name != "path"}
         values: dict = {}
         for pair in filter(None, pairs):
             key, eq, value = (s.strip() for s in pair.partition("="))
             if key not in kinds:
-                raise ValueError(f"{spec!r}: unknown setting {key!r} (one of {', '.join(kinds)})")
+                raise UsageError(f"{spec!r}: unknown setting {key!r} (one of {', '.join(kinds)})")
             if not eq or not value:
-                raise ValueError(f"{spec!r}: {key} needs a value ({key}=...)")
+                raise UsageError(f"{spec!r}: {key} needs a value ({key}=...)")
             if key in ("labels", "exclude", "only"):
                 values[key] = value
                 continue
             try:
                 number = int(value) if key == "resolution" else float(value)
             except ValueError:
-                raise ValueError(f"{spec!r}: {key} needs a number, got {value!r}") from None
+                raise UsageError(f"{spec!r}: {key} needs a number, got {value!r}") from None
             if not number >= 0 or (key == "resolution" and not 64 <= number <= 4096):
-                raise ValueError(f"{spec!r}: {key} out of range ({value})")
+                raise UsageError(f"{spec!r}: {key} out of range ({value})")
             values[key] = number
         return cls(path, **values)
 
@@ -108,33 +109,3 @@ def _with_jaw_weight(sample: Sample, unrefined: list[int], weight: float) -> Sam
     w = np.ones(len(sample.points)) if sample.weights is None else sample.weights.copy()
     w[unrefined] *= weight
     return replace(sample, weights=w)
-
-
-class SourceBatches(torch.utils.data.Sampler):
-    """Batches of indices into a ConcatDataset of sources, each batch from one source (so its frames share one
-    resolution), every source's faces drawn `repeat` times an epoch, in an order fixed by (seed, epoch)."""
-
-    def __init__(self, sizes: list[int], repeats: list[float], batch_size: int, seed: int) -> None:
-        self.sizes, self.repeats, self.batch_size, self.seed = sizes, repeats, batch_size, seed
-        self.epoch = 0
-
-    def _batches(self) -> list[list[int]]:
-        rng = np.random.default_rng((self.seed, self.epoch))
-        batches, start = [], 0
-        for size, repeat in zip(self.sizes, self.repeats):
-            whole, part = divmod(repeat, 1.0)
-            draws = [rng.permutation(size) for _ in range(int(whole))]
-            if part:
-                draws.append(rng.permutation(size)[: round(part * size)])
-            order = np.concatenate(draws) + start if draws else np.zeros(0, dtype=int)
-            # a source smaller than a batch still trains; otherwise its ragged last batch is dropped
-            cut = len(order) - len(order) % self.batch_size if len(order) >= self.batch_size else len(order)
-            batches += [order[i : i + self.batch_size].tolist() for i in range(0, cut, self.batch_size)]
-            start += size
-        return [batches[i] for i in rng.permutation(len(batches))]
-
-    def __iter__(self):
-        return iter(self._batches())
-
-    def __len__(self) -> int:
-        return len(self._batches())

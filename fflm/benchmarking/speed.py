@@ -1,7 +1,7 @@
-"""Speed and memory benchmark: `fflm bench` / `python -m fflm.bench`.
+"""Speed and memory benchmark: `fflm bench`.
 
 Portraits of 512 px to 8K on the long side are made by resizing the shipped sample and saved as JPEG.
-Per resolution, in a fresh process each (so peak memory is that resolution's alone): decode time,
+Per resolution, in a fresh process each (a spawned worker of a process pool) (so peak memory is that resolution's alone): decode time,
 detector time, landmark time per face, total in-process `predict` time, peak resident memory (and peak
 CUDA memory on a GPU). Then a folder of 1080p frames: images/s of `batch` (the runner: worker threads each
 taking a batch through the whole pipeline) against a loop of single-image `predict` calls in the same process,
@@ -11,7 +11,6 @@ medians of repeated runs after a warm-up.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import statistics
@@ -19,12 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "astronaut.png"
+from fflm.weights import asset
+
+SAMPLE = asset("astronaut.png")
 SIZES = (512, 1024, 2048, 4096, 8192)
 
 
@@ -84,7 +87,7 @@ def measure_dlib(path: Path, repeat: int) -> dict:
     """dlib's figures for the same file (its own process): HOG detector without upsampling, then the
     68-point shape predictor on each face; total = decode + both, as a user's script would run them."""
     from fflm.imageio import read_image
-    from fflm.peers import DlibLandmarker
+    from fflm.benchmarking.peers import DlibLandmarker
 
     dl = DlibLandmarker(upsample=0)
 
@@ -158,37 +161,37 @@ def make_frames(folder: Path, count: int = 200, size: tuple[int, int] = (1920, 1
     return folder
 
 
-def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "fflm.bench", "--child", *args], capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "benchmark child failed")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def in_fresh_process(fn, *args):  # noqa: ANN001,ANN002,ANN201
+    """`fn(*args)` in a newly spawned process of its own (nothing of this one's memory or threads is inherited, so
+    its peak memory is that measurement's alone); its exceptions are raised here."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int, ...] = SIZES, repeat: int = 5,
               frames: int = 200, detector: str = "yunet", workdir: Path | None = None, dlib: bool = True,
               flip: bool = True, precision: str = "auto") -> dict:
     """The whole benchmark; returns the figures (printing is the caller's). dlib's figures are added when
-    it is installed (fflm.peers) and `dlib` is true."""
+    it is installed (fflm.benchmarking.peers) and `dlib` is true."""
     import torch
 
     work = Path(workdir or tempfile.mkdtemp(prefix="fflm-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    from fflm.peers import dlib_available
+    from fflm.benchmarking.peers import dlib_available
 
     rows, dlib_rows = [], []
     for s in sizes:
         p = make_portrait(s, work / f"portrait_{s}.jpg")
-        rows.append(_child(["one", str(p), weights or "", device, str(repeat), detector, str(int(flip)), precision]))
+        rows.append(in_fresh_process(measure_one, p, weights, device, repeat, detector, flip, precision))
         if dlib and dlib_available():
-            dlib_rows.append({**_child(["dlib", str(p), str(repeat)]), "width": rows[-1]["width"],
+            dlib_rows.append({**in_fresh_process(measure_dlib, p, repeat), "width": rows[-1]["width"],
                               "height": rows[-1]["height"], "fflm_total_ms": rows[-1]["total_ms"]})
     batch = None
     if frames:
         folder = work / "frames_1080p"
         if len(list(folder.glob("*.jpg"))) != frames:
             make_frames(folder, frames)
-        batch = {**_child(["batch", str(folder), weights or "", device, detector, str(int(flip)), precision]),
+        batch = {**in_fresh_process(measure_batch, folder, weights, device, detector, flip, precision),
                  **measure_cli_loop(folder, weights, device, detector, flip, precision, min(10, frames))}
     return {
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
@@ -242,27 +245,3 @@ def print_report(report: dict, con=None) -> None:
         bt.add_row(f"{b['batch_img_s']:.2f}", f"{b['loop_img_s']:.2f}", f"{b['speedup']:.2f}×",
                    f"{b['cli_loop_img_s']:.2f}", f"{b['batch_img_s'] / b['cli_loop_img_s']:.1f}×")
         con.print(bt)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child"]:
-        kind, *rest = argv[1:]
-        if kind == "one":
-            path, weights, device, repeat, detector, flip, precision = rest
-            res = measure_one(Path(path), weights or None, device, int(repeat), detector, flip == "1", precision)
-        elif kind == "dlib":
-            path, repeat = rest
-            res = measure_dlib(Path(path), int(repeat))
-        else:
-            folder, weights, device, detector, flip, precision = rest
-            res = measure_batch(Path(folder), weights or None, device, detector, flip == "1", precision)
-        print(json.dumps(res))
-        return 0
-    from fflm.cli import main as cli_main
-
-    return cli_main(["bench", *argv])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
