@@ -4,7 +4,7 @@ depend on the detector, in one run: the figures of docs/detector.md and the dete
     python benchmarks/detector.py [--shared ../shared] [--weights W] [--threads 1] [--step 12] [--sections S,...]
                                   [--json out.json]
 
-1. splits: scene photos no shipped detector was trained on (fflm.detect.data.scene_splits): on the choice part, recall
+1. splits: scene photos no shipped detector was trained on (fflm.train.detector_data.scene_splits): on the choice part, recall
    >= 32 px and precision per threshold (the default threshold is the lowest with precision >= 0.95 there); on the
    report part, recall >= 32 px and precision at the detector's own threshold with 95 % Wilson intervals. IoU 0.5,
    greedy matching; human boxes >= 20 px are the truth, smaller faces, ignore regions and YuNet-only faces neutral.
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from fflm.detect import make_detector
-from fflm.detect.data import KeypointBoxModel, five_points_68, scene_splits
+from fflm.train.detector_data import KeypointBoxModel, five_points_68, scene_splits
 from fflm.detect.metrics import DetectionTally
 from fflm.geometry import box_iou
 from fflm.imageio import read_image
@@ -248,7 +248,7 @@ def loose_figures(lm, items, scales=(0.6, 1.0, 2.0, 3.0)) -> dict:
 def quality_figures(lm, items, photos, det_low) -> dict:
     """Face.quality of 300-W val faces (default detector) against background crops of the report split's photos
     given as face boxes, and against the false detections of YuNet at threshold 0.3 on those photos."""
-    from fflm.detect.data import background_boxes
+    from fflm.train.detector_data import background_boxes
     from fflm.detect.metrics import match, roc_auc
 
     faces = [f.quality for path, pts in items for f in [best_face(lm.predict(read_image(path)), pts)] if f is not None]
@@ -278,7 +278,7 @@ def video_counts(lm, path: Path, frames=(28, 29, 30, 31, 32)) -> list[int]:
     from fflm.imageio import video_frames
 
     counts = []
-    for k, frame in enumerate(video_frames(path)):
+    for k, frame in video_frames(path):
         if k in frames:
             counts.append(len(lm.predict(frame)))
         if k >= max(frames):
@@ -310,10 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     items = [(p.with_suffix(".jpg"), read_pts(p)) for p in sorted(val300.glob("*.pts"))]
     report: dict = {"threads": a.threads, "rounds": a.rounds, "torch": torch.__version__, "opencv": cv2.__version__,
                     "step": a.step}
+
+    def keep() -> None:  # after each section: a long run that stops keeps what it measured
+        if a.json:
+            Path(a.json).write_text(json.dumps(report, indent=2, default=float))
     if "splits" in sections:
         report["splits"] = {n: split_figures(n, choose, report_photos) for n in names}
+        keep()
     if "tiling" in sections:
         report["tiling"] = [r for n in names for r in tiling_figures(n, None, report_photos)]
+        keep()
     if "timing" in sections:
         with tempfile.TemporaryDirectory() as tmp:
             big = cv2.resize(read_image(items[0][0]), (2160, 2160), interpolation=cv2.INTER_CUBIC)
@@ -323,28 +329,33 @@ def main(argv: list[str] | None = None) -> int:
             cv2.imwrite(str(path4k), photo4k[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
             photo640 = cv2.resize(report_photos[0].decode(), (640, 480), interpolation=cv2.INTER_LINEAR)
             report["timing"] = timing_rounds([(n, None) for n in names], a.rounds, photo640, photo4k, path4k)
+            keep()
     if "w300" in sections:
         report["w300_found"] = {n: w300_found(make_detector(n, tiles="off"), items, box_model) for n in names}
+        keep()
     from fflm.pipeline import Landmarker
 
     subset = items[:: a.step]
     if "orientations" in sections:
         report["orientations"] = orientation_figures(Landmarker(a.weights, device="cpu"), subset)
+        keep()
     if "yaw" in sections:
         folder = shared / "data" / "more68" / "aflw2000"
         report["yaw"] = {n: yaw_figures(make_detector(n, tiles="off", rotations="none"), folder, box_model) for n in names}
+        keep()
     if "loose" in sections:
         report["loose"] = loose_figures(Landmarker(a.weights, device="cpu"), subset)
+        keep()
     if "quality" in sections:
         lm = Landmarker(a.weights, device="cpu")
         report["quality"] = quality_figures(lm, subset, report_photos,
                                             make_detector("yunet", tiles="off", rotations="none", threshold=0.3))
+        keep()
     if "video" in sections:
         sample = shared / "data" / "samples" / "frames.mp4"
         report["video"] = {n: video_counts(Landmarker(a.weights, device="cpu", detector=n), sample) for n in names}
+        keep()
     print_report(report)
-    if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=2, default=float))
     return 0
 
 

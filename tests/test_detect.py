@@ -17,7 +17,7 @@ from fflm.detect.decode import decode, decode_level, nms
 from fflm.detect.files import detect_file, reduction_for
 from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.detect.run import unscale_boxes
-from fflm.detect.targets import detector_loss, level_targets
+from fflm.train.detector_targets import detector_loss, level_targets
 from fflm.detect.tiling import detect_tiled, tile_plan, tile_windows
 from fflm.detect.weights import load_detector, save_detector
 from fflm.imageio import read_image
@@ -301,7 +301,7 @@ def test_prepare_normalises_and_pads_with_the_mean_colour() -> None:
 
 def test_tilt_keeps_boxes_on_their_content() -> None:
     """A bright square tilted with its canvas: the moved box stays centred on it, a bit larger than before."""
-    from fflm.detect.data import tilt
+    from fflm.train.detector_data import tilt
 
     img = np.zeros((120, 160, 3), np.uint8)
     img[30:50, 100:120] = 255  # pixel centres 100..119, 30..49: box [99.5, 29.5, 119.5, 49.5]
@@ -321,7 +321,7 @@ def test_tilt_keeps_boxes_on_their_content() -> None:
 
 
 def test_occlude_covers_part_of_each_chosen_face_and_nothing_else() -> None:
-    from fflm.detect.data import occlude
+    from fflm.train.detector_data import occlude
 
     rng = np.random.default_rng(3)
     boxes = np.array([[9.5, 9.5, 49.5, 59.5], [79.5, 19.5, 119.5, 69.5], [-20.5, 70.5, 19.5, 110.5]])
@@ -349,10 +349,10 @@ def test_occlude_covers_part_of_each_chosen_face_and_nothing_else() -> None:
 
 
 def test_training_script_runs_resumes_and_exports(tmp_path: Path, capsys) -> None:
-    """Two tiny epochs of `python -m fflm.detect.train` on made-up scenes and 300-W faces (with tilted canvases):
+    """Two tiny epochs of `python -m fflm.train.detector` on made-up scenes and 300-W faces (with tilted canvases):
     it checkpoints, resumes at the next epoch and exports a detector that loads with its threshold."""
     from conftest import faces, scene_folder
-    from fflm.detect.train import main
+    from fflm.train.detector import main
 
     scenes = scene_folder(tmp_path / "scenes")
     w300 = faces(tmp_path / "w300", 3)
@@ -383,7 +383,7 @@ def test_training_script_runs_resumes_and_exports(tmp_path: Path, capsys) -> Non
 
 
 def test_mirror_boxes_by_hand_and_twice_is_identity() -> None:
-    from fflm.detect.data import mirror_boxes
+    from fflm.train.detector_data import mirror_boxes
 
     b = np.array([[0, 10, 9, 20], [90, 0, 99, 5.0]])  # in a 100 px wide image: the left and right edges swap
     np.testing.assert_array_equal(mirror_boxes(b, 100), [[90, 10, 99, 20], [0, 0, 9, 5]])

@@ -120,7 +120,7 @@ def test_yunet_from_many_threads_matches_one_at_a_time():
 @needs_builtin
 def test_shipped_detector_on_300w_faces():
     from fflm.detect import make_detector
-    from fflm.detect.data import KeypointBoxModel, five_points_68
+    from fflm.train.detector_data import KeypointBoxModel, five_points_68
     from fflm.geometry import box_iou
     from fflm.imageio import read_image
     from fflm.pts import read_pts

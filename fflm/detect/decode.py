@@ -1,6 +1,6 @@
 """From the network's maps to scored boxes: peak picking, box decoding and non-maximum suppression.
 
-Conventions shared with training (`fflm.detect.targets`): on a level of stride s, cell (i, j) covers input
+Conventions shared with training (`fflm.train.detector_targets`): on a level of stride s, cell (i, j) covers input
 pixels [j·s, (j+1)·s - 1] × [i·s, (i+1)·s - 1], so its centre is at (j·s + (s-1)/2, i·s + (s-1)/2) in 0-based
 pixel-centre coordinates. Channel 0 is the centre logit; channels 1-4 are log(distance / s) from the cell centre
 to the left, top, right and bottom box edges.

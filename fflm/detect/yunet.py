@@ -58,7 +58,7 @@ class YuNetDetector:
             self.net.detect(np.zeros((32, 32, 3), np.uint8))  # some OpenCV builds parse lazily: fail here, not later
         except cv2.error as e:
             raise DetectorModelError(f"{path}: not a usable YuNet ONNX model ({str(e).strip().splitlines()[-1]})") from None
-        self.proxy, self.tiles = proxy, parse_tiles(tiles)
+        self.proxy, self.tiles, self.threshold = proxy, parse_tiles(tiles), float(threshold)
         self.max_faces, self.min_face_size, self.nms_iou = max_faces, float(min_face_size or 0.0), nms_iou
         self._lock = threading.Lock()  # the net holds its input size: one image at a time (batch workers share it)
         self.frame = FaceFrame.load()

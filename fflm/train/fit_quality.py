@@ -3,7 +3,7 @@
     python -m fflm.train.fit_quality [--shared ../shared] [--faces 400] [--out fflm/assets/quality.json]
 
 Positives: 300-W train faces as the default detector frames them. Negatives: random background squares (no face or
-ignore region in them) of the scene photos of the choice split (fflm.detect.data.scene_splits), each given to the
+ignore region in them) of the scene photos of the choice split (fflm.train.detector_data.scene_splits), each given to the
 Landmarker as a face box. Prints the ROC AUC on these training sets.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fflm.detect.data import background_boxes, scene_splits
+from fflm.train.detector_data import background_boxes, scene_splits
 from fflm.detect.metrics import roc_auc
 from fflm.quality import QUALITY_ASSET, fit_logistic
 

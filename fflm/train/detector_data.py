@@ -273,7 +273,7 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def scene_splits(folder: str | Path) -> tuple[list[Photo], list[Photo]]:
     """(choice split, report split) of the scene photos no shipped detector was trained on: WIDER FACE val, face-mask,
     COCO and skimage photos (YuNet was trained on WIDER FACE train). The report split is the part held out from the
-    built-in detector's training (fflm.detect.data.is_validation); thresholds are chosen on the other part."""
+    built-in detector's training (fflm.train.detector_data.is_validation); thresholds are chosen on the other part."""
     folder = Path(folder)
     sources = json.loads((folder / "sources.json").read_text())
     train, val, _ = load_scenes(folder)
