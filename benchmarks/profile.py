@@ -53,7 +53,7 @@ def instrument(lm: pipeline.Landmarker, clock: StageClock) -> None:
     pipeline.read_image = clock.wrap("decode", pipeline.read_image)
     lm.detector.detect = clock.wrap("detector", lm.detector.detect)
     clock.hook("global network", lm.model.global_net)
-    for net in lm.model.__dict__.get("_stacked") or []:
+    for net in lm.model.stacked_regions:
         clock.hook("regional network", net)
     for head in [lm.model.global_head, *(h for hs in lm.model.regional_heads for h in hs)]:
         clock.hook("soft-argmax", head)

@@ -20,6 +20,10 @@ class UsageError(FflmError, ValueError):
     exit_code = 2
 
 
+class MissingExtra(UsageError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
 class ImageError(FflmError):
     """An image that cannot be read: missing, not an image, truncated or of an unsupported kind."""
 

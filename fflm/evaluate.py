@@ -187,10 +187,10 @@ def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_s
             cand = landmarker.detections(a, None if boxes == "detector" else boxes.get(Path(s.image).name, []))
             best = best_overlap(np.array([d.box for d in cand]).reshape(-1, 4), tbox, min_iou=0.1)
             dets.append([] if best is None else [cand[best]])
-        for k, faces in enumerate(landmarker.landmarks(arrays, dets)):
+        for k, faces in enumerate(landmarker.staged_landmarks(arrays, dets)):
             if faces:
-                preds[start + k] = faces[0].landmarks
-                glob[start + k] = faces[0].global_landmarks
+                preds[start + k] = faces[0][0].landmarks
+                glob[start + k] = faces[0][1]
         if progress is not None:
             progress(min(start + batch_size, n), n)
     seconds = time.perf_counter() - t0

@@ -17,6 +17,24 @@ import numpy as np
 Array = TypeVar("Array")  # np.ndarray or torch.Tensor
 
 
+def face_size(boxes: np.ndarray) -> np.ndarray:
+    """The size of each face box [..., 4]: √(w·h) in its pixels (0 for an empty box); [...] like the boxes."""
+    b = np.asarray(boxes, np.float64)
+    return np.sqrt(np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None))
+
+
+def cell_centres(count: int, stride: int, device=None, dtype=None):  # noqa: ANN001,ANN201
+    """Where the `count` cells of a stride-`stride` grid (a heatmap, a detector level) sit in its input's pixels:
+    cell j covers pixels j·s … (j+1)·s - 1, so its centre is j·s + (s - 1)/2. A numpy array, or a torch tensor
+    when `device` or `dtype` is given."""
+    off = (stride - 1) / 2
+    if device is None and dtype is None:
+        return np.arange(count) * stride + off
+    import torch
+
+    return torch.arange(count, device=device, dtype=dtype) * stride + off
+
+
 def _size_xy(size: int | tuple[int, int]) -> tuple[float, float]:
     if isinstance(size, (tuple, list)):
         return float(size[0]), float(size[1])

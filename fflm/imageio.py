@@ -116,6 +116,17 @@ def decode_bytes(data: np.ndarray, label: str, reduce: int = 1, fallback=None) -
     return to_rgb8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
+def decode_file_bytes(data: bytes, label: str) -> np.ndarray:
+    """An image file's bytes (read elsewhere, e.g. by Ray Data) decoded as `read_image` decodes the file, with
+    the same errors, naming `label`."""
+    import io
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if buf.size == 0:
+        raise ImageError(f"empty file: {label}")
+    return decode_bytes(buf, label, fallback=lambda: _pillow_decode(io.BytesIO(data), label, 1))
+
+
 def _is_16bit_png(data: np.ndarray) -> bool:
     """Whether the bytes are a PNG with 16-bit samples (IHDR's bit depth, byte 24)."""
     return data.size > 24 and data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and int(data[24]) == 16

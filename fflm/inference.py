@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from fflm.choices import PRECISIONS
 from fflm.errors import UsageError
-
-
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def native_bfloat16(device: torch.device) -> bool:

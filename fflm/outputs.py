@@ -21,12 +21,11 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from fflm.choices import FORMATS
 from fflm.errors import UsageError
 from fflm.fileio import STDOUT, OutputError, atomic_file, atomic_write, is_stream, open_stream, why
 from fflm.pts import format_pts
 from fflm.scheme import LandmarkScheme
-
-FORMATS = ("json", "jsonl", "csv", "pts")
 
 
 @dataclass

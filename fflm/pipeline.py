@@ -7,13 +7,14 @@ region go through that region's network in one call.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from fflm.choices import BACKENDS, DEVICES
 from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
 from fflm.errors import BoxWarning, UsageError
@@ -21,7 +22,6 @@ from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
 from fflm.inference import compute_dtype, networks_in
 from fflm.model.network import StageOutput
-from fflm.model.serving import for_inference
 from fflm.quality import load_map, quality
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
@@ -43,7 +43,6 @@ class Face:
     score: float
     landmarks: np.ndarray
     landmark_scores: np.ndarray
-    global_landmarks: np.ndarray = field(repr=False, default=None)
     track: int | None = None
     quality: float | None = None
 
@@ -66,34 +65,42 @@ def pick_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but torch sees no CUDA device")
     if device != "cpu" and not device.startswith("cuda"):
-        raise UsageError(f"unknown device {device!r} (auto, cpu or cuda)")
+        raise UsageError(f"unknown device {device!r} ({', '.join(DEVICES)})")
     return torch.device(device)
 
 
 class Landmarker:
     """Facial landmarks on images of any resolution.
 
-    `Landmarker()` loads the shipped weights; `Landmarker.from_file(path)` any other. `predict(image)`
+    `Landmarker()` loads the shipped weights, `Landmarker("300w-68-stacks2")` another shipped file by name (see
+    fflm.weights.SHIPPED), `Landmarker.from_file(path)` any other. `predict(image)`
     takes a path or an RGB uint8 array [H, W, 3] and optional face boxes; without boxes the detector
     finds them: `detector` is a FaceDetector or a name of fflm.detect.make_detector ("yunet", the
     default; "builtin"; "none" = the whole image is the face).
     `shape_prior`: use the weights' shape model, when they have one, on the points no region refines.
     `precision`: the landmark networks' arithmetic, `float32`, `bfloat16`, or `auto` (bfloat16 where the device
     computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see docs/benchmarks.md).
+    `backend`: `torch`, or `onnxruntime` to run the networks from the ONNX files `fflm export --format onnx` wrote
+    into `onnx_dir` from these weights (float32; the `fflm[onnx]` extra; see fflm.backends.onnx).
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  detector: FaceDetector | str = "yunet", recentre: bool = True,
                  recentre_tolerance: float = 0.02, recentre_passes: int = 4, upright: bool = True,
                  flip: bool = True, shape_prior: bool = True,
-                 precision: str = "auto") -> None:
-        self.device = pick_device(device)
-        self.dtype = compute_dtype(precision, self.device)
+                 precision: str = "auto", backend: str = "torch", onnx_dir: str | Path | None = None) -> None:
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
+        if (backend == "onnxruntime") != (onnx_dir is not None):
+            raise UsageError("the onnxruntime backend runs the files of an ONNX folder: give both or neither")
+        if backend == "onnxruntime" and (device.startswith("cuda") or precision == "bfloat16"):
+            raise UsageError("the onnxruntime backend runs on the CPU in float32")
+        self.device = pick_device("cpu" if backend == "onnxruntime" else device)
+        self.dtype = compute_dtype("float32" if backend == "onnxruntime" else precision, self.device)
         self.weights_path = resolve(weights)
-        self.model, self.metadata = load_model(self.weights_path, self.device)
-        for_inference(self.model)
-        self.model.stack_regions()  # the four regional networks as one grouped network: one call per stage
-        self.model.networks_to(self.dtype)
+        trained, self.metadata = load_model(self.weights_path, self.device)
+        # folded, the four regional networks as one grouped network (one call per stage), in the chosen dtype
+        self.model = trained.for_serving(self.dtype)
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
@@ -105,6 +112,11 @@ class Landmarker:
         self.shape = self.model.shape_model() if shape_prior else None
         self.quality_map = load_map()
         self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
+        self.backend = backend
+        if backend == "onnxruntime":
+            from fflm.backends.onnx import use_onnxruntime
+
+            use_onnxruntime(self, onnx_dir)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs) -> "Landmarker":
@@ -156,7 +168,6 @@ class Landmarker:
             out.append(Detection(clipped, 1.0))
         return out
 
-    @torch.inference_mode()
     def landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[list[Face]]:
         """Landmarks for given detections. The face frame comes from each box (or the detector's landmark-box
         estimate). With `recentre`, the global stage's points propose a frame of their own; faces whose frame
@@ -164,13 +175,20 @@ class Landmarker:
         moves or after `recentre_passes` passes (so a loose or shifted box converges onto the face). The
         regional stage then runs once for all faces. A face the detector found rolled (fflm.upright) is framed
         upright in a turned patch of its image, its points turned back."""
+        return [[face for face, _ in faces] for faces in self.staged_landmarks(images, detections)]
+
+    @torch.inference_mode()
+    def staged_landmarks(self, images: Sequence[np.ndarray],
+                         detections: Sequence[Sequence[Detection]]) -> list[list[tuple[Face, np.ndarray]]]:
+        """As `landmarks`, each face with the global stage's own points [N, 2] beside it (original pixels, with the
+        mirror offset; before the regional networks and the shape model), to measure what the refinement adds."""
         owners = [(i, d) for i, ds in enumerate(detections) for d in ds]
-        results: list[list[Face]] = [[] for _ in images]
+        results: list[list[tuple[Face, np.ndarray]]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
             chunk = owners[start : start + self.max_faces_per_call]
             faces = self._upright([images[i] for i, _ in chunk], [d for _, d in chunk])
             # the points' own roll: a detector's keypoints understate a strong roll; such faces go round once more
-            turned = [(k, points_detection(f.landmarks, self.scheme.norm_points, d)) for k, ((_, d), f)
+            turned = [(k, points_detection(f.landmarks, self.scheme.norm_points, d)) for k, ((_, d), (f, _))
                       in enumerate(zip(chunk, faces))]
             turned = [(k, t) for k, t in turned if self.upright and needs_turn(t.roll, used_roll(chunk[k][1]))]
             if turned:
@@ -180,22 +198,24 @@ class Landmarker:
             for (i, _), face in zip(chunk, faces):
                 results[i].append(face)
         for faces in results:
-            faces.sort(key=lambda f: -f.score)
+            faces.sort(key=lambda pair: -pair[0].score)
         return results
 
-    def _upright(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
+    def _upright(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[tuple[Face, np.ndarray]]:
         """`_faces`, the rolled faces (fflm.upright) in upright patches of their images, points turned back."""
         patches = [upright_patch(im, d) if self.upright else None for im, d in zip(images, dets)]
         with networks_in(self.dtype, self.device):
             faces = self._faces([im if p is None else p[0] for im, p in zip(images, patches)],
                                 [d if p is None else p[1] for d, p in zip(dets, patches)])
-        for d, p, face in zip(dets, patches, faces):
+        out = []
+        for d, p, (face, glob) in zip(dets, patches, faces):
             if p is not None:
-                face.landmarks, face.global_landmarks = restore(face.landmarks, p[2]), restore(face.global_landmarks, p[2])
+                face.landmarks, glob = restore(face.landmarks, p[2]), restore(glob, p[2])
                 face.box, face.score = d.box, d.score
-        return faces
+            out.append((face, glob))
+        return out
 
-    def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[Face]:
+    def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[tuple[Face, np.ndarray]]:
         fs = self.model.config.frame_scale
         first = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
         if not self.recentre:
@@ -230,7 +250,8 @@ class Landmarker:
         glob[..., 0] += shift
         scores = out["scores"].float().cpu().numpy().astype(np.float64)
         q = quality(scores, *self.quality_map)
-        return [Face(d.box, float(d.score), final[k], scores[k], glob[k], quality=float(q[k])) for k, d in enumerate(dets)]
+        return [(Face(d.box, float(d.score), final[k], scores[k], quality=float(q[k])), glob[k])
+                for k, d in enumerate(dets)]
 
     def _settle(self, images: Sequence[np.ndarray], frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor, StageOutput]:
         """Global passes (no mirrored half) from `frames`, each re-framing the faces whose points proposed a frame

@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fflm.fileio import atomic_write
+
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
 
@@ -55,7 +57,4 @@ def line_plot(path: str | Path, x: list[float], series: dict[str, list[float]], 
     cv2.putText(img, xlabel, (w // 2 - 20, h - 10), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     if ylabel:
         cv2.putText(img, ylabel, (5, top - 10), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    cv2.imwrite(str(tmp), img)
-    tmp.replace(path)
+    atomic_write(path, cv2.imencode(".png", img)[1].tobytes())

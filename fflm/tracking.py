@@ -21,14 +21,15 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
+from fflm.choices import DETECT_EVERY
 from fflm.detect import Detection
 from fflm.errors import UsageError
-from fflm.geometry import box_iou, points_box
+from fflm.geometry import box_iou, face_size, points_box
 from fflm.imageio import to_rgb8, video_fps, video_frames
 from fflm.outputs import ImageResult
 from fflm.smoothing import OneEuro, OneEuroParams
 
-DEFAULT_DETECT_EVERY = 8  # frames between detections (docs/video.md: speed and missed faces against N)
+DEFAULT_DETECT_EVERY = DETECT_EVERY  # frames between detections (docs/video.md: speed and missed faces against N)
 MIN_QUALITY = 0.2  # a tracked face below this landmark quality has lost its face (real faces score ~0.4-0.5)
 MATCH_IOU = 0.3  # least IoU of a detection with a track's predicted box for them to be one face
 REFRAME_IOU = 0.5  # below this (but matched), the detector's frame replaces the track's own
@@ -183,7 +184,7 @@ class Tracker:
             owner.shift = (lbox[:2] + lbox[2:] - before[:2] - before[2:]) / 2
             owner.landmarks = raw
             if owner.smoother is not None:
-                face.landmarks = owner.smoother(raw, t, float(np.sqrt(np.prod(lbox[2:] - lbox[:2]))))
+                face.landmarks = owner.smoother(raw, t, float(face_size(lbox)))
             face.box = np.asarray(det.box, np.float64) if detected else owner.box(points_box(face.landmarks))
             face.score = owner.score
             face.track = owner.id

@@ -151,3 +151,15 @@ def scene_folder(folder: Path, train: int = 12, val: int = 2) -> Path:
     (folder / "labels.json").write_text(json.dumps(labels))
     (folder / "ignore.json").write_text("{}")
     return folder
+
+
+@pytest.fixture
+def tiny_video(tmp_path) -> Path:
+    """5 MJPG frames of 64×48, frame k a flat grey of 40·k + 20."""
+    path = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    assert vw.isOpened()
+    for k in range(5):
+        vw.write(np.full((48, 64, 3), 40 * k + 20, np.uint8))
+    vw.release()
+    return path

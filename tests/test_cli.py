@@ -70,17 +70,6 @@ def folder(tmp_path) -> Path:
     return d
 
 
-@pytest.fixture
-def video(tmp_path) -> Path:
-    path = tmp_path / "clip.avi"
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
-    assert vw.isOpened()
-    for k in range(5):
-        vw.write(np.full((48, 64, 3), 40 * k + 20, np.uint8))
-    vw.release()
-    return path
-
-
 def _argv(args) -> list[str]:
     """detect and batch run with `--detector none` (the whole image is the face) unless told otherwise: the
     tests use the tiny landmark model only, not a face detector's model file."""
@@ -349,7 +338,8 @@ def test_batch_json_content(capsys, folder, weights):
     assert all(len(r["faces"]) == 1 and len(r["faces"][0]["landmarks"]) == N for r in d)
 
 
-def test_batch_video(capsys, video, weights):
+def test_batch_video(capsys, tiny_video, weights):
+    video = tiny_video
     rc, out, err = cli(capsys, "batch", video, "-w", weights, "--format", "jsonl")
     assert rc == 0
     rows = [json.loads(line) for line in out.splitlines()]
@@ -361,7 +351,8 @@ def test_batch_video(capsys, video, weights):
     assert [r["image"] for r in read_csv(out)] == [f"{video}#{k}" for k in range(5)]
 
 
-def test_batch_video_pts_and_overlays(capsys, video, weights, tmp_path):
+def test_batch_video_pts_and_overlays(capsys, tiny_video, weights, tmp_path):
+    video = tiny_video
     rc, _, _ = cli(capsys, "batch", video, "-w", weights, "-f", "pts", "-o", tmp_path / "pts",
                    "--overlay-dir", tmp_path / "ov")
     assert rc == 0
@@ -687,14 +678,17 @@ def test_process_bad_image(weights, tmp_path):
 # --- errors: fflm's own by kind, a bug as a bug ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("error, code, line", [
-    ("usage", 2, "fflm: error: --tiles must be auto"),
-    ("failure", 1, "fflm: error: weights file not found: gone.safetensors"),
-    ("oserror", 1, "fflm: error: [Errno 28] No space left on device"),
-    ("bug", 1, "fflm: internal error: ValueError: a library bug (FFLM_DEBUG=1 shows the traceback)"),
-    ("keyerror", 1, "fflm: internal error: KeyError: 'x' (FFLM_DEBUG=1 shows the traceback)"),
-])
-def test_errors_map_to_their_exit_code_and_a_bug_says_so(capsys, monkeypatch, img, weights, error, code, line):
+RAISED = {  # what the library raises: the exit code and the line the user sees
+    "usage": (2, "fflm: error: --tiles must be auto"),
+    "failure": (1, "fflm: error: weights file not found: gone.safetensors"),
+    "oserror": (1, "fflm: error: [Errno 28] No space left on device"),
+    "bug": (1, "fflm: internal error: ValueError: a library bug (FFLM_DEBUG=1 shows the traceback)"),
+    "keyerror": (1, "fflm: internal error: KeyError: 'x' (FFLM_DEBUG=1 shows the traceback)"),
+}
+
+
+@pytest.mark.parametrize("error", RAISED)
+def test_errors_map_to_their_exit_code_and_a_bug_says_so(capsys, monkeypatch, img, weights, error):
     import errno
 
     from fflm.detect.builtin import parse_tiles
@@ -712,8 +706,9 @@ def test_errors_map_to_their_exit_code_and_a_bug_says_so(capsys, monkeypatch, im
         raise KeyError("x")
 
     monkeypatch.delenv("FFLM_DEBUG", raising=False)
-    monkeypatch.setattr("fflm.cli.common.make_landmarker", fail)
+    monkeypatch.setattr("fflm.cli.common.LandmarkerOptions.landmarker", fail)
     rc, out, err = cli(capsys, "detect", img, "-w", weights)
+    code, line = RAISED[error]
     assert (rc, out) == (code, "") and one_error(err).startswith(line)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
+from pathlib import Path
 
 import pytest
 import typer
@@ -98,3 +100,64 @@ def test_eval_takes_the_detector_options_only_with_detector_boxes(capsys, weight
     assert rc == 2 and "--boxes detector" in err
     rc, _, err = cli(capsys, "eval", data, "-w", weights, "--boxes", "detector", "--detector", "none")
     assert rc == 2 and "needs a detector" in err
+
+
+class Built(Exception):
+    """Raised in place of building the Landmarker: carries the options a command collected."""
+
+
+@pytest.mark.parametrize("command", ["detect", "batch", "eval"])
+def test_the_commands_collect_their_landmarker_options_into_one_object(capsys, monkeypatch, tmp_path, command):
+    from fflm.cli import common
+
+    seen = []
+
+    def build(self, with_detector=True):  # noqa: ANN001
+        seen.append((self, with_detector))
+        raise Built
+
+    monkeypatch.setattr(common.LandmarkerOptions, "landmarker", build)
+    img = _png(tmp_path / "a.png")
+    src = {"detect": img, "batch": tmp_path, "eval": tmp_path}[command]
+    extra = ["--boxes", "detector"] if command == "eval" else ["--tiles", "3", "--max-faces", "2"]
+    rc, _, err = cli(capsys, command, src, "-w", "300w-68-stacks2", "--device", "CPU", "--no-flip", "--precision",
+                     "bfloat16", "--detector", "builtin", "--detector-threshold", "0.3", "--threads", "1", *extra)
+    assert rc == 1 and "internal error: Built" in err  # raised where the Landmarker would be built
+    [(opts, with_detector)] = seen
+    assert with_detector
+    assert (opts.weights, opts.device, opts.flip, opts.precision, opts.detector, opts.detector_threshold,
+            opts.threads) == (Path("300w-68-stacks2"), "cpu", False, "bfloat16", "builtin", 0.3, 1)
+    assert not any(isinstance(v, Enum) for v in vars(opts).values())  # plain values, as the library takes them
+    if command != "eval":
+        assert (opts.tiles, opts.max_faces) == ("3", 2)
+
+
+def test_the_choice_options_are_the_library_s_names():
+    import importlib
+
+    from fflm import choices, inference, outputs
+    from fflm.cli import train
+
+    cli_app = importlib.import_module("fflm.cli.app")  # the module, which fflm.cli's `app` object hides
+    from fflm.detect import DETECTORS
+    from fflm.train.losses import LOSSES
+
+    for enum, names in ((cli_app.Format, outputs.FORMATS), (cli_app.Precision, inference.PRECISIONS),
+                        (cli_app.DetectorChoice, DETECTORS), (cli_app.Device, choices.DEVICES),
+                        (train.Loss, LOSSES), (train.Variant, choices.VARIANTS)):
+        assert tuple(m.value for m in enum) == names
+
+
+def test_help_defaults_are_the_library_s(capsys, monkeypatch):
+    from fflm.choices import DETECT_EVERY, YUNET_THRESHOLD
+    from fflm.detect.builtin import BuiltinDetector
+
+    monkeypatch.setenv("COLUMNS", "400")
+    assert main_help(capsys, "detect").count(f"{YUNET_THRESHOLD:g} for yunet, {BuiltinDetector().threshold:g} for builtin") == 1
+    assert f"[default: {DETECT_EVERY}]" in main_help(capsys, "batch")
+
+
+def main_help(capsys, command: str) -> str:
+    rc, out, err = cli(capsys, command, "--help")
+    assert rc == 0, err
+    return out

@@ -271,3 +271,20 @@ def test_affine_points_matches_warp_affine(angle, scale):
     ys, xs = np.nonzero(out == out.max())
     assert len(xs) == 1  # bilinear keeps a unique maximum at the image of an integer centre
     np.testing.assert_allclose(affine_points(np.array([src], float), m)[0], [xs[0], ys[0]], atol=1e-9)
+
+
+def test_face_size_is_the_root_of_the_box_area():
+    from fflm.geometry import face_size
+
+    assert face_size(np.array([10.0, 20.0, 19.0, 36.0])) == pytest.approx(12.0)  # 9 × 16
+    np.testing.assert_allclose(face_size(np.array([[0, 0, 4, 9], [5, 5, 3, 9], [0, 0, 2, 2]], float)), [6.0, 0.0, 2.0])
+    assert face_size(np.zeros((0, 4))).shape == (0,)
+
+
+def test_cell_centres_are_the_centres_of_the_pixels_each_cell_covers():
+    """Cell j of stride s covers pixels j·s … j·s + s - 1: its centre is their mean, as in a cv2.resize by 1/s."""
+    from fflm.geometry import cell_centres
+
+    for s in (1, 2, 4, 8):
+        np.testing.assert_allclose(cell_centres(5, s), [np.mean(range(j * s, j * s + s)) for j in range(5)])
+    assert cell_centres(3, 2, dtype=torch.float64).dtype == torch.float64

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from fflm.model.layers import SoftArgmax, confidence, heatmap_grid, soft_argmax
+from fflm.geometry import cell_centres
+from fflm.model.layers import SoftArgmax, confidence, soft_argmax
 
 BIG = 1e4  # exp(-BIG) underflows to exactly 0: a one-hot softmax
 
@@ -80,9 +81,10 @@ def test_batch_and_channels_are_independent():
     assert pts[1, 0].tolist() == [3.5, 3.5]  # uniform
 
 
-def test_heatmap_grid():
-    xs, ys = heatmap_grid(2, 3, 4, torch.device("cpu"), torch.float32)
-    assert xs.tolist() == [1.5, 5.5, 9.5] and ys.tolist() == [1.5, 5.5]
+def test_cell_centres_as_torch_and_numpy():
+    xs = cell_centres(3, 4, torch.device("cpu"), torch.float32)
+    assert xs.dtype == torch.float32 and xs.tolist() == [1.5, 5.5, 9.5]
+    assert cell_centres(2, 4).tolist() == [1.5, 5.5] and cell_centres(3, 1).tolist() == [0.0, 1.0, 2.0]
 
 
 # ---------------------------------------------------------------- gradients
@@ -94,7 +96,7 @@ def test_gradient_matches_closed_form(beta, stride):
     torch.manual_seed(0)
     logits = torch.randn(1, 2, 3, 4, requires_grad=True)
     pts, prob = soft_argmax(logits, beta, stride)
-    xs, ys = heatmap_grid(3, 4, stride, torch.device("cpu"), torch.float32)
+    xs, ys = (cell_centres(n, stride, torch.device("cpu"), torch.float32) for n in (4, 3))
     gx, = torch.autograd.grad(pts[0, 1, 0], logits, retain_graph=True)
     gy, = torch.autograd.grad(pts[0, 0, 1], logits)
     p = prob.detach()

@@ -516,18 +516,6 @@ def test_list_images_of_an_empty_folder(tmp_path):
 # --- video ---------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tiny_video(tmp_path) -> Path:
-    """5 MJPG frames of 64×48, frame k a flat grey of 40·k + 20."""
-    path = tmp_path / "clip.avi"
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
-    assert vw.isOpened()
-    for k in range(5):
-        vw.write(np.full((48, 64, 3), 40 * k + 20, np.uint8))
-    vw.release()
-    return path
-
-
 def test_video_frames_in_order(tiny_video):
     frames = list(video_frames(tiny_video))
     assert [n for n, _ in frames] == [0, 1, 2, 3, 4]

@@ -389,9 +389,7 @@ def test_flip_averaged_regional_stage_is_mirror_equivariant(stacked):
 
     torch.manual_seed(2)
     m = randomise_batchnorm(LandmarkNet(tiny_config()).eval())
-    served = for_inference(copy.deepcopy(m))
-    if stacked:
-        served.stack_regions()
+    served = m.for_serving() if stacked else for_inference(copy.deepcopy(m))
     mirrors = served.scheme.region_mirrors()
     crops = torch.rand(2, len(mirrors), 3, 32, 32) * 255
     with torch.inference_mode():
@@ -445,14 +443,13 @@ def test_stacked_regions_give_the_same_points(light, stacks, stages):
     torch.manual_seed(0)
     net = HourglassConfig(width=8, depth=1, stem_stride=4, light=light, stacks=stacks)
     m = randomise_batchnorm(LandmarkNet(tiny_config(regional_net=net, regional_stages=stages)).eval())
-    served = for_inference(copy.deepcopy(m))
+    separately, stacked = for_inference(copy.deepcopy(m)), m.for_serving()
+    assert separately.stacked_regions is None and len(stacked.stacked_regions) == stages
     crops = torch.rand(3, len(m.scheme.regions), 3, 32, 32) * 255
     with torch.inference_mode():
         for stage in range(stages):
-            separate = served.run_regions(crops, stage)
-            served.stack_regions()
-            together = served.run_regions(crops, stage)
-            served.__dict__.pop("_stacked")
+            separate = separately.run_regions(crops, stage)
+            together = stacked.run_regions(crops, stage)
             for a, b in zip(together, separate):
                 torch.testing.assert_close(a.points, b.points, atol=1e-3, rtol=0)
                 torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=0)
@@ -466,3 +463,24 @@ def test_stacking_refuses_unfolded_batchnorm():
     m = LandmarkNet(tiny_config())
     with pytest.raises(ValueError, match="BatchNorm"):
         stack_convnets(list(m.regional_nets[0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_for_serving_is_a_copy_and_leaves_the_trained_model_as_it_was(dtype):
+    """The serving copy is folded, stacked and cast; the trained model keeps its BatchNorm, gradients, dtype and
+    state dict (it could go on training or be saved), and both give the same points."""
+    torch.manual_seed(4)
+    m = randomise_batchnorm(LandmarkNet(tiny_config()).eval())
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    served = m.for_serving(dtype)
+    assert served is not m and m.stacked_regions is None
+    assert all(p.requires_grad and p.dtype == torch.float32 for p in m.parameters())
+    assert sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules()) > 0
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in served.modules())
+    assert m.state_dict().keys() == before.keys() and all(torch.equal(m.state_dict()[k], v) for k, v in before.items())
+    assert {p.dtype for p in served.global_net.parameters()} == {p.dtype for p in served.stacked_regions.parameters()} == {dtype}
+    assert served.global_head.log_beta.dtype == torch.float32  # the heads stay float32
+    x = torch.rand(2, 3, 64, 64) * 255
+    with torch.inference_mode(), torch.autocast("cpu", dtype, enabled=dtype != torch.float32):
+        a, b = m(x)["final"], served(x)["final"]
+    torch.testing.assert_close(b.float(), a.float(), atol=0.05 if dtype == torch.float32 else 1.5, rtol=0)

@@ -46,7 +46,7 @@ def make_face(seed: int = 0, score: float = 0.9, box=(10.0, 20.0, 110.0, 140.0),
     else:  # what the pipeline produces: float32 values widened to float64
         lm = rng.uniform(-0.5, 199.5, (N, 2)).astype(np.float32).astype(np.float64)
     scores = rng.uniform(0, 1, N)
-    return Face(np.array(box, dtype=np.float64), score, lm, scores, lm.copy())
+    return Face(np.array(box, dtype=np.float64), score, lm, scores)
 
 
 def test_csv_header():

@@ -29,6 +29,11 @@ def lm(weights) -> Landmarker:
     return Landmarker(weights, device="cpu", detector="none", precision="float32")
 
 
+def staged(lm: Landmarker, image: np.ndarray, boxes) -> list[tuple[Face, np.ndarray]]:  # noqa: ANN001
+    """`lm.staged_landmarks` on one image with given boxes: each face with its global stage's points."""
+    return lm.staged_landmarks([image], [lm.detections(image, boxes)])[0]
+
+
 def _image(h: int = 80, w: int = 100, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
@@ -39,7 +44,6 @@ def _check_face(face: Face) -> None:
     assert np.isfinite(face.landmarks).all()
     assert face.landmark_scores.shape == (N,)
     assert ((face.landmark_scores >= 0) & (face.landmark_scores <= 1)).all()
-    assert face.global_landmarks.shape == (N, 2) and np.isfinite(face.global_landmarks).all()
 
 
 def test_predict_array_whole_image(lm):
@@ -279,11 +283,11 @@ def test_pixel_convention_without_recentre(weights, monkeypatch, region_point, r
     assert (lm.model.config.proxy_size, lm.model.config.crop_size) == (64, 32)
     assert lm.model.config.frame_scale == 1.5 and lm.model.config.region_min_side == 0.12
     _stub_stages(monkeypatch, lm, lambda i: (0.0, 0.0) if i in JAW else (31.5, 31.5), region_point)
-    [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
+    [(face, global_points)] = staged(lm, _image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
     others = [i for i in range(N) if i not in JAW]
     np.testing.assert_allclose(face.landmarks[JAW], [[0.46875, 10.46875]] * len(JAW), atol=1e-4)
     np.testing.assert_allclose(face.landmarks[others], [refined] * len(others), atol=1e-4)
-    np.testing.assert_allclose(face.global_landmarks[others], [[30.0, 40.0]] * len(others), atol=1e-4)
+    np.testing.assert_allclose(global_points[others], [[30.0, 40.0]] * len(others), atol=1e-4)
     np.testing.assert_allclose(face.landmark_scores[JAW], 0.25)
     np.testing.assert_allclose(face.landmark_scores[others], 0.75)
     np.testing.assert_array_equal(face.box, [10.0, 20.0, 50.0, 60.0])
@@ -321,9 +325,9 @@ def test_pixel_convention_with_recentre(weights, monkeypatch):
     y + 10), and every region box is centred on their midpoint (30, 40)."""
     lm = Landmarker(weights, device="cpu", detector="none", recentre=True)
     _stub_stages(monkeypatch, lm, lambda i: (15.5, 15.5) if i % 2 == 0 else (47.5, 47.5), (15.5, 15.5))
-    [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
+    [(face, global_points)] = staged(lm, _image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
     expected_global = np.array([[23.671875, 33.671875] if i % 2 == 0 else [36.328125, 46.328125] for i in range(N)])
-    np.testing.assert_allclose(face.global_landmarks, expected_global, atol=1e-4)
+    np.testing.assert_allclose(global_points, expected_global, atol=1e-4)
     np.testing.assert_allclose(face.landmarks[JAW], expected_global[JAW], atol=1e-4)
     others = [i for i in range(N) if i not in JAW]
     np.testing.assert_allclose(face.landmarks[others], [[30.0, 40.0]] * len(others), atol=1e-4)
@@ -459,11 +463,11 @@ def test_another_global_pass_only_while_the_frame_moves(weights, monkeypatch, to
     calls = []
     stub = lm.model.run_global
     monkeypatch.setattr(lm.model, "run_global", lambda proxy, flip=False: calls.append(len(proxy)) or stub(proxy))
-    [face] = lm.predict(_image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
+    [(face, global_points)] = staged(lm, _image(80, 100), [[10.0, 20.0, 50.0, 60.0]])
     assert len(calls) == passes
     half = 0.25 * 60 * 0.75 ** (passes - 1)  # the points sit a quarter of the last frame's side from its centre
     expected = np.array([[30 - half, 40 - half] if i % 2 == 0 else [30 + half, 40 + half] for i in range(N)])
-    np.testing.assert_allclose(face.global_landmarks, expected, atol=1e-4)
+    np.testing.assert_allclose(global_points, expected, atol=1e-4)
 
 
 def test_a_frame_far_larger_than_its_face_finds_the_face():
@@ -500,14 +504,14 @@ def test_flip_with_recentre_spends_no_mirrored_pass_on_a_replaced_frame(weights,
     monkeypatch.setattr(lm.model, "_run", lambda net, head, x: (seen.append(len(x)) if net is lm.model.global_net
                                                                 else None) or real(net, head, x))
     img, boxes = _image(80, 100), [[5.0, 5.0, 45.0, 45.0], [50.0, 30.0, 90.0, 70.0]]
-    faces = lm.predict(img, boxes)
+    faces = staged(lm, img, boxes)
     assert seen == sizes
     if tolerance > 1:
         fs = lm.model.config.frame_scale
         frames = np.stack([square_box(np.asarray(b), fs) for b in boxes])
         with torch.inference_mode():
             ref = lm.model.run_global(lm._proxies([img, img], frames), True)
-        got = np.stack([f.global_landmarks for f in faces])
+        got = np.stack([g for _, g in faces])
         np.testing.assert_allclose(got, lm._to_image(ref.points, frames), atol=1e-3)
 
 
@@ -544,7 +548,7 @@ def test_precision_runs_the_networks_in_that_dtype(weights, precision, dtype):
     hooks = [m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
              for m in lm.model.modules() if isinstance(m, torch.nn.Conv2d)]
     hooks += [m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
-              for net in lm.model.__dict__["_stacked"] for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+              for m in lm.model.stacked_regions.modules() if isinstance(m, torch.nn.Conv2d)]
     img = _image(80, 100)
     [face] = lm.predict(img)
     for h in hooks:

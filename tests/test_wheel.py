@@ -69,3 +69,11 @@ def test_detect_info_and_bench_help_from_the_wheel(installed):
     assert Path(info["file"]["path"]).name == "fflm-300w-68.safetensors" and info["scheme"]["points"] == 68
     assert "detector" in json.loads(run(bin_dir / "fflm", "info", "detector", "--json", cwd=work).stdout)
     assert "--sizes" in run(bin_dir / "fflm", "bench", "--help", cwd=work, env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"}).stdout
+
+
+def test_bench_runs_from_the_wheel_on_its_own_sample(installed):
+    """`fflm bench` makes its portraits from the packaged sample and measures them in spawned processes."""
+    bin_dir, work = installed
+    report = json.loads(run(bin_dir / "fflm", "bench", "--sizes", "160", "--repeat", "1", "--frames", "0",
+                            "--detector", "none", "--no-dlib", "--workdir", work / "bench", "--json", cwd=work).stdout)
+    assert [(r["width"], r["height"], r["faces"]) for r in report["images"]] == [(160, 120, 1)]

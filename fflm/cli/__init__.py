@@ -19,7 +19,7 @@ from fflm.cli.app import app, err  # noqa: E402
 from fflm.cli.clickcompat import exceptions as click_exc  # noqa: E402
 from fflm.errors import BoxWarning, FflmError  # noqa: E402
 
-from fflm.cli import batch, bench, detect, evaluate, info, train  # noqa: E402,F401  (registers the commands)
+from fflm.cli import batch, bench, detect, evaluate, export, info, train  # noqa: E402,F401  (registers the commands)
 
 
 def _version(value: bool) -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
-
 import inspect
 import re
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from typer.core import TyperCommand
+
+from fflm.choices import (BACKENDS, DETECTORS, DEVICES, FORMATS, PRECISIONS, ROTATIONS, YUNET_THRESHOLD, choice,
+                          shipped_detector_threshold)
 
 
 def _one_line_paragraphs(text: str | None) -> str | None:
@@ -68,29 +69,12 @@ def out_console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-class Format(str, Enum):
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    pts = "pts"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-
-
-class DetectorChoice(str, Enum):
-    yunet = "yunet"
-    builtin = "builtin"
-    none = "none"
+Format = choice("Format", FORMATS)
+Device = choice("Device", DEVICES)
+Precision = choice("Precision", PRECISIONS)
+DetectorChoice = choice("DetectorChoice", DETECTORS)
+Rotations = choice("Rotations", ROTATIONS)
+Backend = choice("Backend", BACKENDS)
 
 
 WeightsOpt = typer.Option(None, "--weights", "-w", metavar="FILE", dir_okay=False,
@@ -105,7 +89,8 @@ BoxesOpt = typer.Option(None, "--boxes", metavar="FILE", dir_okay=False,
                         help="JSON object: image file name -> list of face boxes (x0, y0, x1, y1).")
 DetectorOpt = typer.Option(DetectorChoice.yunet, "--detector", metavar="NAME", case_sensitive=False,
                            help="Face detector: yunet (YuNet, shipped), builtin (fflm's own; better for small faces "
-                                "in very big photos with --tiles), none = the whole image is the face.")
+                                "in very big photos with --tiles), "
+                                "none = the whole image is the face.")
 DetectorModelOpt = typer.Option(None, "--detector-model", metavar="FILE", dir_okay=False,
                                 help="Detector model file: another YuNet .onnx for yunet, or another fflm "
                                 "detector .safetensors for builtin.")
@@ -115,11 +100,12 @@ TilesOpt = typer.Option("auto", "--tiles", metavar="N", help="Tiled detection fo
 MaxFacesOpt = typer.Option(None, "--max-faces", min=1, metavar="N", help="Keep at most N faces per image (best "
                            "scores first).")
 DetectorThresholdOpt = typer.Option(None, "--detector-threshold", metavar="X",
-                                    help="Face score threshold from 0 to 1 (default: the detector's own, 0.76 for "
-                                    "yunet, 0.55 for builtin); lower finds more faces, with more false ones.")
-RotationsOpt = typer.Option("auto", "--rotations", metavar="MODE", help="Photos turned by 90°, 180° or 270° "
-                            "without an EXIF tag: auto (look at the turned photo when no face is sure), all (every "
-                            "quarter turn, merged) or none.")
+                                    help="Face score threshold from 0 to 1 (default: the detector's own, "
+                                    f"{YUNET_THRESHOLD:g} for yunet, {shipped_detector_threshold():g} for builtin); "
+                                    "lower finds more faces, with more false ones.")
+RotationsOpt = typer.Option(Rotations.auto, "--rotations", metavar="MODE", case_sensitive=False,
+                            help="Photos turned by 90°, 180° or 270° without an EXIF tag: auto (look at the turned "
+                            "photo when no face is sure), all (every quarter turn, merged) or none.")
 FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
                        "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark "
                        "stage ~25 % faster.")
@@ -128,9 +114,16 @@ MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, metavar="PX", help="I
 OutOpt = typer.Option(None, "--out", "-o", metavar="PATH", help="Output file (a folder for --format pts); "
                       "default or -: stdout.")
 FormatOpt = typer.Option(None, "--format", "-f", metavar="FORMAT", case_sensitive=False, show_default=False,
-                         help="json, jsonl, csv or pts (one 300-W file per face); default: by --out's extension "
-                         "(.jsonl, .csv), else json.")
+                         help="json, jsonl, csv, parquet (a file; the fflm[parquet] extra) or pts (one 300-W file per "
+                         "face); default: by --out's extension (.jsonl, .csv, .parquet), else json.")
+BackendOpt = typer.Option(Backend.torch, "--backend", metavar="NAME", case_sensitive=False,
+                          help="Where the networks run: torch, or onnxruntime (float32 on the CPU; needs --onnx-dir "
+                          "and the fflm[onnx] extra).")
+OnnxDirOpt = typer.Option(None, "--onnx-dir", metavar="DIR", file_okay=False, help="For --backend onnxruntime: the "
+                          "folder 'fflm export --format onnx' wrote from the same --weights.")
 ThreadsOpt = typer.Option(0, "--threads", min=0, metavar="N", help="Torch CPU threads (0: torch's default).")
+ShapePriorOpt = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model (when they "
+                             "have one) on the points no region refines, as detect does.")
 
 
 def usage(message: str) -> Exception:

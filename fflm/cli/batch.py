@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (BoxesOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt,
-                          FlipOpt, Format, FormatOpt, MaxFacesOpt, MinFaceOpt, OutOpt, PrecisionOpt, ThreadsOpt,
-                          RotationsOpt, TilesOpt, WeightsOpt, app, err, existing, message, usage)
+from fflm.choices import DETECT_EVERY
+from fflm.cli.app import BoxesOpt, Format, FormatOpt, OutOpt, app, err, existing, message, usage
+from fflm.cli.scale import AddressOpt, EngineOpt, GpusOpt, NumWorkersOpt, check_engine, ray_results
+from fflm.cli.common import DETECTION, LandmarkerOptions, landmarker_options
 
 EXAMPLES = """
 Examples:
@@ -27,6 +28,7 @@ Examples:
 
 
 @app.command(epilog=EXAMPLES)
+@landmarker_options(*DETECTION)
 def batch(
     source: Path = typer.Argument(..., metavar="SOURCE", help="A folder of images or a video file.", show_default=False),
     out: Path = OutOpt,
@@ -41,24 +43,18 @@ def batch(
                              "thread through decoding, detection and the networks."),
     workers: int = typer.Option(None, "--workers", min=1, max=64, hidden=True),  # the older name of --jobs
     boxes: Path = BoxesOpt,
-    weights: Path = WeightsOpt,
-    device=DeviceOpt,
-    detector=DetectorOpt,
-    detector_model: Path = DetectorModelOpt,
-    tiles: str = TilesOpt,
-    rotations: str = RotationsOpt,
-    max_faces: int = MaxFacesOpt,
-    min_face_size: float = MinFaceOpt,
-    flip: bool = FlipOpt,
-    detector_threshold: float = DetectorThresholdOpt,
-    precision=PrecisionOpt,
-    threads: int = ThreadsOpt,
+    *,
+    opts: LandmarkerOptions,
     track: bool = typer.Option(True, "--track/--no-track", help="Video: follow each face from frame to frame (an id "
                                "per face, the detector only every --detect-every frames); --no-track detects on every frame."),
     detect_every: int = typer.Option(None, "--detect-every", min=1, metavar="N", help="Video with tracking: run the detector every N "
-                                     "frames (and whenever a face is lost or the scene cuts). [default: 8]"),
+                                     f"frames (and whenever a face is lost or the scene cuts). [default: {DETECT_EVERY}]"),
     smooth: bool = typer.Option(False, "--smooth", help="Video with tracking: One-Euro filter on each face's points "
                                 "(steadier points, little lag; see docs/video.md)."),
+    engine=EngineOpt,
+    address: str = AddressOpt,
+    num_workers: int = NumWorkersOpt,
+    gpus_per_worker: float = GpusOpt,
 ) -> int:
     """Find landmarks on every image of a folder (sorted) or every frame of a video.
 
@@ -69,10 +65,11 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from fflm import runner, tracking
-    from fflm.cli.common import StopSignals, Stopped, boxes_source, make_landmarker, set_threads
+    from fflm.cli.common import StopSignals, Stopped, boxes_source
     from fflm.cli.guard import Inputs, check_out, check_overlay_folder, output_format, stdout_if_dash
     from fflm.imageio import is_video_path, list_images, video_frame_count
-    from fflm.outputs import ResultWriter, overlay_writer
+    from fflm.outputs import overlay_writer
+    from fflm.parquet import result_writer
 
     if str(source).isdigit() and not source.exists():  # a camera index, as OpenCV numbers cameras
         raise OSError(f"camera input ({source}) is not available: fflm batch reads a folder or a video file")
@@ -99,29 +96,32 @@ def batch(
     if overlay is not None and movie is None:
         check_overlay_folder(overlay)
     del inputs
-    given = boxes_source(boxes, detector)
+    given = boxes_source(boxes, opts.detector)
     # a video is tracked when a detector finds its faces (not with --boxes or --detector none) unless --no-track
-    track = track and video and given is None and detector != DetectorChoice.none
+    track = track and video and given is None and opts.detector != "none"
     if problem := tracking.option_problem(video, track, smooth, detect_every, movie):
         raise usage(problem)
-    set_threads(threads)
-    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
-                         detector_threshold, precision=precision, rotations=rotations)
+    check_engine(engine, video, overlay, address, num_workers, gpus_per_worker)
+    lm = opts.landmarker()
     failed, faces, faceless, overlays_failed = 0, 0, 0, 0
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.1f} img/s"), TimeRemainingColumn())
     with StopSignals() as stop, Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(source.name, total=total, rate=0.0)
-        writer = ResultWriter(fmt, out, lm.scheme.num_points)
+        writer = result_writer(fmt, out, lm.scheme.num_points)
         draw = None if movie is not None else overlay_writer(overlay, lm.scheme, True)
 
         def per_frame(visit):  # noqa: ANN001,ANN202
             return runner.run(lm, runner.source_items(source, recursive, exclude=None if video else overlay),
                               given, batch_size, jobs, visit)
 
-        stream = (tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, draw, movie, lm.scheme)
-                  if video else per_frame(draw))
+        if engine == "ray":
+            stream = ray_results(source, recursive, opts, given, batch_size, num_workers, gpus_per_worker)
+        elif video:
+            stream = tracking.batch_results(lm, source, per_frame, track, detect_every, smooth, draw, movie, lm.scheme)
+        else:
+            stream = per_frame(draw)
         try:
             for r in stream:
                 if r.error is not None:

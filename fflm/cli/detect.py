@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (BoxesOpt, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt, Format,
-                          FormatOpt, MaxFacesOpt, MinFaceOpt, OutOpt, PrecisionOpt, RotationsOpt, ThreadsOpt, TilesOpt,
-                          WeightsOpt, app, existing, message, usage)
+from fflm.cli.app import BoxesOpt, Format, FormatOpt, OutOpt, app, existing, message, usage
+from fflm.cli.common import DETECTION, LandmarkerOptions, landmarker_options
 
 EXAMPLES = """
 Examples:
@@ -31,6 +30,7 @@ OVERLAY_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @app.command(epilog=EXAMPLES)
+@landmarker_options(*DETECTION)
 def detect(
     images: list[Path] = typer.Argument(..., metavar="IMAGE", show_default=False,
                                         help="Image files, decoded by their content; - reads one from stdin."),
@@ -39,29 +39,20 @@ def detect(
     overlay: Path = typer.Option(None, "--overlay", metavar="PATH", help="Draw the faces: an image file (one "
                                  "input) or a folder (one NAME.fflm.jpg per input)."),
     boxes: Path = BoxesOpt,
-    weights: Path = WeightsOpt,
-    device=DeviceOpt,
-    detector=DetectorOpt,
-    detector_model: Path = DetectorModelOpt,
-    tiles: str = TilesOpt,
-    rotations: str = RotationsOpt,
-    max_faces: int = MaxFacesOpt,
-    min_face_size: float = MinFaceOpt,
-    flip: bool = FlipOpt,
-    detector_threshold: float = DetectorThresholdOpt,
-    precision=PrecisionOpt,
-    threads: int = ThreadsOpt,
+    *,
+    opts: LandmarkerOptions,
 ) -> int:
     """Find facial landmarks on images. Coordinates are original pixels, 0-based pixel centres.
 
     Every input appears in a JSON or JSON Lines output, one that failed with "error"; an output that is
     one of the inputs is refused before any work."""
     from fflm import runner
-    from fflm.cli.common import StopSignals, Stopped, boxes_source, make_landmarker, set_threads
+    from fflm.cli.common import StopSignals, Stopped, boxes_source
     from fflm.cli.guard import Inputs, check_out, check_overlay_folder, output_format, stdout_if_dash
     from fflm.fileio import check_writable, is_stream
     from fflm.imageio import STDIN, is_video_path
-    from fflm.outputs import ImageResult, ResultWriter, overlay_path, overlay_writer
+    from fflm.outputs import ImageResult, overlay_path, overlay_writer
+    from fflm.parquet import result_writer
 
     out = stdout_if_dash(out)
     fmt = output_format(fmt, out)
@@ -93,14 +84,12 @@ def detect(
             check_overlay_folder(overlay)
         for item in runner.file_items(images):
             inputs.refuse("--overlay", overlay_path(overlay, ImageResult(item.image, name=item.name), many))
-    given = boxes_source(boxes, detector)
-    set_threads(threads)
-    lm = make_landmarker(weights, device, detector, detector_model, tiles, max_faces, min_face_size, flip,
-                         detector_threshold, precision=precision, rotations=rotations)
+    given = boxes_source(boxes, opts.detector)
+    lm = opts.landmarker()
     failed = 0
     draw = overlay_writer(overlay, lm.scheme, many)
     with StopSignals() as stop:
-        writer = ResultWriter(fmt, out, lm.scheme.num_points, single=not many)
+        writer = result_writer(fmt, out, lm.scheme.num_points, single=not many)
         try:
             for r in runner.run(lm, runner.file_items(images), given, batch_size=8, workers=2, visit=draw):
                 if r.error is not None:

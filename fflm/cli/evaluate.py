@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from fflm.cli.app import (DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, DeviceOpt, FlipOpt,
-                          PrecisionOpt, ThreadsOpt, WeightsOpt, app, err, out_console, usage)
+from fflm.cli.app import app, err, out_console, usage
+from fflm.cli.common import LandmarkerOptions, landmarker_options
 
 EXAMPLES = """
 Examples:
@@ -41,25 +41,19 @@ def _json_safe(v):
 
 
 @app.command("eval", epilog=EXAMPLES)
+@landmarker_options("weights", "device", "precision", "flip", "shape_prior", "detector", "detector_model",
+                    "detector_threshold", "backend", "onnx_dir", "threads")
 def evaluate(
     data: list[str] = typer.Argument(..., metavar="DATA...", show_default=False,
                                      help="Annotations: a 300-W style folder (with optional .vis files), a .csv "
                                      "(fflm's own layout too) or a .json file; several are reported each on its own "
                                      "row. Settings as in fflm train --data: PATH,labels=DIR,exclude=FILE,only=FILE."),
-    weights: Path = WeightsOpt,
     boxes: str = typer.Option("landmarks", "--boxes", metavar="SOURCE", help="landmarks (truth's tight box), "
                               "detector (the --detector's faces), or a boxes JSON file."),
     as_json: bool = typer.Option(False, "--json", help="Print the report (with per-image errors) as JSON."),
     plot: Path = typer.Option(None, "--plot", metavar="FILE", help="Write the cumulative error curve as PNG."),
-    flip: bool = FlipOpt,
-    shape_prior: bool = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model "
-                                     "(when they have one) on the points no region refines, as detect does."),
-    device=DeviceOpt,
-    precision=PrecisionOpt,
-    detector=DetectorOpt,
-    detector_model: Path = DetectorModelOpt,
-    detector_threshold: float = DetectorThresholdOpt,
-    threads: int = ThreadsOpt,
+    *,
+    opts: LandmarkerOptions,
 ) -> int:
     """Measure a model on annotated faces: NME, failure rate and AUC, per region, stage and face size.
 
@@ -69,7 +63,6 @@ def evaluate(
     """
     from rich.progress import Progress
 
-    from fflm.cli.common import make_landmarker, set_threads
     from fflm.evaluate import evaluate as run_eval, plot_ced
     from fflm.sources import Source, read_source
 
@@ -85,13 +78,11 @@ def evaluate(
         from fflm.cli.common import boxes_source
 
         box_source = boxes_source(Path(boxes), None)
-    if boxes != "detector" and (detector != DetectorChoice.yunet or detector_model or detector_threshold is not None):
+    if boxes != "detector" and (opts.detector != "yunet" or opts.detector_model or opts.detector_threshold is not None):
         raise usage("--detector, --detector-model and --detector-threshold are for --boxes detector")
-    if boxes == "detector" and detector == DetectorChoice.none:
+    if boxes == "detector" and opts.detector == "none":
         raise usage("--boxes detector needs a detector: --detector builtin or yunet")
-    set_threads(threads)
-    lm = make_landmarker(weights, device, detector if boxes == "detector" else None, detector_model,
-                         detector_threshold=detector_threshold, flip=flip, shape_prior=shape_prior, precision=precision)
+    lm = opts.landmarker(with_detector=boxes == "detector")
     per_source = [read_source(src, lm.scheme.num_points, []) for src in sources]
     samples = [s for part in per_source for s in part]
     names = [src.path for src, part in zip(sources, per_source) for _ in part]

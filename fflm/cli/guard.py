@@ -54,23 +54,31 @@ class Inputs:
 
 
 def output_format(fmt: Format | None, out: Path | None) -> str:
-    """`--format`, or when it is not given the one `--out`'s extension names (.json, .jsonl, .csv), else json."""
+    """`--format`, or when it is not given the one `--out`'s extension names (.json, .jsonl, .csv, .parquet), else
+    json."""
     if fmt is not None:
         return fmt.value
     suffix = "" if out is None else out.suffix.lower().lstrip(".")
-    return suffix if suffix in ("json", "jsonl", "csv") else "json"
+    return suffix if suffix in ("json", "jsonl", "csv", "parquet") else "json"
 
 
 def check_out(out: Path | None, fmt: str) -> None:
-    """`--out` fits `--format`: a folder (or a new name) for pts, anything else but a folder otherwise; and it
-    can be written."""
+    """`--out` fits `--format`: a folder (or a new name) for pts, a file for parquet (with pyarrow installed),
+    anything else but a folder otherwise; and it can be written."""
     if fmt == "pts":
         if out is None:
             raise usage("--format pts writes one file per face: give a folder with --out")
         if out.exists() and not out.is_dir():
             raise usage(f"--format pts writes one file per face into a folder, and {out} is a file")
         check_writable(out, folder=True)
-    elif out is not None:
+        return
+    if fmt == "parquet":
+        from fflm.backends import require
+
+        if out is None or str(out) == "-" or is_stream(out):
+            raise usage("--format parquet writes a file: give one with --out")
+        require("pyarrow", "parquet", "--format parquet")
+    if out is not None:
         if out.is_dir():
             raise usage(f"--out {out} is a folder: give a file name for --format {fmt} (a folder is for pts)")
         check_writable(out)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
+from fflm.choices import LOSSES, VARIANTS, choice
 from fflm.cli.app import Device, DeviceOpt, Precision, app, message, usage
 
 EXAMPLES = """
@@ -28,16 +28,8 @@ Examples:
 """
 
 
-class Variant(str, Enum):
-    regular = "regular"
-    light = "light"
-
-
-class Loss(str, Enum):
-    l2 = "l2"
-    l1 = "l1"
-    wing = "wing"
-    ion = "ion"
+Variant = choice("Variant", VARIANTS)
+Loss = choice("Loss", LOSSES)
 
 
 @app.command(epilog=EXAMPLES)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fflm.choices import DETECTORS
 from fflm.detect.base import Detection, FaceDetector, WholeImage
 from fflm.detect.weights import DetectorModelError
 from fflm.errors import UsageError
-
-DETECTORS = ("yunet", "builtin", "none")
 
 
 def make_detector(name: str = "yunet", model: str | Path | None = None, tiles: str | int = "auto",

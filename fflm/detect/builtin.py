@@ -7,12 +7,15 @@ from typing import Sequence
 
 import numpy as np
 
+from fflm.choices import BUILTIN_THRESHOLD
 from fflm.detect.base import Detection
 from fflm.detect.files import detect_file
 from fflm.detect.run import infer
 from fflm.detect.tiling import detect_tiled
 from fflm.detect.weights import load_detector
 from fflm.errors import UsageError
+from fflm.geometry import face_size
+from fflm.weights import resolve
 from fflm.model.serving import for_inference
 
 
@@ -38,7 +41,7 @@ def finish(boxes: np.ndarray, scores: np.ndarray, max_faces: int | None, min_fac
     keypoints after the box."""
     out = []
     for b, s in sorted(zip(boxes, scores), key=lambda bs: -bs[1]):
-        if min_face_size and np.sqrt(max(b[2] - b[0], 0) * max(b[3] - b[1], 0)) < min_face_size:
+        if min_face_size and face_size(b) < min_face_size:
             continue
         b = np.asarray(b, dtype=np.float64)
         kps = b[4:14].reshape(5, 2) if len(b) >= 14 else None
@@ -81,10 +84,11 @@ class BuiltinDetector:
                  max_faces: int | None = None, min_face_size: float = 0.0, threshold: float | None = None,
                  nms_iou: float = 0.4) -> None:
         self.model, self.metadata = load_detector(model_path)
+        self.model_path = resolve(model_path, "detector")
         for_inference(self.model)
         extra = self.model.config.extra
         self.proxy = int(proxy or self.model.config.proxy)
-        self.threshold = float(threshold if threshold is not None else extra.get("threshold", 0.5))
+        self.threshold = float(threshold if threshold is not None else extra.get("threshold", BUILTIN_THRESHOLD))
         self.tiles = parse_tiles(tiles)
         self.max_faces, self.min_face_size, self.nms_iou = max_faces, float(min_face_size or 0.0), nms_iou
         self.landmark_box = extra.get("landmark_box")  # (scale, dx, dy) measured on 300-W at export, if any

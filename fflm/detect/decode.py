@@ -13,11 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-
-def cell_centres(h: int, w: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """x [w] and y [h] of the cell centres of a level, in input pixels."""
-    off = (stride - 1) / 2
-    return np.arange(w) * stride + off, np.arange(h) * stride + off
+from fflm.geometry import cell_centres
 
 
 def decode_level(out: np.ndarray, stride: int, threshold: float, top_k: int = 500) -> tuple[np.ndarray, np.ndarray]:
@@ -36,8 +32,7 @@ def decode_level(out: np.ndarray, stride: int, threshold: float, top_k: int = 50
         keep = np.argsort(-scores)[:top_k]
         iy, ix, scores = iy[keep], ix[keep], scores[keep]
     d = np.exp(np.clip(out[1:5, iy, ix].astype(np.float64), -8, 8)) * stride  # [4, K]
-    off = (stride - 1) / 2
-    xc, yc = ix * stride + off, iy * stride + off
+    xc, yc = cell_centres(out.shape[2], stride)[ix], cell_centres(out.shape[1], stride)[iy]
     boxes = np.stack([xc - d[0], yc - d[1], xc + d[2], yc + d[3]], axis=1)
     return boxes, scores.astype(np.float64)
 

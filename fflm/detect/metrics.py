@@ -11,13 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fflm.geometry import box_iou
-
-
-def face_size(boxes: np.ndarray) -> np.ndarray:
-    """sqrt(w·h) per box."""
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    return np.sqrt(np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None))
+from fflm.geometry import box_iou, face_size
 
 
 def match(dets: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

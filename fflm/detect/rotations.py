@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from fflm.choices import ROTATIONS
 from fflm.detect.base import Detection
 from fflm.detect.decode import nms
 from fflm.detect.frame import roll
 
-ROTATIONS = ("auto", "none", "all")
 SURE = 0.9  # auto: a face scoring this in the photo as it is means the photo is upright
 
 

@@ -1,8 +1,6 @@
-"""Running the detector network on one image at a given scale: resize, pad, infer, decode, map back.
-
-The detector sees a proxy whose long side is `long_side` (area-averaged down, linear up); its boxes come back
-to the caller's pixels through the exact resize map x = (x' + 0.5)/s - 0.5 (pixel centres, as cv2.resize).
-"""
+"""Running the detector network on one image at its own size: pad, infer, decode; and mapping boxes from a
+resized image back to its source through the exact resize map x = (x' + 0.5)/s - 0.5 (pixel centres, as
+cv2.resize)."""
 
 from __future__ import annotations
 
@@ -13,17 +11,6 @@ import torch
 from fflm.detect.decode import decode
 from fflm.detect.model import FaceNet
 from fflm.detect.verifier import candidate_threshold, verify
-
-
-def resize_long(image: np.ndarray, long_side: int) -> tuple[np.ndarray, float, float]:
-    """The image resized so its long side is `long_side`, and the x and y scale factors actually used."""
-    h, w = image.shape[:2]
-    s = long_side / max(h, w)
-    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
-    if (nw, nh) == (w, h):
-        return image, 1.0, 1.0
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    return cv2.resize(image, (nw, nh), interpolation=interp), nw / w, nh / h
 
 
 def unscale_boxes(boxes: np.ndarray, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
@@ -61,11 +48,3 @@ def infer(model: FaceNet, image: np.ndarray, threshold: float = 0.5, iou: float 
             return decode(outs, model.config.strides, threshold, iou)
         boxes, scores = decode(outs, model.config.strides, candidate_threshold(threshold, model.verifier.config.alpha), iou)
         return verify(model.verifier, image, boxes, scores, threshold, iou)
-
-
-def detect_scaled(model: FaceNet, image: np.ndarray, long_side: int, threshold: float = 0.5,
-                  iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
-    """Run at a proxy of `long_side` pixels; boxes in the image's own pixels."""
-    proxy, sx, sy = resize_long(image, long_side)
-    boxes, scores = infer(model, proxy, threshold, iou)
-    return unscale_boxes(boxes, sx, sy), scores

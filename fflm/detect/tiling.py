@@ -18,6 +18,7 @@ import numpy as np
 
 from fflm.detect.decode import nms
 from fflm.detect.run import unscale_boxes
+from fflm.geometry import face_size
 
 #: small image (uint8 RGB) -> (boxes [K, 4] in its pixels, scores [K])
 RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -122,7 +123,7 @@ def tile_plan(boxes: np.ndarray, width: int, height: int, proxy: int, tiles: str
         return None
     z_proxy = proxy_side(width, height, proxy) / max(width, height)
     if tiles == "auto":
-        sizes = np.sqrt(np.prod(np.clip(boxes[:, 2:4] - boxes[:, :2], 0, None), axis=1)) * z_proxy
+        sizes = face_size(boxes[:, :4]) * z_proxy
         if max(width, height) < 2 * proxy or (len(sizes) and sizes.min() >= SMALL_FACE):
             return None
         z = tile_zoom(width, height, proxy, None, min_face)

@@ -8,6 +8,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from fflm.choices import BUILTIN_THRESHOLD
 from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.errors import DetectorModelError
 from fflm.weights import DEFAULT_DETECTOR, DETECTOR_FORMAT as FORMAT, file_summary, raw_header, resolve, save
@@ -45,7 +46,7 @@ def describe_detector(path: str | Path) -> dict:
         "detector": {
             "parameters": sum(p.numel() for p in model.parameters()),  # both stages
             "widths": list(c.widths), "fpn": c.fpn, "strides": list(c.strides), "proxy": c.proxy,
-            "threshold": extra.get("threshold", 0.5),
+            "threshold": extra.get("threshold", BUILTIN_THRESHOLD),
             "landmark_box": extra.get("landmark_box", "not measured (frames from the box itself)"),
             "verifier": (f"crop classifier, {sum(p.numel() for p in model.verifier.parameters())} parameters: "
                          + json.dumps(c.verifier, sort_keys=True)) if model.verifier is not None else "none",

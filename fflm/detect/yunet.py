@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fflm.choices import YUNET_THRESHOLD
 from fflm.detect.base import Detection
 from fflm.detect.builtin import finish, parse_tiles
 from fflm.detect.files import detect_file
@@ -31,8 +32,6 @@ def _quiet_opencv() -> None:
 
 
 YUNET_ASSET = "yunet_2026may.onnx"
-#: score threshold, chosen on one half of the scene photos (benchmarks/detector.py, docs/detector.md)
-THRESHOLD = 0.76
 
 
 def default_model() -> Path:
@@ -46,7 +45,7 @@ class YuNetDetector:
     name = "yunet"
 
     def __init__(self, model_path: str | Path | None = None, proxy: int = 640, tiles: str | int = "auto",
-                 max_faces: int | None = None, min_face_size: float = 0.0, threshold: float = THRESHOLD,
+                 max_faces: int | None = None, min_face_size: float = 0.0, threshold: float = YUNET_THRESHOLD,
                  nms_iou: float = 0.3) -> None:
         path = Path(model_path) if model_path is not None else default_model()
         if not path.is_file():

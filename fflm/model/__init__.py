@@ -1,4 +1,4 @@
-"""The landmark model: hourglasses, heads, RoIAlign and the two-stage network."""
+"""The landmark model: its layers, the hourglasses, the two-stage network and the copy it serves."""
 
 from fflm.model.config import HourglassConfig, ModelConfig, preset
 from fflm.model.network import LandmarkNet

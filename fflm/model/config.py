@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from fflm.choices import VARIANTS
 from fflm.scheme import IBUG68, LandmarkScheme
 
 
@@ -129,7 +130,7 @@ def preset(variant: str = "regular", scheme: LandmarkScheme = IBUG68, crop_size:
     """The shipped recipes: `regular` (full convolutions) or `light` (depthwise-separable), `width` channels
     in every hourglass (None: the shipped 64), `stacks` hourglasses in the global network (None: 1)."""
     light, width = variant == "light", width or 64
-    if variant not in ("regular", "light"):
+    if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} (regular or light)")
     return ModelConfig(
         scheme=scheme.to_dict(),

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fflm.geometry import cell_centres
+
 
 # ---------------------------------------------------------------------------------------------- building block
 
@@ -34,14 +36,6 @@ def conv_bn_relu(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int =
 
 # ------------------------------------------------------------------------------------------ heatmaps to points
 
-def heatmap_grid(h: int, w: int, stride: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input-pixel coordinates of heatmap cell centres (a stride-s cell averages s input pixels)."""
-    off = (stride - 1) / 2
-    xs = torch.arange(w, device=device, dtype=dtype) * stride + off
-    ys = torch.arange(h, device=device, dtype=dtype) * stride + off
-    return xs, ys
-
-
 def soft_argmax(logits: torch.Tensor, beta: torch.Tensor | float = 1.0, stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Spatial softmax of logits [B, N, h, w] (temperature 1/beta) and its expectation.
 
@@ -50,7 +44,7 @@ def soft_argmax(logits: torch.Tensor, beta: torch.Tensor | float = 1.0, stride: 
     b, n, h, w = logits.shape
     dtype = torch.promote_types(logits.dtype, torch.float32)  # half/bfloat16 logits: softmax in float32
     prob = torch.softmax((logits * beta).reshape(b, n, h * w).to(dtype), dim=-1).reshape(b, n, h, w)
-    xs, ys = heatmap_grid(h, w, stride, logits.device, prob.dtype)
+    xs, ys = (cell_centres(n, stride, logits.device, prob.dtype) for n in (w, h))
     x = (prob.sum(dim=2) * xs).sum(dim=-1)
     y = (prob.sum(dim=3) * ys).sum(dim=-1)
     return torch.stack([x, y], dim=-1), prob
@@ -63,7 +57,7 @@ def confidence(prob: torch.Tensor, points: torch.Tensor, stride: int = 1, radius
     occluded, blurred or out-of-frame points. Values lie in [0, 1].
     """
     _, _, h, w = prob.shape
-    xs, ys = heatmap_grid(h, w, stride, prob.device, prob.dtype)
+    xs, ys = (cell_centres(n, stride, prob.device, prob.dtype) for n in (w, h))
     dx2 = ((xs[None, None, :] - points[..., 0:1]) / stride) ** 2
     dy2 = ((ys[None, None, :] - points[..., 1:2]) / stride) ** 2
     inside = (dy2[..., :, None] + dx2[..., None, :]) <= radius**2

@@ -6,6 +6,7 @@ the pixels of their own input (proxy or crop); fflm.geometry maps them to the or
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,7 +18,7 @@ from fflm.geometry import local_to_box
 from fflm.model.config import ModelConfig
 from fflm.model.hourglass import HourglassNet
 from fflm.model.layers import SoftArgmax, confidence, roi_align
-from fflm.model.serving import stack_convnets
+from fflm.model.serving import for_inference, stack_convnets
 from fflm.shape import ShapeModel
 
 
@@ -64,6 +65,7 @@ class LandmarkNet(nn.Module):
             self.register_buffer("shape_variances", torch.zeros(k))
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255, persistent=False)
+        self.stacked_regions: nn.ModuleList | None = None  # a serving copy's grouped regional networks (for_serving)
 
     def shape_model(self) -> ShapeModel | None:
         """The stored shape model, or None when the configuration has none or it was never fitted."""
@@ -108,7 +110,7 @@ class LandmarkNet(nn.Module):
 
     def run_regions(self, crops: torch.Tensor, stage: int = 0, flip: bool = False) -> list[StageOutput]:
         """Regional stage `stage` of every region on crops [K, R, 3, S, S]: one StageOutput per region. After
-        `stack_regions` the R networks run as one grouped network (one call, inference only). With `flip`, each
+        `for_serving` the R networks run as one grouped network (one call, inference only). With `flip`, each
         region's mirrored crop also goes through its mirror region's network (the other eye's; nose and mouth
         their own) in the same call, and the two estimates are averaged."""
         mirrors = self.scheme.region_mirrors() if flip else None
@@ -119,7 +121,7 @@ class LandmarkNet(nn.Module):
             return [_average_mirrored(StageOutput.cat([both[i].rows(slice(None, k)), both[j].rows(slice(k, None))]),
                                       k, order, side)
                     for i, (j, order) in enumerate(mirrors)]
-        stacked = self.__dict__.get("_stacked")  # a plain attribute: not part of the module tree or state dict
+        stacked = self.stacked_regions
         if stacked is None:
             return [self.run_region(r, crops[:, r], stage) for r in range(len(self.scheme.regions))]
         k, r, c, h, w = crops.shape
@@ -131,18 +133,17 @@ class LandmarkNet(nn.Module):
                              self.regional_nets[stage][i].stride)
                 for i, region in enumerate(self.scheme.regions)]
 
-    def stack_regions(self) -> None:
-        """Build the grouped copies of each stage's regional networks that `run_regions` then uses (after
-        BatchNorm is folded: see fflm.model.serving.stack_convnets)."""
-        self.__dict__["_stacked"] = [stack_convnets(list(nets)) for nets in self.regional_nets]
-
-    def networks_to(self, dtype: torch.dtype) -> None:
-        """The hourglasses' weights (and their stacked copies) in `dtype`, for inference under autocast: cast once
-        here instead of at every call. The shape model, normalisation and heads stay float32."""
-        self.global_net.to(dtype)
-        self.regional_nets.to(dtype)
-        for net in self.__dict__.get("_stacked") or []:
+    def for_serving(self, dtype: torch.dtype = torch.float32) -> "LandmarkNet":
+        """A copy ready to serve; this model is left as it is (it can go on training or be saved). The copy is in
+        eval mode without gradients, its BatchNorm folded and its weights channels-last (fflm.model.serving), each
+        stage's regional networks stacked into one grouped network that `run_regions` calls once, and the
+        hourglasses' weights in `dtype` for autocast (cast once here, not at every call; the shape model,
+        normalisation and heads stay float32). Its state dict no longer matches a weights file."""
+        served = for_inference(copy.deepcopy(self))
+        served.stacked_regions = nn.ModuleList(stack_convnets(list(nets)) for nets in served.regional_nets)
+        for net in (served.global_net, served.regional_nets, served.stacked_regions):
             net.to(dtype)
+        return served
 
     def region_boxes(self, points: torch.Tensor, frame_side: torch.Tensor) -> torch.Tensor:
         """Boxes [B, R, 4] around each region's points [B, N, 2] (any pixel frame), made square.

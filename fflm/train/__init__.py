@@ -1,4 +1,4 @@
-"""Training: annotation readers, augmentation, losses and the loop."""
+"""Training: the dataset and augmentation, losses, the loop and what any run needs (schedule, checkpoints)."""
 
 import argparse
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from fflm.annotations import read_annotations
-from fflm.geometry import box_iou
+from fflm.geometry import box_iou, face_size
 
 
 @dataclass
@@ -191,7 +191,7 @@ class Sampler:
         rng, S = self.rng, self.size
         img = p.decode()
         b = p.boxes[0]
-        face = float(np.sqrt((b[2] - b[0]) * (b[3] - b[1])))
+        face = float(face_size(b))
         target = float(np.exp(rng.uniform(np.log(16), np.log(1.3 * S))))
         s = target / face
         fill = None

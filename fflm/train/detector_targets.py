@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from fflm.geometry import cell_centres, face_size
+
 #: (positive min, positive max, ignore min, ignore max) face size per stride; outside the ignore band = negative
 BANDS = {8: (8.0, 72.0, 5.0, 110.0), 16: (24.0, 160.0, 16.0, 240.0), 32: (44.0, 1e9, 26.0, 1e9)}
 MIN_FACE = 8.0  # faces smaller than this are ignored everywhere
@@ -27,7 +29,7 @@ def level_targets(boxes: np.ndarray, ignore: np.ndarray, size: tuple[int, int], 
     out = np.zeros((7, h, w), np.float32)
     out[1] = 1.0
     off = (stride - 1) / 2
-    xs, ys = np.arange(w) * stride + off, np.arange(h) * stride + off
+    xs, ys = cell_centres(w, stride), cell_centres(h, stride)
     pmin, pmax, imin, imax = BANDS[stride]
     owner = np.zeros((h, w), np.float32)
 
@@ -44,7 +46,7 @@ def level_targets(boxes: np.ndarray, ignore: np.ndarray, size: tuple[int, int], 
         blank(b)
     for b in boxes:
         bw, bh = b[2] - b[0], b[3] - b[1]
-        s = float(np.sqrt(max(bw, 0) * max(bh, 0)))
+        s = float(face_size(b))
         cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
         if s < MIN_FACE or not (pmin <= s <= pmax):
             if s < MIN_FACE or imin <= s <= imax:

@@ -30,7 +30,7 @@ from fflm.detect.tiling import run_proxy
 from fflm.train.detector import validate
 from fflm.detect.verifier import FaceVerifier, VerifierConfig, box_deltas, crops_tensor, face_crops
 from fflm.detect.weights import load_detector, save_detector
-from fflm.geometry import box_iou
+from fflm.geometry import box_iou, face_size
 
 
 def label_candidates(boxes: np.ndarray, faces: np.ndarray, neutral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +96,7 @@ def harvest(model: FaceNet, photos: list[Photo], config: VerifierConfig, rng: np
                 if ((y == 0) & ~moved).any():
                     add(small, boxes[(y == 0) & ~moved], y[(y == 0) & ~moved], None)
                 # the human boxes jittered: faces whether or not the first stage found them
-                big = here[np.sqrt(np.prod(np.clip(here[:, 2:] - here[:, :2], 0, None), axis=1)) >= min_face]
+                big = here[face_size(here) >= min_face]
                 if len(big) and jitters:
                     truth = np.repeat(big, jitters, axis=0)
                     add(small, np.array([jitter_box(b, rng) for b in truth]), np.ones(len(truth), np.int64), truth)

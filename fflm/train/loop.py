@@ -7,10 +7,7 @@ A run directory holds `config.json`, `checkpoint.pt` (model, optimiser, schedule
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import signal
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,6 +22,7 @@ from fflm.inference import PRECISIONS, compute_dtype, networks_in
 from fflm.model import LandmarkNet, ModelConfig, preset
 from fflm.scheme import IBUG68, LandmarkScheme, load_scheme
 from fflm.sources import Source, read_source
+from fflm.train import run
 from fflm.train.average import moving_average
 from fflm.train.data import Augment, LandmarkDataset, SourceBatches
 from fflm.train.losses import LOSSES, landmark_loss
@@ -156,18 +154,9 @@ def load_teacher(cfg: TrainConfig, scheme: LandmarkScheme, device: torch.device)
     return teacher
 
 
-def warmup_steps(cfg: TrainConfig, total: int) -> int:
-    """The warm-up actually used: `cfg.warmup_steps`, but never more than a tenth of the run."""
-    return min(cfg.warmup_steps, total // 10)
-
-
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine from lr to lr_min over the run."""
-    warm = warmup_steps(cfg, total)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    t = min(1.0, (step - warm) / max(1, total - warm))
-    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+    """The run's learning rate at `step` of `total`: linear warm-up, then cosine from lr to lr_min."""
+    return run.lr_at(step, total, cfg.lr, cfg.lr_min, cfg.warmup_steps)
 
 
 @torch.inference_mode()
@@ -232,24 +221,6 @@ def teacher_targets(teacher: LandmarkNet, images: torch.Tensor, truth: torch.Ten
     return truth + weight * (points - truth)
 
 
-class _Interrupt:
-    """Turns SIGINT/SIGTERM into a flag so the loop can save a checkpoint and leave cleanly."""
-
-    def __init__(self) -> None:
-        self.hit = False
-
-    def __enter__(self) -> "_Interrupt":
-        self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, *_: object) -> None:
-        self.hit = True
-
-    def __exit__(self, *_: object) -> None:
-        for s, h in self.old.items():
-            signal.signal(s, h)
-
-
 def resumed_config(cfg: TrainConfig, out: Path, given: set[str] | None) -> TrainConfig:
     """The run's saved recipe with what a resume may change (RESUMABLE) taken from `cfg`; an option in `given`
     (what the user set on the command line) that contradicts the recipe is refused by name. `given` None (a
@@ -264,27 +235,191 @@ def resumed_config(cfg: TrainConfig, out: Path, given: set[str] | None) -> Train
                           "epochs": epochs})
 
 
+@dataclass
+class _Data:
+    """A run's faces and the loaders over them."""
+
+    sources: list[Source]
+    per_source: list[list]
+    val_samples: list
+    sets: list[LandmarkDataset]
+    batches: SourceBatches
+    loader: DataLoader
+    val_loader: DataLoader | None
+
+    @property
+    def faces(self) -> int:
+        return sum(len(s) for s in self.per_source)
+
+
+@dataclass
+class _Run:
+    """What changes while a run trains, with what it trains on."""
+
+    cfg: TrainConfig
+    out: Path
+    model: LandmarkNet
+    opt: torch.optim.Optimizer
+    ema: torch.optim.swa_utils.AveragedModel | None
+    teacher: LandmarkNet | None
+    data: _Data
+    device: torch.device
+    dtype: torch.dtype
+    step: int = 0
+    best: float = float("inf")
+    epoch: int = 0  # epochs done
+
+    @property
+    def served(self) -> LandmarkNet:
+        """What validation scores and the export holds: the averaged weights when there are any."""
+        return self.ema.module if self.ema is not None else self.model
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.epochs * len(self.data.loader)
+
+    def save_checkpoint(self, epoch: int) -> None:
+        run.save_checkpoint(self.checkpoint_path, {
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "epoch": epoch, "best": self.best,
+            "step": self.step, "rng": torch.get_rng_state(),
+            "ema": self.ema.state_dict() if self.ema is not None else None})
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.epoch, self.best, self.step = state["epoch"], state["best"], state["step"]
+        torch.set_rng_state(state["rng"])
+
+
+def _open_run(cfg: TrainConfig, resume: bool, given: set[str] | None) -> tuple[TrainConfig, dict | None]:
+    """The run's configuration and, when resuming, its checkpoint; refuses a run that cannot start or go on."""
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
+    if not resume:
+        if ckpt_path.exists():
+            raise TrainError(f"{out} already holds a run: use --resume {out} or another --out")
+        return cfg, None
+    if not ckpt_path.is_file():
+        raise TrainError(f"{out}: no checkpoint.pt to resume from")
+    cfg = resumed_config(cfg, out, given)
+    state = run.load_checkpoint(ckpt_path)
+    if state["epoch"] >= cfg.epochs:
+        raise TrainError(f"{out} has trained {state['epoch']} epochs already: give --epochs above "
+                         f"{state['epoch']} to continue it")
+    return cfg, state
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def _read_faces(cfg: TrainConfig, model: LandmarkNet, resume: bool, log) -> tuple[list[list], list]:  # noqa: ANN001
+    """Each source's training faces and the validation faces; the shape model fitted on the training faces unless
+    the run keeps --init's or has one in its checkpoint."""
+    scheme = model.scheme
+    if not cfg.sources:
+        raise TrainError("no training data (--data)")
+    per_source = [read_source(src, scheme.num_points, scheme.unrefined_indices) for src in cfg.sources]
+    train_samples = [s for samples in per_source for s in samples]
+    val_samples = read_annotations(cfg.val, scheme.num_points) if cfg.val else []
+    if cfg.init and not cfg.refit and model.shape_model() is not None:
+        log(f"--init {cfg.init}: kept its shape model (--refit: fit it anew on this run's faces)")
+    elif not resume and model.config.shape_prior.components:  # a resumed run has it in its checkpoint
+        log(fit_shape(model, train_samples))
+    return per_source, val_samples[: cfg.max_val] if cfg.max_val else val_samples
+
+
+def _loaders(cfg: TrainConfig, model: LandmarkNet, per_source: list[list], val_samples: list, log) -> _Data:  # noqa: ANN001
+    """Datasets and loaders: every batch from one source, so its frames share one side; the order is fixed by
+    (seed, epoch), so a resumed run sees the same batches. Workers are not persistent: a persistent worker keeps its
+    copy of the datasets and never sees their epoch change, so every epoch would get the first epoch's
+    augmentation."""
+    scheme, fs = model.scheme, model.config.frame_scale
+    for src, samples in zip(cfg.sources, per_source):
+        log(f"{src.path}: {len(samples)} faces, frames of {src.resolution or cfg.resolution} px, drawn "
+            f"{src.repeat:g}× an epoch")
+    sets = [LandmarkDataset(samples, scheme, src.resolution or cfg.resolution, fs, Augment(**cfg.augment), cfg.seed)
+            for src, samples in zip(cfg.sources, per_source)]
+    batches = SourceBatches([len(d) for d in sets], [src.repeat for src in cfg.sources], cfg.batch_size, cfg.seed)
+    loader = DataLoader(torch.utils.data.ConcatDataset(sets), batch_sampler=batches, num_workers=cfg.workers)
+    val_loader = (DataLoader(LandmarkDataset(val_samples, scheme, cfg.resolution, fs, None), 16, num_workers=0)
+                  if val_samples else None)
+    return _Data(cfg.sources, per_source, val_samples, sets, batches, loader, val_loader)
+
+
+def _train_epoch(r: _Run, stop: run.Interrupt, bar, task) -> tuple[dict[str, float], int]:  # noqa: ANN001
+    """One epoch of optimiser steps (the learning rate set at each); the summed loss parts and the step count.
+    On SIGINT or SIGTERM the checkpoint of the epoch's start is saved and TrainInterrupted raised: the interrupted
+    epoch is not counted, a resumed run repeats it."""
+    r.model.train()
+    r.data.batches.epoch = r.epoch
+    for d in r.data.sets:
+        d.epoch = r.epoch
+    sums: dict[str, float] = {}
+    n = 0
+    try:
+        for images, pts, weights in r.data.loader:
+            run.set_lr(r.opt, lr_at(r.step, r.total_steps, r.cfg))
+            images, pts = images.to(r.device, non_blocking=True).float(), pts.to(r.device)
+            if r.teacher is not None:
+                pts = teacher_targets(r.teacher, images, pts, r.cfg.distill, r.dtype)
+            loss, parts = train_step(r.model, r.opt, images, pts, r.cfg, r.dtype, weights.to(r.device))
+            if r.ema is not None:
+                r.ema.update_parameters(r.model)
+            r.step += 1
+            n += 1
+            for k, v in {"loss": loss.item(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.update(task, advance=1, info=f"loss {sums['loss'] / n:.5f}")
+            if stop.hit:
+                break
+    except KeyboardInterrupt:  # raised past the SIGINT flag (e.g. by the data loader): the same as Ctrl-C
+        stop.hit = True
+    if stop.hit:
+        r.save_checkpoint(r.epoch)
+        raise TrainInterrupted(f"interrupted: checkpoint saved in {r.checkpoint_path}; continue with --resume {r.out}")
+    return sums, n
+
+
+def _end_epoch(r: _Run, sums: dict[str, float], n: int, t0: float, meta_base: dict, log) -> None:  # noqa: ANN001
+    """Validate, export last (and best) weights, save the checkpoint, log the epoch."""
+    r.epoch += 1
+    row = {"epoch": r.epoch, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": r.opt.param_groups[0]["lr"]}
+    if r.data.val_loader is not None:
+        row.update(validate(r.served, r.data.val_loader, r.device, r.dtype))
+        if r.ema is not None:  # the raw weights too, so the average's effect is measured
+            row["val_nme_raw"] = validate(r.model, r.data.val_loader, r.device, r.dtype)["val_nme"]
+    row["seconds"] = round(time.time() - t0, 1)
+    score = row.get("val_nme", row["loss"])
+    meta = {**meta_base, "epoch": r.epoch, **{k: round(v, 5) for k, v in row.items() if k.startswith("val")}}
+    save_model(r.out / "last.safetensors", r.served, meta)
+    if score < r.best:
+        r.best = score
+        save_model(r.out / "best.safetensors", r.served, meta)
+    r.save_checkpoint(r.epoch)
+    run.append_log(r.out / "log.csv", row)
+    _plot_log(r.out / "log.csv", r.out / "curves.png")
+    log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print,
           given: set[str] | None = None) -> Path:
     """Train (or resume) a run; returns the path of the best exported weights. `given`: the options the user set
     (a resume refuses those that contradict the run). Raises TrainInterrupted after saving the checkpoint when
     SIGINT or SIGTERM stops it."""
+    cfg, state = _open_run(cfg, resume, given)
     out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
-    if resume:
-        if not ckpt_path.is_file():
-            raise TrainError(f"{out}: no checkpoint.pt to resume from")
-        cfg = resumed_config(cfg, out, given)
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["epoch"] >= cfg.epochs:
-            raise TrainError(f"{out} has trained {state['epoch']} epochs already: give --epochs above "
-                             f"{state['epoch']} to continue it")
-    elif ckpt_path.exists():
-        raise TrainError(f"{out} already holds a run: use --resume {out} or another --out")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = _device(cfg)
     dtype = compute_dtype(cfg.precision, device)
     dtype_name = str(dtype).removeprefix("torch.")
     torch.manual_seed(cfg.seed)
@@ -294,135 +429,44 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     for n in notes:
         log(n)
     model.to(device)
-    if not cfg.sources:
-        raise TrainError("no training data (--data)")
-    per_source = [read_source(src, scheme.num_points, scheme.unrefined_indices) for src in cfg.sources]
-    train_samples = [s for samples in per_source for s in samples]
-    val_samples = read_annotations(cfg.val, scheme.num_points) if cfg.val else []
-    kept_shape = cfg.init and not cfg.refit and model.shape_model() is not None
-    if kept_shape:
-        log(f"--init {cfg.init}: kept its shape model (--refit: fit it anew on this run's faces)")
-    elif not resume and model.config.shape_prior.components:  # a resumed run has it in its checkpoint
-        log(fit_shape(model, train_samples))
-    if cfg.max_val:
-        val_samples = val_samples[: cfg.max_val]
+    per_source, val_samples = _read_faces(cfg, model, resume, log)
     log(f"networks in {dtype_name} (--precision {cfg.precision})")
     if teacher is not None:
         log(f"targets {cfg.distill:g} of the way from the annotations to {cfg.teacher}'s points")
-    fs = model.config.frame_scale
-    for src, samples in zip(cfg.sources, per_source):
-        log(f"{src.path}: {len(samples)} faces, frames of {src.resolution or cfg.resolution} px, drawn "
-            f"{src.repeat:g}× an epoch")
-    sets = [LandmarkDataset(samples, scheme, src.resolution or cfg.resolution, fs, Augment(**cfg.augment), cfg.seed)
-            for src, samples in zip(cfg.sources, per_source)]
-    # every batch from one source, so its frames share one side; the order is fixed by (seed, epoch): a resumed
-    # run sees the same batches. Workers are not persistent: a persistent worker keeps its copy of the datasets and
-    # never sees their epoch change, so every epoch would get the first epoch's augmentation
-    batches = SourceBatches([len(d) for d in sets], [src.repeat for src in cfg.sources], cfg.batch_size, cfg.seed)
-    loader = DataLoader(torch.utils.data.ConcatDataset(sets), batch_sampler=batches, num_workers=cfg.workers)
-    val_loader = (DataLoader(LandmarkDataset(val_samples, scheme, cfg.resolution, fs, None), 16, num_workers=0)
-                  if val_samples else None)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    # the averaged weights (buffers too: BatchNorm statistics) are what validation scores and the export holds;
-    # the raw weights are still validated and logged (val_nme_raw) so the average's effect is measured
-    ema = moving_average(model, cfg.ema) if cfg.ema else None
-    served = ema.module if ema is not None else model
-    start_epoch, best, step = 0, float("inf"), 0
+    data = _loaders(cfg, model, per_source, val_samples, log)
+    r = _Run(cfg, out, model, torch.optim.Adam(model.parameters(), lr=cfg.lr),
+             moving_average(model, cfg.ema) if cfg.ema else None, teacher, data, device, dtype)
     out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, best, step = state["epoch"], state["best"], state["step"]
-        torch.set_rng_state(state["rng"])
-        log(f"resuming {out} at epoch {start_epoch + 1}/{cfg.epochs} (best val NME {best:.3f} %)")
+    if state is not None:
+        r.restore(state)
+        log(f"resuming {out} at epoch {r.epoch + 1}/{cfg.epochs} (best val NME {r.best:.3f} %)")
     else:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    total_steps = cfg.epochs * len(loader)
-    if warmup_steps(cfg, total_steps) < cfg.warmup_steps:
-        log(f"warm-up shortened to {warmup_steps(cfg, total_steps)} steps (a tenth of the run's {total_steps})")
-    meta_base = {"train": asdict(cfg), "dtype": dtype_name, "samples": len(train_samples),
-                 "val_samples": len(val_samples)}
-
-    def save_checkpoint(epoch: int) -> None:
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
-                    "step": step, "rng": torch.get_rng_state(), "ema": ema.state_dict() if ema is not None else None},
-                   tmp)
-        tmp.replace(ckpt_path)
+    warm = run.warmup_steps(cfg.warmup_steps, r.total_steps)
+    if warm < cfg.warmup_steps:
+        log(f"warm-up shortened to {warm} steps (a tenth of the run's {r.total_steps})")
+    meta_base = {"train": asdict(cfg), "dtype": dtype_name, "samples": data.faces, "val_samples": len(val_samples)}
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with _Interrupt() as stop, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                        TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                        console=Console(stderr=True), disable=not progress) as bar:  # stdout is for data
-        for epoch in range(start_epoch, cfg.epochs):
-            model.train()
-            batches.epoch = epoch
-            for d in sets:
-                d.epoch = epoch
-            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), info="")
-            t0, sums, n = time.time(), {}, 0
-            try:
-                for images, pts, weights in loader:
-                    for g in opt.param_groups:
-                        g["lr"] = lr_at(step, total_steps, cfg)
-                    images, pts = images.to(device, non_blocking=True).float(), pts.to(device)
-                    if teacher is not None:
-                        pts = teacher_targets(teacher, images, pts, cfg.distill, dtype)
-                    loss, parts = train_step(model, opt, images, pts, cfg, dtype, weights.to(device))
-                    if ema is not None:
-                        ema.update_parameters(model)
-                    step += 1
-                    n += 1
-                    for k, v in {"loss": loss.item(), **parts}.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    bar.update(task, advance=1, info=f"loss {sums['loss'] / n:.5f}")
-                    if stop.hit:
-                        break
-            except KeyboardInterrupt:  # raised past the SIGINT flag (e.g. by the data loader): the same as Ctrl-C
-                stop.hit = True
-            if stop.hit:  # the interrupted epoch is not counted: resume repeats it
-                save_checkpoint(epoch)
-                raise TrainInterrupted(f"interrupted: checkpoint saved in {ckpt_path}; continue with --resume {out}")
-            row = {"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
-            if val_loader is not None:
-                row.update(validate(served, val_loader, device, dtype))
-                if ema is not None:
-                    row["val_nme_raw"] = validate(model, val_loader, device, dtype)["val_nme"]
-            row["seconds"] = round(time.time() - t0, 1)
-            score = row.get("val_nme", row["loss"])
-            meta = {**meta_base, "epoch": epoch + 1, **{k: round(v, 5) for k, v in row.items() if k.startswith("val")}}
-            save_model(out / "last.safetensors", served, meta)
-            if score < best:
-                best = score
-                save_model(out / "best.safetensors", served, meta)
-            save_checkpoint(epoch + 1)
-            _append_log(out / "log.csv", row)
-            _plot_log(out / "log.csv", out / "curves.png")
-            log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+    with run.Interrupt() as stop, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                           TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                           console=Console(stderr=True), disable=not progress) as bar:  # stdout: data
+        while r.epoch < cfg.epochs:
+            task = bar.add_task(f"epoch {r.epoch + 1}/{cfg.epochs}", total=len(data.loader), info="")
+            t0 = time.time()
+            sums, n = _train_epoch(r, stop, bar, task)
+            _end_epoch(r, sums, n, t0, meta_base, log)
             bar.remove_task(task)
     return out / "best.safetensors"
 
 
-def _append_log(path: Path, row: dict) -> None:
-    rows = list(csv.DictReader(open(path))) if path.exists() else []
-    rows.append({k: str(v) for k, v in row.items()})
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, keys)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
-
-
 def _plot_log(log_path: Path, png: Path) -> None:
+    """The training curves as PNG: loss, and the validation NME when there is one."""
     from fflm.plot import line_plot
 
-    rows = list(csv.DictReader(open(log_path)))
+    rows = run.read_log(log_path)
     epochs = [float(r["epoch"]) for r in rows]
     series = {"train loss (x100)": [100 * float(r["loss"]) for r in rows]}
     if rows and rows[-1].get("val_nme"):

@@ -12,9 +12,9 @@ import math
 
 import torch
 
+from fflm.choices import LOSSES
 from fflm.errors import UsageError
 
-LOSSES = ("l2", "l1", "wing", "ion")
 
 
 def point_loss(pred: torch.Tensor, truth: torch.Tensor, kind: str, norm: torch.Tensor,

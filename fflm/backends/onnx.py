@@ -1,0 +1,129 @@
+"""The networks in ONNX Runtime: a Landmarker whose detector, global and regional networks run from the files
+`fflm export --format onnx` wrote (fflm.export), the rest of the pipeline unchanged.
+
+The files are refused unless their manifest names the very weights (sha256) and scheme the Landmarker loaded,
+and, for the built-in detector, the same detector file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fflm.backends import require
+from fflm.errors import WeightsError
+from fflm.export import FORMAT, MANIFEST
+
+
+class OnnxMismatch(WeightsError):
+    """An ONNX folder that is missing, unreadable or made from other weights than the ones in use."""
+
+
+def read_manifest(onnx_dir: str | Path) -> dict:
+    """The manifest of an export folder, checked for its format."""
+    path = Path(onnx_dir) / MANIFEST
+    if not path.is_file():
+        raise OnnxMismatch(f"{onnx_dir}: no {MANIFEST} (write one with 'fflm export --format onnx {onnx_dir}')")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise OnnxMismatch(f"{path}: not readable JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise OnnxMismatch(f"{path}: not an fflm ONNX manifest (format {manifest.get('format')!r})")
+    return manifest
+
+
+def check_manifest(manifest: dict, onnx_dir: str | Path, weights: Path, scheme: dict) -> None:
+    """OnnxMismatch unless the export came from `weights` (by sha256) with `scheme`."""
+    from fflm.weights import file_sha256
+
+    if manifest.get("scheme") != scheme:
+        raise OnnxMismatch(f"{onnx_dir} holds networks of the landmark scheme {manifest.get('scheme', {}).get('name')!r}, "
+                           f"not that of {weights.name} ({scheme.get('name')!r}): export these weights again")
+    sha = manifest.get("weights", {}).get("sha256")
+    if sha != file_sha256(weights):
+        raise OnnxMismatch(f"{onnx_dir} was exported from other weights ({manifest.get('weights', {}).get('source')}, "
+                           f"sha256 {str(sha)[:12]}…) than {weights.name}: export these weights again")
+
+
+class OrtNet(nn.Module):
+    """An ONNX file run by ONNX Runtime in place of a torch network: float32 tensors in, the list of outputs out."""
+
+    def __init__(self, path: Path, threads: int, stride: int = 1) -> None:
+        super().__init__()
+        ort = require("onnxruntime", "onnx", "the onnxruntime backend")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        if not path.is_file():
+            raise OnnxMismatch(f"{path}: missing from the ONNX folder")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        a = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        return [torch.from_numpy(o) for o in self.session.run(None, {self.input: a})]
+
+    def run_normalised(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The detector's map network's entry point (fflm.detect.run.infer)."""
+        return self.forward(x)
+
+
+class _OrtVerifier(OrtNet):
+    """The detector's crop classifier: one [K, 5] output."""
+
+    def __init__(self, path: Path, threads: int, config) -> None:  # noqa: ANN001
+        super().__init__(path, threads)
+        self.config = config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x)[0]
+
+
+class _OrtDetector:
+    """What fflm.detect.run.infer asks of a detector network: `config`, `run_normalised`, `verifier`."""
+
+    def __init__(self, config, maps: OrtNet, verifier: _OrtVerifier | None) -> None:  # noqa: ANN001
+        self.config, self.run_normalised, self.verifier = config, maps.run_normalised, verifier
+
+
+def use_onnxruntime(landmarker, onnx_dir: str | Path, threads: int | None = None) -> None:  # noqa: ANN001
+    """Swap the Landmarker's networks (and its built-in detector's) for the ONNX files of `onnx_dir`, after checking
+    that they were exported from its weights. `threads`: ONNX Runtime's threads per network (default torch's)."""
+    from fflm.detect.builtin import BuiltinDetector
+    from fflm.weights import file_sha256
+
+    require("onnxruntime", "onnx", "the onnxruntime backend")
+    onnx_dir = Path(onnx_dir)
+    manifest = read_manifest(onnx_dir)
+    check_manifest(manifest, onnx_dir, landmarker.weights_path, landmarker.scheme.to_dict())
+    n = threads or torch.get_num_threads()
+    model = landmarker.model
+    stacked = model.stacked_regions
+    stages = manifest["regional"]["stages"]
+    if len(stages) != len(stacked):
+        raise OnnxMismatch(f"{onnx_dir}: {len(stages)} regional stages, the weights have {len(stacked)}")
+    model.global_net = OrtNet(onnx_dir / manifest["global"]["file"], n, model.global_net.stride)
+    model.stacked_regions = nn.ModuleList(OrtNet(onnx_dir / s["file"], n) for s in stages)
+    det = landmarker.detector
+    if isinstance(det, BuiltinDetector):
+        d = manifest.get("detector", {})
+        if d.get("sha256") != file_sha256(det.model_path):
+            raise OnnxMismatch(f"{onnx_dir} holds another detector ({d.get('source')}) than {det.model_path.name}: "
+                               "export with this --detector-model")
+        verifier = None
+        if det.model.verifier is not None:
+            verifier = _OrtVerifier(onnx_dir / d["verifier"]["file"], n, det.model.verifier.config)
+        det.model = _OrtDetector(det.model.config, OrtNet(onnx_dir / d["file"], n), verifier)
+
+
+def yunet_model(onnx_dir: str | Path) -> Path | None:
+    """The YuNet model an export folder holds, if any."""
+    entry = read_manifest(onnx_dir).get("yunet")
+    return None if entry is None else Path(onnx_dir) / entry["file"]
