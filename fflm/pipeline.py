@@ -188,8 +188,9 @@ class Landmarker:
             chunk = owners[start : start + self.max_faces_per_call]
             faces = self._upright([images[i] for i, _ in chunk], [d for _, d in chunk])
             # the points' own roll: a detector's keypoints understate a strong roll; such faces go round once more
+            # (only points on a face, by their quality, are trusted with that)
             turned = [(k, points_detection(f.landmarks, self.scheme.norm_points, d)) for k, ((_, d), (f, _))
-                      in enumerate(zip(chunk, faces))]
+                      in enumerate(zip(chunk, faces)) if f.quality >= 0.5]
             turned = [(k, t) for k, t in turned if self.upright and needs_turn(t.roll, used_roll(chunk[k][1]))]
             if turned:
                 again = self._upright([images[chunk[k][0]] for k, _ in turned], [t for _, t in turned])

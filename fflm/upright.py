@@ -9,7 +9,7 @@ the patch as if it were the photo. Points come back through the inverse warp; th
 detector's. A detector's keypoints understate strong rolls (YuNet's put a face rolled by 45° at about 15°), so the
 roll of the landmarks themselves (their normalisation points: the outer eye corners) decides once more: a face
 whose points are rolled by MIN_ROLL or more, and by `RETURN` degrees more than its frame was turned, runs again,
-framed upright from its points.
+framed upright from its points, when its quality (fflm.quality) says the points are on a face.
 """
 
 from __future__ import annotations
