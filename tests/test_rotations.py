@@ -56,14 +56,14 @@ def photo_for(k: int) -> np.ndarray:
 def test_auto_looks_at_the_turns_only_when_the_photo_as_it_is_has_no_sure_face():
     det = RotatingDetector(OneWay(2), "auto")
     [d] = det.detect(photo_for(2))
-    assert det.inner.calls == 4 and abs(d.roll) == 180.0
+    assert det.inner.calls == 6 and abs(d.roll) == 180.0  # as it is, 3 quarter turns, 2 tilts
     np.testing.assert_allclose(d.box, unturn(Detection(np.array([1.0, 2.0, 3.0, 4.0]), 1), 2, 20, 10).box)
     det = RotatingDetector(OneWay(0), "auto")
     assert len(det.detect(photo_for(0))) == 1 and det.inner.calls == 1  # a sure face: no turn tried
     det = RotatingDetector(OneWay(2), "none")
     assert det.detect(photo_for(2)) == [] and det.inner.calls == 1
     det = RotatingDetector(OneWay(1, score=0.5), "all")
-    assert len(det.detect(photo_for(1))) == 1 and det.inner.calls == 4
+    assert len(det.detect(photo_for(1))) == 1 and det.inner.calls == 6
 
 
 def test_points_detection_and_when_to_turn():
@@ -116,3 +116,20 @@ def test_the_sample_rolled_gives_the_rolled_points(sample, angle):
     [got] = lm.predict(rolled)
     err = np.linalg.norm(got.landmarks - (face.landmarks @ m[:, :2].T + m[:, 2]), axis=1)
     assert err.mean() < 1.0
+
+
+def test_a_tilted_canvas_holds_the_photo_and_maps_points_back():
+    from fflm.detect.rotations import tilt, untilt
+
+    image = np.zeros((40, 60, 3), np.uint8)
+    canvas, back = tilt(image, 45.0)
+    side = (60 + 40) / np.sqrt(2)
+    assert canvas.shape[:2] == (int(np.ceil(side)), int(np.ceil(side)))
+    forward = cv2.invertAffineTransform(back)
+    kps = np.array([[10.0, 10], [30, 10], [20, 20], [12, 30], [28, 30]])  # an upright face in the photo
+    d = untilt(Detection(np.array([0, 0, 5, 5.0]), 0.8, None, kps @ forward[:, :2].T + forward[:, 2]), back, 45.0)
+    np.testing.assert_allclose(d.keypoints, kps, atol=1e-9)
+    assert d.roll == pytest.approx(0.0, abs=1e-9) and d.score == 0.8
+    # on the canvas the photo's right-pointing eye line points down-right: the photo turned 45° clockwise
+    v = forward[:, :2] @ np.array([1.0, 0])
+    assert np.degrees(np.arctan2(v[1], v[0])) == pytest.approx(45.0)

@@ -1,15 +1,19 @@
 """Photos turned by 90°, 180° or 270° without an EXIF tag (scanned prints, stripped phone photos): `--rotations`.
 
 `auto` (the default) runs the detector on the photo as it is and, only when that finds no face scoring `SURE` or
-more, on the photo turned by each quarter turn, keeping the orientation whose best face scores highest (a
-detector also fires on an upside-down face, at a lower score, taking the mouth for the eyes); `all` always runs all four and merges them
-(photos with faces at several orientations); `none` runs only the upright pass. Faces found in a turned photo come
+more, on the photo turned by each quarter turn and by ±45° (faces rolled far: YuNet's scores fall with the roll),
+keeping the orientation whose best face scores highest (a detector also fires on an upside-down face, at a lower
+score, taking the mouth for the eyes); `all` always runs them all and merges them (photos with faces at several
+orientations); `none` runs only the upright pass. Faces found in a turned photo come
 back in the photo's own pixels, with `roll` the turn (or, with keypoints, the roll they give), so the landmark stage
 frames them upright (fflm.upright).
 """
 
 from __future__ import annotations
 
+import math
+
+import cv2
 import numpy as np
 
 from fflm.choices import ROTATIONS
@@ -18,6 +22,7 @@ from fflm.detect.decode import nms
 from fflm.detect.frame import roll
 
 SURE = 0.9  # auto: a face scoring this in the photo as it is means the photo is upright
+TILTS = (45.0, -45.0)  # degrees (clockwise) of the photo's tilted passes, beside the quarter turns
 
 
 def unturn_points(points: np.ndarray, k: int, width: int, height: int) -> np.ndarray:
@@ -50,6 +55,31 @@ def best(dets: list[Detection]) -> float:
     return max((d.score for d in dets), default=0.0)
 
 
+def tilt(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The photo turned by `degrees` clockwise on a canvas that holds all of it (borders replicated), and the 2×3 map
+    from the canvas' pixels back to the photo's."""
+    h, w = image.shape[:2]
+    a = math.radians(degrees)
+    cw = int(math.ceil(w * abs(math.cos(a)) + h * abs(math.sin(a))))
+    ch = int(math.ceil(w * abs(math.sin(a)) + h * abs(math.cos(a))))
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), -degrees, 1.0)  # OpenCV's angle is counter-clockwise
+    m[:, 2] += [(cw - 1) / 2 - (w - 1) / 2, (ch - 1) / 2 - (h - 1) / 2]
+    out = cv2.warpAffine(image, m, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out, cv2.invertAffineTransform(m)
+
+
+def untilt(d: Detection, back: np.ndarray, degrees: float, frame=None) -> Detection:
+    """A detection of a tilted canvas in the photo's pixels: the box of its box's corners, keypoints mapped back and
+    the roll from them (else the tilt), the landmark box from `frame` (fflm.detect.frame) when there are keypoints."""
+    x0, y0, x1, y1 = d.box
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]) @ back[:, :2].T + back[:, 2]
+    box = np.concatenate([corners.min(0), corners.max(0)])
+    if d.keypoints is None:
+        return Detection(box, d.score, None, None, (degrees + d.roll + 180) % 360 - 180)
+    kps = d.keypoints @ back[:, :2].T + back[:, 2]
+    return Detection(box, d.score, None if frame is None else frame.landmark_box(kps), kps, roll(kps))
+
+
 class RotatingDetector:
     """A detector that also looks at the photo turned by quarter turns (`mode`: auto, all or none)."""
 
@@ -67,6 +97,9 @@ class RotatingDetector:
         h, w = image.shape[:2]
         turns = [[unturn(d, k, w, h) for d in self.inner.detect(np.ascontiguousarray(np.rot90(image, k)))]
                  for k in (1, 2, 3)]
+        for degrees in TILTS:
+            canvas, back = tilt(image, degrees)
+            turns.append([untilt(d, back, degrees, getattr(self.inner, "frame", None)) for d in self.inner.detect(canvas)])
         if self.mode == "auto":
             return max([found] + turns, key=best)  # the photo as it is on a tie
         every = found + [d for ds in turns for d in ds]
