@@ -125,7 +125,10 @@ def median_ms(fn, repeat: int = 9) -> tuple[float, float]:
 
 def timing(name: str, model, photo640: np.ndarray, photo4k: np.ndarray, path4k: Path) -> dict:
     det = make_detector(name, model, tiles="off", rotations="none")
+    auto = make_detector(name, model, tiles="off")  # --rotations auto: more passes when no face is sure
     return {"detector": name, "ms_640": median_ms(lambda: det.detect(photo640)),
+            "ms_640_auto": median_ms(lambda: auto.detect(photo640)),
+            "faces_640": len(det.detect(photo640)), "best_640": max((d.score for d in det.detect(photo640)), default=0.0),
             "ms_4k_array": median_ms(lambda: det.detect(photo4k)),
             "ms_4k_file": median_ms(lambda: det.detect_file(path4k)),
             "ms_4k_decode_full": median_ms(lambda: read_image(path4k), 3)}
@@ -138,6 +141,7 @@ def timing_rounds(dets: list, rounds: int, *photos) -> list[dict]:
     out = []
     for i, (n, _) in enumerate(dets):
         row: dict = {"detector": n}
+        row.update({k: v for k, v in runs[0][i].items() if not k.startswith("ms_") and k != "detector"})
         for key in runs[0][i]:
             if key.startswith("ms_"):
                 per = [r[i][key] for r in runs]
@@ -227,11 +231,31 @@ def yaw_figures(det, folder: Path, box_model) -> dict:
     return out
 
 
+def sample_loose(lm, scales=(0.6, 0.8, 1.5, 2.0, 2.5, 3.0)) -> dict:
+    """On the shipped sample: mean and largest distance (px) of the points from boxes `scale` × the tight box of the
+    default detector's points (centred on it) to those points."""
+    from fflm.geometry import points_box
+    from fflm.weights import asset
+
+    image = read_image(asset("astronaut.png"))
+    [ref] = lm.predict(image)
+    tb = points_box(ref.landmarks)
+    c, side = (tb[:2] + tb[2:]) / 2, (tb[2:] - tb[:2]).max()
+    out = {}
+    for k in scales:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            [f] = lm.predict(image, [np.r_[c - k * side / 2, c + k * side / 2]])
+        d = np.linalg.norm(f.landmarks - ref.landmarks, axis=1)
+        out[str(k)] = (float(d.mean()), float(d.max()))
+    return out
+
+
 def loose_figures(lm, items, scales=(0.6, 1.0, 2.0, 3.0)) -> dict:
     """Mean NME with square boxes `scale` × the landmarks' tight box (centred on it), given as the face box."""
     from fflm.geometry import points_box
 
-    out = {}
+    out = {"sample_px": sample_loose(lm)}
     for k in scales:
         errs = []
         for path, pts in items:
@@ -383,14 +407,15 @@ def print_report(r: dict) -> None:
     if "timing" in r:
         p(f"\n3. detector time per photo, median ms over {r['rounds']} round(s), wall / process CPU (tiles off, "
           "rotations none); wall range over the rounds below")
-        p(f"{'detector':10} {'640x480':>13} {'4K array':>13} {'4K file':>13} {'(4K full decode)':>17}")
+        p(f"{'detector':10} {'640x480':>13} {'4K array':>13} {'4K file':>13} {'(4K full decode)':>17} {'640, auto':>13}")
 
         def wc(v) -> str:
             return f"{v[0]:6.1f}/{v[1]:6.1f}"
 
         for t in r["timing"]:
             p(f"{t['detector']:10} {wc(t['ms_640']):>13} {wc(t['ms_4k_array']):>13} {wc(t['ms_4k_file']):>13} "
-              f"{wc(t['ms_4k_decode_full']):>17}")
+              f"{wc(t['ms_4k_decode_full']):>17} {wc(t['ms_640_auto']):>13}  (640: {t['faces_640']} faces, best "
+              f"{t['best_640']:.2f})")
             p(f"{'':10} " + " ".join(f"{'%.1f-%.1f' % t[k + '_range']:>13}" for k in ("ms_640", "ms_4k_array", "ms_4k_file"))
               + f" {'%.1f-%.1f' % t['ms_4k_decode_full_range']:>17}")
     if "w300_found" in r:
@@ -408,7 +433,9 @@ def print_report(r: dict) -> None:
             p(f"{n:10} " + "  ".join(f"{k}: {v['found']:.3f} of {v['faces']}" for k, v in y.items()))
     if "loose" in r:
         p(f"\n7. loose boxes (× the landmarks' tight box, centred) on every {r['step']}-th 300-W val face: NME %")
-        p("   " + "  ".join(f"{k}x: {v:.3f}" for k, v in r["loose"].items()))
+        p("   " + "  ".join(f"{k}x: {v:.3f}" for k, v in r["loose"].items() if k != "sample_px"))
+        p("   the sample, px from the detector's points (mean / largest): "
+          + "  ".join(f"{k}x: {m:.2f}/{x:.2f}" for k, (m, x) in r["loose"]["sample_px"].items()))
     if "quality" in r:
         q = r["quality"]
         p(f"\n8. Face.quality: {q['faces']} 300-W val faces against {q['crops']} background crops of the report photos "
