@@ -18,7 +18,7 @@ def make_detector(name: str = "yunet", model: str | Path | None = None, tiles: s
     none): when to look at the photo turned by quarter turns too (fflm.detect.rotations). The detectors run on the
     CPU whatever `device` is: they are small and their input is a ≤640 px proxy, so a transfer to a GPU would cost
     more than it saves."""
-    from fflm.detect.rotations import ROTATIONS, TURNED_PROXY, RotatingDetector
+    from fflm.detect.rotations import ROTATIONS, RotatingDetector
 
     if rotations not in ROTATIONS:
         raise UsageError(f"--rotations must be one of {', '.join(ROTATIONS)}, got {rotations!r}")
@@ -28,11 +28,7 @@ def make_detector(name: str = "yunet", model: str | Path | None = None, tiles: s
         else:
             from fflm.detect.yunet import YuNetDetector as Detector
         det = Detector(model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size, **kwargs)
-        if rotations == "none":
-            return det
-        turned = Detector(model, proxy=TURNED_PROXY, tiles="off", max_faces=max_faces, min_face_size=min_face_size,
-                          **kwargs)
-        return RotatingDetector(det, rotations, turned=turned)
+        return det if rotations == "none" else RotatingDetector(det, rotations)
     if name == "none":
         return WholeImage()
     raise UsageError(f"unknown detector {name!r} (one of {', '.join(DETECTORS)})")

@@ -4,9 +4,7 @@
 more, on the photo turned by each quarter turn and by ±45° (faces rolled far: YuNet's scores fall with the roll),
 keeping the orientation whose best face scores highest (a detector also fires on an upside-down face, at a lower
 score, taking the mouth for the eyes); `all` always runs them all and merges them (photos with faces at several
-orientations); `none` runs only the upright pass. The turned and tilted passes run on a proxy of `TURNED_PROXY` px
-(a quarter of the default's pixels): a photo held the wrong way round is most often a portrait or a print with
-large faces, and a face-less photo then costs about twice a plain pass rather than six times. Faces found in a turned photo come
+orientations); `none` runs only the upright pass. Faces found in a turned photo come
 back in the photo's own pixels, with `roll` the turn (or, with keypoints, the roll they give), so the landmark stage
 frames them upright (fflm.upright).
 """
@@ -25,7 +23,6 @@ from fflm.detect.frame import roll
 
 SURE = 0.9  # auto: a face scoring this in the photo as it is means the photo is upright
 TILTS = (45.0, -45.0)  # degrees (clockwise) of the photo's tilted passes, beside the quarter turns
-TURNED_PROXY = 320  # px: the long side of the turned and tilted passes' proxy
 
 
 def unturn_points(points: np.ndarray, k: int, width: int, height: int) -> np.ndarray:
@@ -86,10 +83,8 @@ def untilt(d: Detection, back: np.ndarray, degrees: float, frame=None) -> Detect
 class RotatingDetector:
     """A detector that also looks at the photo turned by quarter turns (`mode`: auto, all or none)."""
 
-    def __init__(self, detector, mode: str = "auto", iou: float = 0.3, turned=None) -> None:
-        """`turned`: the detector for the turned and tilted passes (default: `detector` itself)."""
+    def __init__(self, detector, mode: str = "auto", iou: float = 0.3) -> None:
         self.inner, self.mode, self.iou = detector, mode, iou
-        self.turned = detector if turned is None else turned
         self.name = detector.name
 
     def __getattr__(self, name: str):  # the wrapped detector's own settings (threshold, tiles, ...)
@@ -100,11 +95,11 @@ class RotatingDetector:
         if self.mode == "none" or (self.mode == "auto" and best(found) >= SURE):
             return found
         h, w = image.shape[:2]
-        turns = [[unturn(d, k, w, h) for d in self.turned.detect(np.ascontiguousarray(np.rot90(image, k)))]
+        turns = [[unturn(d, k, w, h) for d in self.inner.detect(np.ascontiguousarray(np.rot90(image, k)))]
                  for k in (1, 2, 3)]
         for degrees in TILTS:
             canvas, back = tilt(image, degrees)
-            turns.append([untilt(d, back, degrees, getattr(self.inner, "frame", None)) for d in self.turned.detect(canvas)])
+            turns.append([untilt(d, back, degrees, getattr(self.inner, "frame", None)) for d in self.inner.detect(canvas)])
         if self.mode == "auto":
             return max([found] + turns, key=best)  # the photo as it is on a tie
         every = found + [d for ds in turns for d in ds]
