@@ -3,8 +3,9 @@
 The first --images photos of `300w/val` (copied into a temporary folder) through `fflm batch DIR -o x.jsonl`
 with the default settings, locally (--jobs 2) and with --engine ray (a Ray started for the run on this machine,
 one actor per CPU), each as its own process, taking turns --rounds times. Reported: the img/s of the command's
-summary (the images' own time, from the first result on) and the wall time of the whole command (Ray's start
-included), medians over the rounds; and whether the two outputs agree (largest landmark difference).
+summary (from the start of the run, Ray already up: the actors' model loading counts) and the wall time of the
+whole command (Ray's start included), medians over the rounds; and whether the two outputs agree (largest
+landmark difference).
 """
 
 from __future__ import annotations
@@ -60,9 +61,11 @@ def main() -> None:
             figures[name]["wall_s"].append(round(wall, 1))
             print(f"{name:5s} {rate:5.2f} img/s, {wall:5.1f} s for the command", flush=True)
     diff = float(np.abs(landmarks(tmp / "local.jsonl") - landmarks(tmp / "ray.jsonl")).max())
-    rows = [{"engine": k, "img_per_s": statistics.median(v["img_per_s"]), "wall_s": statistics.median(v["wall_s"]),
+    rows = [{"engine": k, "img_per_s": round(statistics.median(v["img_per_s"]), 2),
+             "wall_s": round(statistics.median(v["wall_s"]), 1),
              "rounds": v} for k, v in figures.items()]
-    result = {"command": "python benchmarks/ray_engine.py" + (f" --images {args.images}" if args.images != 48 else ""),
+    result = {"command": "python benchmarks/ray_engine.py" + (f" --images {args.images}" if args.images != 48 else "")
+                         + (f" --rounds {args.rounds}" if args.rounds != 2 else ""),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": args.machine,
               "note": f"{args.images} photos of 300w/val, default settings (auto precision, mirrored passes)",
               "figures": {"rows": rows, "max_landmark_difference_px": diff}}

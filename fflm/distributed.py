@@ -35,8 +35,9 @@ def _ray():  # noqa: ANN202
 
 def connect(address: str | None = None, timeout: float = CONNECT_TIMEOUT_S, **init_kwargs) -> None:
     """Join the cluster at `address` (`auto`: the one started on this machine with `ray start`; `ray://HOST:PORT`
-    or `HOST:PORT`), or start a local one when None; nothing when Ray is already initialised. An address that
-    does not answer within `timeout` seconds raises ConnectionError (Ray itself would keep trying)."""
+    or `HOST:PORT`), or start a new local one when None (even where `ray start` runs one); nothing when Ray is
+    already initialised. An address that does not answer within `timeout` seconds raises ConnectionError (Ray
+    itself would keep trying)."""
     ray = _ray()
     if ray.is_initialized():
         return
@@ -47,7 +48,7 @@ def connect(address: str | None = None, timeout: float = CONNECT_TIMEOUT_S, **in
         except (OSError, ValueError) as e:
             raise ConnectionError(f"no Ray cluster answers at {address} within {timeout:g} s ({e})") from None
     try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False, **init_kwargs)
+        ray.init(address=address or "local", logging_level="ERROR", log_to_driver=False, **init_kwargs)
     except ConnectionError as e:
         raise ConnectionError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from fflm.choices import BACKENDS, DEVICES
+from fflm import presets
 from fflm.crop import crop_u8
 from fflm.detect import Detection, FaceDetector, make_detector
 from fflm.errors import BoxWarning, UsageError
@@ -82,13 +83,17 @@ class Landmarker:
     computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see docs/benchmarks.md).
     `backend`: `torch`, or `onnxruntime` to run the networks from the ONNX files `fflm export --format onnx` wrote
     into `onnx_dir` from these weights (float32; the `fflm[onnx]` extra; see fflm.backends.onnx).
+    `preset`: `default`, or `fast` (lighter weights, no mirrored passes; fflm.presets): it chooses the weights and
+    `flip` unless they are given.
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  detector: FaceDetector | str = "yunet", recentre: bool = True,
                  recentre_tolerance: float = 0.02, recentre_passes: int = 4, upright: bool = True,
-                 flip: bool = True, shape_prior: bool = True,
-                 precision: str = "auto", backend: str = "torch", onnx_dir: str | Path | None = None) -> None:
+                 flip: bool | None = None, shape_prior: bool = True,
+                 precision: str = "auto", backend: str = "torch", onnx_dir: str | Path | None = None,
+                 preset: str = "default") -> None:
+        chosen = presets.preset(preset)
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
         if (backend == "onnxruntime") != (onnx_dir is not None):
@@ -97,7 +102,7 @@ class Landmarker:
             raise UsageError("the onnxruntime backend runs on the CPU in float32")
         self.device = pick_device("cpu" if backend == "onnxruntime" else device)
         self.dtype = compute_dtype("float32" if backend == "onnxruntime" else precision, self.device)
-        self.weights_path = resolve(weights)
+        self.weights_path = resolve(chosen.weights if weights is None else weights)
         trained, self.metadata = load_model(self.weights_path, self.device)
         # folded, the four regional networks as one grouped network (one call per stage), in the chosen dtype
         self.model = trained.for_serving(self.dtype)
@@ -107,7 +112,7 @@ class Landmarker:
         self.recentre_passes = recentre_passes  # global passes at most: each re-frames the faces that still moved
         self.upright = upright  # frame rolled faces upright (fflm.upright)
         self.lost_face = LOST_FACE  # below this mean confidence, smaller frames are tried (0: never)
-        self.flip = flip  # both stages also on the mirrored face and crops, averaged: more accurate, slower
+        self.flip = chosen.flip if flip is None else flip  # both stages also on the mirrored face and crops, averaged: more accurate, slower
         # the weights' shape model pulls the points no regional network refines toward a plausible face
         self.shape = self.model.shape_model() if shape_prior else None
         self.quality_map = load_map()

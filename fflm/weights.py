@@ -28,6 +28,7 @@ DETECTOR_FORMAT = "fflm-detector/1"
 SHIPPED = {
     "300w-68": "fflm-300w-68.safetensors",
     "300w-68-stacks2": "fflm-300w-68-stacks2.safetensors",
+    "300w-68-fast": "fflm-300w-68-fast.safetensors",
     "detector": "fflm-detector.safetensors",
 }
 DEFAULT = "300w-68"

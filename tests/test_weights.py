@@ -260,9 +260,9 @@ def test_every_shipped_name_is_a_file_of_its_kind():
     from fflm.weights import DETECTOR_FORMAT, SHIPPED, raw_header, shipped
 
     kinds = {name: raw_header(shipped(name))["format"] for name in SHIPPED}
-    assert kinds == {"300w-68": FORMAT, "300w-68-stacks2": FORMAT, "detector": DETECTOR_FORMAT}
+    assert kinds == {"300w-68": FORMAT, "300w-68-stacks2": FORMAT, "300w-68-fast": FORMAT, "detector": DETECTOR_FORMAT}
     assert shipped("300w-68").name == "fflm-300w-68.safetensors" and shipped("300w-68").parent.name == "assets"
-    with pytest.raises(WeightsError, match="300w-68, 300w-68-stacks2, detector"):
+    with pytest.raises(WeightsError, match="300w-68, 300w-68-stacks2, 300w-68-fast, detector"):
         shipped("300w-98")
 
 

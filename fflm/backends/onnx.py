@@ -42,8 +42,9 @@ def check_manifest(manifest: dict, onnx_dir: str | Path, weights: Path, scheme: 
     from fflm.weights import file_sha256
 
     if manifest.get("scheme") != scheme:
-        raise OnnxMismatch(f"{onnx_dir} holds networks of the landmark scheme {manifest.get('scheme', {}).get('name')!r}, "
-                           f"not that of {weights.name} ({scheme.get('name')!r}): export these weights again")
+        theirs = manifest.get("scheme", {}).get("name")
+        raise OnnxMismatch(f"{onnx_dir} holds networks of the landmark scheme {theirs!r}, not that of {weights.name} "
+                           f"({scheme.get('name')!r}): export these weights again")
     sha = manifest.get("weights", {}).get("sha256")
     if sha != file_sha256(weights):
         raise OnnxMismatch(f"{onnx_dir} was exported from other weights ({manifest.get('weights', {}).get('source')}, "

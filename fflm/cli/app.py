@@ -106,9 +106,12 @@ DetectorThresholdOpt = typer.Option(None, "--detector-threshold", metavar="X",
 RotationsOpt = typer.Option(Rotations.auto, "--rotations", metavar="MODE", case_sensitive=False,
                             help="Photos turned by 90°, 180° or 270° without an EXIF tag: auto (look at the turned "
                             "photo when no face is sure), all (every quarter turn, merged) or none.")
-FlipOpt = typer.Option(True, "--flip/--no-flip", help="Also run both stages on the mirrored face and its mirrored "
-                       "crops and average (test-time augmentation): more accurate; --no-flip makes the landmark "
-                       "stage ~25 % faster.")
+FlipOpt = typer.Option(None, "--flip/--no-flip", show_default=False, help="Also run both stages on the mirrored "
+                       "face and its mirrored crops and average (test-time augmentation): more accurate; --no-flip "
+                       "makes the landmark stage ~25 % faster. Default: on, off with --fast.")
+FastOpt = typer.Option(False, "--fast", help="The fast preset: lighter weights (a 192 px proxy and 96 px crops, "
+                       "distilled from the default file) without the mirrored passes; less accurate (see the "
+                       "model card).")
 MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, metavar="PX", help="Ignore faces smaller than PX pixels "
                           "(square root of the box area, original pixels); also steers --tiles auto.")
 OutOpt = typer.Option(None, "--out", "-o", metavar="PATH", help="Output file (a folder for --format pts); "

@@ -9,10 +9,10 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from fflm.cli.app import (Backend, BackendOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt, Device, DeviceOpt,
-                          FlipOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, Precision, PrecisionOpt, Rotations, RotationsOpt, ShapePriorOpt,
-                          ThreadsOpt, TilesOpt,
-                          WeightsOpt, message, usage)
+from fflm.cli.app import (Backend, BackendOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt,
+                          Device, DeviceOpt, FastOpt, FlipOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, Precision,
+                          PrecisionOpt, Rotations, RotationsOpt, ShapePriorOpt, ThreadsOpt, TilesOpt, WeightsOpt, message,
+                          usage)
 
 
 @dataclass
@@ -27,7 +27,8 @@ class LandmarkerOptions:
     rotations: str = "auto"
     max_faces: int | None = None
     min_face_size: float = 0.0
-    flip: bool = True
+    flip: bool | None = None
+    fast: bool = False
     detector_threshold: float | None = None
     shape_prior: bool = True
     precision: str = "auto"
@@ -53,7 +54,7 @@ class LandmarkerOptions:
         set_threads(self.threads)
         detector_model = self._backend()
         common = dict(device=self.device, flip=self.flip, shape_prior=self.shape_prior, precision=self.precision,
-                      backend=self.backend, onnx_dir=self.onnx_dir)
+                      backend=self.backend, onnx_dir=self.onnx_dir, preset="fast" if self.fast else "default")
         if not with_detector:
             return Landmarker(self.weights, **common)
         from fflm.detect import make_detector
@@ -96,12 +97,12 @@ class LandmarkerOptions:
 OPTIONS = {
     "weights": (Path, WeightsOpt), "device": (Device, DeviceOpt), "detector": (DetectorChoice, DetectorOpt),
     "detector_model": (Path, DetectorModelOpt), "tiles": (str, TilesOpt), "rotations": (Rotations, RotationsOpt), "max_faces": (int, MaxFacesOpt),
-    "min_face_size": (float, MinFaceOpt), "flip": (bool, FlipOpt), "detector_threshold": (float, DetectorThresholdOpt),
+    "min_face_size": (float, MinFaceOpt), "flip": (bool, FlipOpt), "fast": (bool, FastOpt), "detector_threshold": (float, DetectorThresholdOpt),
     "shape_prior": (bool, ShapePriorOpt), "precision": (Precision, PrecisionOpt), "threads": (int, ThreadsOpt),
     "backend": (Backend, BackendOpt), "onnx_dir": (Path, OnnxDirOpt),
 }
 #: what detect and batch take
-DETECTION = ("weights", "device", "detector", "detector_model", "tiles", "rotations", "max_faces", "min_face_size", "flip",
+DETECTION = ("weights", "device", "detector", "detector_model", "tiles", "rotations", "max_faces", "min_face_size", "flip", "fast",
              "detector_threshold", "precision", "backend", "onnx_dir", "threads")
 
 

@@ -41,7 +41,7 @@ def _json_safe(v):
 
 
 @app.command("eval", epilog=EXAMPLES)
-@landmarker_options("weights", "device", "precision", "flip", "shape_prior", "detector", "detector_model",
+@landmarker_options("weights", "device", "precision", "flip", "fast", "shape_prior", "detector", "detector_model",
                     "detector_threshold", "backend", "onnx_dir", "threads")
 def evaluate(
     data: list[str] = typer.Argument(..., metavar="DATA...", show_default=False,

@@ -50,5 +50,5 @@ def ray_results(source: Path, recursive: bool, opts, boxes: dict | None, batch_s
     from fflm.imageio import list_images
 
     batch = batch_size if gpus == 0 else max(batch_size, distributed.GPU_BATCH)
-    return distributed.results(list_images(source, recursive), make=opts.landmarker, boxes=boxes, num_workers=num_workers,
-                               gpus_per_worker=gpus, batch_size=batch)
+    return distributed.results(list_images(source, recursive), make=opts.landmarker, boxes=boxes,
+                               num_workers=num_workers, gpus_per_worker=gpus, batch_size=batch)

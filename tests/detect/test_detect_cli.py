@@ -16,7 +16,7 @@ from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.detect.weights import DEFAULT_DETECTOR, save_detector
 from fflm.detect.yunet import default_model
 from fflm.weights import asset
-from tests.conftest import SHARED, needs_shared
+from conftest import SHARED, needs_shared
 
 torch.set_num_threads(1)
 YUNET = default_model()

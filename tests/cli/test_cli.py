@@ -155,7 +155,7 @@ def test_flip_option_reaches_the_model(capsys, img, weights, monkeypatch, tmp_pa
 
     made = []
     init = Landmarker.__init__
-    monkeypatch.setattr(Landmarker, "__init__", lambda self, *a, **k: made.append(k.get("flip")) or init(self, *a, **k))
+    monkeypatch.setattr(Landmarker, "__init__", lambda self, *a, **k: init(self, *a, **k) or made.append(self.flip))
     rc, plain, _ = cli(capsys, "detect", img, "--weights", weights, "--no-flip")
     rc2, flipped, _ = cli(capsys, "detect", img, "--weights", weights)
     assert rc == rc2 == 0 and made == [False, True]

@@ -11,7 +11,7 @@ from conftest import SHARED, needs_shared
 from fflm.benchmarking.peers import DlibLandmarker, dlib_available
 from fflm.annotations import Sample
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _script(name: str):

@@ -16,7 +16,7 @@ from fflm.pipeline import Landmarker
 
 from conftest import SHARED, needs_shared, one_error, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ASTRONAUT = ROOT / "fflm" / "assets" / "astronaut.png"
 
 
