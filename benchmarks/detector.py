@@ -1,20 +1,25 @@
-"""The built-in face detector against YuNet, in one run: the figures its card reports.
+"""Every shipped detector (YuNet, the default, and the built-in one) side by side, and the landmark figures that
+depend on the detector, in one run: the figures of docs/detector.md and the detector cards.
 
-    python benchmarks/detector.py [--shared ../shared] [--detector-model M] [--weights W] [--threads 1] [--json out.json]
+    python benchmarks/detector.py [--shared ../shared] [--weights W] [--threads 1] [--step 12] [--sections S,...]
+                                  [--json out.json]
 
-1. Held-out scene photos (the fixed validation split of shared/data/scenes, never trained on): recall and
-   precision at IoU 0.5 against the human boxes of faces >= 20 px (smaller faces, ignore regions and YuNet-only
-   faces are neutral: a detection on them is neither right nor wrong), by face size; built-in and YuNet side by
-   side, both through fflm's proxy (long side min(640, 2x photo)).
-2. Small faces in big photos: an 8K mosaic (7680x4320) of held-out scene photos, each enlarged 2x, so faces are
-   20-600 px: recall of faces >= 60 px and >= 40 px and precision with --tiles off, auto and 4.
-3. Detector time per photo (median, `--threads` torch threads; `--rounds` rounds with the detectors taking turns,
-   the median over the rounds and their range): a 640x480 photo, and a 3840x2160 (4K) photo from an array (proxy
-   by area resize) and from its JPEG file (reduced decode), tiles off.
-4. shared/data/300w/val (one face per crop): the fraction of faces found (a detection with IoU >= 0.5 to the
-   face box derived from the landmarks, the box style the detector learned) and, with landmark weights, the
-   inter-ocular NME (%) with detector boxes against boxes from the landmarks (fflm.evaluate).
-YuNet runs only when shared/models/yunet_2026may.onnx exists.
+1. splits: scene photos no shipped detector was trained on (fflm.train.detector_data.scene_splits): on the choice part, recall
+   >= 32 px and precision per threshold (the default threshold is the lowest with precision >= 0.95 there); on the
+   report part, recall >= 32 px and precision at the detector's own threshold with 95 % Wilson intervals. IoU 0.5,
+   greedy matching; human boxes >= 20 px are the truth, smaller faces, ignore regions and YuNet-only faces neutral.
+2. tiling: an 8K mosaic (7680x4320) of the report photos, each enlarged 2x: recall >= 40 / 60 px and precision with
+   --tiles off, auto and 4.
+3. timing: detector time per photo (median over `--rounds` rounds, the detectors taking turns; wall and process CPU):
+   640x480, and 3840x2160 from an array and from its JPEG file (reduced decode); tiles off, rotations none.
+4. w300: 300-W val: the fraction of faces found (IoU >= 0.5 with the box from five landmark-based keypoints).
+5. orientations: the default Landmarker on every `--step`-th 300-W val face, the photo turned by 90/180/270° (no
+   EXIF tag) or rolled by ±15/30/45° about its centre: faces found (best face NME < 20 %) and their NME.
+6. yaw: AFLW2000-3D faces found per yaw range, for each detector (as 4).
+7. loose: NME with face boxes 0.6-3x the landmarks' tight box.
+8. quality: Face.quality of 300-W val faces against background crops of the report photos and against YuNet's false
+   detections there (threshold 0.3): ROC AUC and the fractions below 0.5.
+9. video: faces per frame in frames 28-32 of shared/data/samples/frames.mp4, each frame detected on its own.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -32,7 +38,7 @@ import numpy as np
 import torch
 
 from fflm.detect import make_detector
-from fflm.detect.data import KeypointBoxModel, five_points_68, load_scenes
+from fflm.train.detector_data import KeypointBoxModel, five_points_68, scene_splits
 from fflm.detect.metrics import DetectionTally
 from fflm.geometry import box_iou
 from fflm.imageio import read_image
@@ -41,17 +47,28 @@ from fflm.pts import read_pts
 HERE = Path(__file__).resolve().parent
 
 
-def scene_figures(det, photos) -> dict:
-    """Figures over all held-out photos, and per source (WIDER FACE, face-mask: their box styles differ)."""
-    tallies = {"all": DetectionTally(min_size=20), "wider": DetectionTally(min_size=20), "mask": DetectionTally(min_size=20)}
-    for p in photos:
-        boxes = np.array([d.box for d in det.detect(p.decode())]).reshape(-1, 4)
-        for key, tally in tallies.items():
-            if key == "all" or p.name.startswith(key):
-                tally.add(boxes, p.boxes, p.ignore)
-    return {k: {"recall_20": t.recall(20), "recall_20_32": t.recall(20, 32), "recall_32": t.recall(32),
-                "recall_64": t.recall(64), "precision": t.precision(), "faces_20": t.count(20),
-                "faces_32": t.count(32), "tp": t.tp, "fp": t.fp} for k, t in tallies.items()}
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 %) of a proportion k/n."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def sweep(det, photos, thresholds) -> list[dict]:
+    """Recall >= 32 px and precision at each threshold, from one run of `det` at a threshold below them all."""
+    found = [(np.array([d.box for d in det.detect(p.decode())]).reshape(-1, 4),
+              np.array([d.score for d in det.detect(p.decode())])) for p in photos]
+    rows = []
+    for t in thresholds:
+        tally = DetectionTally(min_size=20)
+        for p, (b, s) in zip(photos, found):
+            tally.add(b[s >= t], p.boxes, p.ignore)
+        rows.append({"threshold": t, "recall_32": tally.recall(32), "recall_20": tally.recall(20),
+                     "precision": tally.precision(), "faces_32": tally.count(32)})
+    return rows
 
 
 def mosaic(photos, width: int = 7680, height: int = 4320, zoom: float = 2.0):
@@ -79,7 +96,7 @@ def tiling_figures(name: str, model, photos) -> list[dict]:
     img, boxes, ignore = mosaic(photos)
     rows = []
     for tiles in ("off", "auto", 4):
-        det = make_detector(name, model, tiles=tiles)
+        det = make_detector(name, model, tiles=tiles, rotations="none")
         t0 = time.perf_counter()
         found = np.array([d.box for d in det.detect(img)]).reshape(-1, 4)
         seconds = time.perf_counter() - t0
@@ -107,8 +124,11 @@ def median_ms(fn, repeat: int = 9) -> tuple[float, float]:
 
 
 def timing(name: str, model, photo640: np.ndarray, photo4k: np.ndarray, path4k: Path) -> dict:
-    det = make_detector(name, model, tiles="off")
+    det = make_detector(name, model, tiles="off", rotations="none")
+    auto = make_detector(name, model, tiles="off")  # --rotations auto: more passes when no face is sure
     return {"detector": name, "ms_640": median_ms(lambda: det.detect(photo640)),
+            "ms_640_auto": median_ms(lambda: auto.detect(photo640)),
+            "faces_640": len(det.detect(photo640)), "best_640": max((d.score for d in det.detect(photo640)), default=0.0),
             "ms_4k_array": median_ms(lambda: det.detect(photo4k)),
             "ms_4k_file": median_ms(lambda: det.detect_file(path4k)),
             "ms_4k_decode_full": median_ms(lambda: read_image(path4k), 3)}
@@ -121,6 +141,7 @@ def timing_rounds(dets: list, rounds: int, *photos) -> list[dict]:
     out = []
     for i, (n, _) in enumerate(dets):
         row: dict = {"detector": n}
+        row.update({k: v for k, v in runs[0][i].items() if not k.startswith("ms_") and k != "detector"})
         for key in runs[0][i]:
             if key.startswith("ms_"):
                 per = [r[i][key] for r in runs]
@@ -140,102 +161,291 @@ def w300_found(det, items, box_model) -> dict:
     return {"found": found / len(items), "faces": len(items)}
 
 
-def w300_nme(weights: str | None, name: str, model, val: Path) -> dict | None:
-    from fflm.evaluate import evaluate
-    from fflm.pipeline import Landmarker
-    from fflm.annotations import read_annotations
-    from fflm.weights import DEFAULT_WEIGHTS
+def split_figures(name: str, choose, report_photos) -> dict:
+    """The threshold sweep on the choice split and the report split's figures at the detector's own threshold."""
+    det = make_detector(name, tiles="off", rotations="none")
+    low = make_detector(name, tiles="off", rotations="none", threshold=0.3)
+    rows = sweep(low, choose, [0.5, 0.55, 0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.8, 0.85])
+    tally = DetectionTally(min_size=20)
+    for p in report_photos:
+        tally.add(np.array([d.box for d in det.detect(p.decode())]).reshape(-1, 4), p.boxes, p.ignore)
+    n32 = tally.count(32)
+    k32 = int(round(tally.recall(32) * n32))
+    return {"threshold": det.threshold, "sweep": rows, "photos": len(report_photos), "faces_32": n32,
+            "recall_32": tally.recall(32), "recall_32_ci": wilson(k32, n32), "precision": tally.precision(),
+            "precision_ci": wilson(tally.tp, tally.tp + tally.fp), "tp": tally.tp, "fp": tally.fp}
 
-    if weights is None and not Path(DEFAULT_WEIGHTS).is_file():
-        return None
-    lm = Landmarker(weights, device="cpu", detector=make_detector(name, model, tiles="off"))
-    samples = read_annotations(val)
-    ref = evaluate(lm, samples, boxes="landmarks")
-    got = evaluate(lm, samples, boxes="detector")
-    finite = np.isfinite(got.nme_io)
-    return {"nme_landmark_boxes": 100 * float(np.mean(ref.nme_io)),
-            "nme_detector_boxes": 100 * float(np.mean(got.nme_io[finite])),
-            "nme_landmark_boxes_same_faces": 100 * float(np.mean(ref.nme_io[finite])),
-            "not_found": int((~finite).sum())}
+
+def turned(image: np.ndarray, pts: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """The image and its points turned: `rot90`/`rot180`/`rot270` (a photo turned clockwise without an EXIF tag) or
+    `roll+30` (the face rolled 30° clockwise about the image centre, borders replicated)."""
+    h, w = image.shape[:2]
+    if how.startswith("rot"):
+        k = -int(how[3:]) // 90 % 4  # clockwise turns as counter-clockwise np.rot90 steps
+        out = np.ascontiguousarray(np.rot90(image, k))
+        p = pts.copy()
+        for j in range(k):
+            wj = w if j % 2 == 0 else h
+            p = np.stack([p[:, 1], wj - 1 - p[:, 0]], axis=1)
+        return out, p
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), -float(how[4:]), 1.0)
+    out = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out, pts @ m[:, :2].T + m[:, 2]
+
+
+ORIENTATIONS = ("upright", "rot90", "rot180", "rot270", "roll+15", "roll-15", "roll+30", "roll-30", "roll+45", "roll-45")
+
+
+def nme(points: np.ndarray, truth: np.ndarray) -> float:
+    """Inter-ocular NME (outer eye corners), in %."""
+    return 100 * float(np.linalg.norm(points - truth, axis=1).mean() / np.linalg.norm(truth[45] - truth[36]))
+
+
+def best_face(faces, truth: np.ndarray):
+    """The face whose points lie nearest the truth, or None."""
+    return min(faces, key=lambda f: nme(f.landmarks, truth), default=None)
+
+
+def orientation_figures(lm, items) -> dict:
+    """Per orientation: the fraction of faces found (a face with NME < 20 %) and the mean NME of those found."""
+    out = {}
+    for how in ORIENTATIONS:
+        errs = []
+        for path, pts in items:
+            image, truth = (read_image(path), pts) if how == "upright" else turned(read_image(path), pts, how)
+            f = best_face(lm.predict(image), truth)
+            errs.append(nme(f.landmarks, truth) if f is not None else float("inf"))
+        e = np.array(errs)
+        ok = e < 20
+        out[how] = {"faces": len(e), "found": float(ok.mean()), "nme": float(e[ok].mean()) if ok.any() else float("nan")}
+    return out
+
+
+def yaw_figures(det, folder: Path, box_model) -> dict:
+    """Fraction of AFLW2000-3D faces found per yaw range (a detection with IoU >= 0.5 with the face box from five
+    landmark-based keypoints, as in w300_found)."""
+    out = {}
+    for sub in ("yaw00_30", "yaw30_60", "yaw60_90"):
+        items = [(p.with_suffix(".jpg"), read_pts(p)) for p in sorted((folder / sub).glob("*.pts"))]
+        out[sub] = w300_found(det, items, box_model)
+    return out
+
+
+def sample_loose(lm, scales=(0.6, 0.8, 1.5, 2.0, 2.5, 3.0)) -> dict:
+    """On the shipped sample: mean and largest distance (px) of the points from boxes `scale` × the tight box of the
+    default detector's points (centred on it) to those points."""
+    from fflm.geometry import points_box
+    from fflm.weights import asset
+
+    image = read_image(asset("astronaut.png"))
+    [ref] = lm.predict(image)
+    tb = points_box(ref.landmarks)
+    c, side = (tb[:2] + tb[2:]) / 2, (tb[2:] - tb[:2]).max()
+    out = {}
+    for k in scales:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            [f] = lm.predict(image, [np.r_[c - k * side / 2, c + k * side / 2]])
+        d = np.linalg.norm(f.landmarks - ref.landmarks, axis=1)
+        out[str(k)] = (float(d.mean()), float(d.max()))
+    return out
+
+
+def loose_figures(lm, items, scales=(0.6, 1.0, 2.0, 3.0)) -> dict:
+    """Mean NME with square boxes `scale` × the landmarks' tight box (centred on it), given as the face box."""
+    from fflm.geometry import points_box
+
+    out = {"sample_px": sample_loose(lm)}
+    for k in scales:
+        errs = []
+        for path, pts in items:
+            tb = points_box(pts)
+            c, side = (tb[:2] + tb[2:]) / 2, (tb[2:] - tb[:2]).max()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                [f] = lm.predict(read_image(path), [np.r_[c - k * side / 2, c + k * side / 2]])
+            errs.append(nme(f.landmarks, pts))
+        out[str(k)] = float(np.mean(errs))
+    return out
+
+
+def quality_figures(lm, items, photos, det_low) -> dict:
+    """Face.quality of 300-W val faces (default detector) against background crops of the report split's photos
+    given as face boxes, and against the false detections of YuNet at threshold 0.3 on those photos."""
+    from fflm.train.detector_data import background_boxes
+    from fflm.detect.metrics import match, roc_auc
+
+    faces = [f.quality for path, pts in items for f in [best_face(lm.predict(read_image(path)), pts)] if f is not None]
+    rng = np.random.default_rng(0)
+    crops, false = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in photos:
+            boxes = background_boxes(p, rng, 2)
+            if len(boxes):
+                crops += [f.quality for f in lm.predict(p.decode(), boxes)]
+            dets = det_low.detect(p.decode())
+            owner, _ = match(np.array([d.box for d in dets]).reshape(-1, 4),
+                             np.concatenate([p.boxes, p.ignore]).reshape(-1, 4), 0.3)
+            wrong = [d for d, o in zip(dets, owner) if o < 0]
+            if wrong:
+                false += [f.quality for f in lm.landmarks([p.decode()], [wrong])[0]]
+    faces, crops, false = np.array(faces), np.array(crops), np.array(false)
+    return {"faces": len(faces), "crops": len(crops), "false": len(false), "auc_crops": roc_auc(faces, crops),
+            "auc_false": roc_auc(faces, false), "faces_below_0.5": float((faces < 0.5).mean()),
+            "crops_below_0.5": float((crops < 0.5).mean()),
+            "false_below_0.5": float((false < 0.5).mean()) if len(false) else float("nan")}
+
+
+def video_counts(lm, path: Path, frames=(28, 29, 30, 31, 32)) -> list[int]:
+    """Faces per frame (each frame on its own, no tracking) of the sample video."""
+    from fflm.imageio import video_frames
+
+    counts = []
+    for k, frame in video_frames(path):
+        if k in frames:
+            counts.append(len(lm.predict(frame)))
+        if k >= max(frames):
+            break
+    return counts
+
+
+SECTIONS = ("splits", "tiling", "timing", "w300", "orientations", "yaw", "loose", "quality", "video")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(HERE.parents[1] / "shared"))
-    ap.add_argument("--detector-model", default=None, help="built-in detector file (default: the shipped one)")
     ap.add_argument("--weights", default=None, help="landmark weights for the NME figures (default: shipped)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N photos and crops (a quick check)")
+    ap.add_argument("--step", type=int, default=12, help="every N-th 300-W val face for the landmark sections")
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds, the detectors taking turns")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(a.threads)
     shared = Path(a.shared)
-    yunet = shared / "models" / "yunet_2026may.onnx"
-    dets = [("builtin", a.detector_model)] + ([("yunet", str(yunet))] if yunet.is_file() else [])
-    _, val_photos, _ = load_scenes(shared / "data" / "scenes")
-    builtin = make_detector("builtin", a.detector_model)
-    box_model = KeypointBoxModel(builtin.model.config.extra["keypoint_box"])
+    sections = set(a.sections.split(","))
+    names = ["yunet", "builtin"]  # every shipped detector; the default first
+    choose, report_photos = scene_splits(shared / "data" / "scenes")
+    box_model = KeypointBoxModel(make_detector("builtin", rotations="none").model.config.extra["keypoint_box"])
     val300 = shared / "data" / "300w" / "val"
     items = [(p.with_suffix(".jpg"), read_pts(p)) for p in sorted(val300.glob("*.pts"))]
-    if a.limit:
-        val_photos, items = val_photos[: a.limit], items[: a.limit]
-    report: dict = {"threads": a.threads, "rounds": a.rounds, "scene_photos": len(val_photos), "torch": torch.__version__,
-                    "opencv": cv2.__version__}
+    report: dict = {"threads": a.threads, "rounds": a.rounds, "torch": torch.__version__, "opencv": cv2.__version__,
+                    "step": a.step}
 
-    report["scenes"] = {n: scene_figures(make_detector(n, m, tiles="off"), val_photos) for n, m in dets}
-    report["tiling"] = [r for n, m in dets for r in tiling_figures(n, m, val_photos)]
-    with tempfile.TemporaryDirectory() as tmp:
-        big = cv2.resize(read_image(items[0][0]), (2160, 2160), interpolation=cv2.INTER_CUBIC)
-        photo4k = np.zeros((2160, 3840, 3), np.uint8)
-        photo4k[:, 840:3000] = big
-        path4k = Path(tmp) / "photo_4k.jpg"
-        cv2.imwrite(str(path4k), photo4k[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-        photo640 = cv2.resize(val_photos[0].decode(), (640, 480), interpolation=cv2.INTER_LINEAR)
-        report["timing"] = timing_rounds(dets, a.rounds, photo640, photo4k, path4k)
-    report["w300_found"] = {n: w300_found(make_detector(n, m, tiles="off"), items, box_model) for n, m in dets}
-    report["w300_nme"] = {n: w300_nme(a.weights, n, m, val300) for n, m in dets}
+    def keep() -> None:  # after each section: a long run that stops keeps what it measured
+        if a.json:
+            Path(a.json).write_text(json.dumps(report, indent=2, default=float))
+    if "splits" in sections:
+        report["splits"] = {n: split_figures(n, choose, report_photos) for n in names}
+        keep()
+    if "tiling" in sections:
+        report["tiling"] = [r for n in names for r in tiling_figures(n, None, report_photos)]
+        keep()
+    if "timing" in sections:
+        with tempfile.TemporaryDirectory() as tmp:
+            big = cv2.resize(read_image(items[0][0]), (2160, 2160), interpolation=cv2.INTER_CUBIC)
+            photo4k = np.zeros((2160, 3840, 3), np.uint8)
+            photo4k[:, 840:3000] = big
+            path4k = Path(tmp) / "photo_4k.jpg"
+            cv2.imwrite(str(path4k), photo4k[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+            photo640 = cv2.resize(report_photos[0].decode(), (640, 480), interpolation=cv2.INTER_LINEAR)
+            report["timing"] = timing_rounds([(n, None) for n in names], a.rounds, photo640, photo4k, path4k)
+            keep()
+    if "w300" in sections:
+        report["w300_found"] = {n: w300_found(make_detector(n, tiles="off"), items, box_model) for n in names}
+        keep()
+    from fflm.pipeline import Landmarker
+
+    subset = items[:: a.step]
+    if "orientations" in sections:
+        report["orientations"] = orientation_figures(Landmarker(a.weights, device="cpu"), subset)
+        keep()
+    if "yaw" in sections:
+        folder = shared / "data" / "more68" / "aflw2000"
+        report["yaw"] = {n: yaw_figures(make_detector(n, tiles="off", rotations="none"), folder, box_model) for n in names}
+        keep()
+    if "loose" in sections:
+        report["loose"] = loose_figures(Landmarker(a.weights, device="cpu"), subset)
+        keep()
+    if "quality" in sections:
+        lm = Landmarker(a.weights, device="cpu")
+        report["quality"] = quality_figures(lm, subset, report_photos,
+                                            make_detector("yunet", tiles="off", rotations="none", threshold=0.3))
+        keep()
+    if "video" in sections:
+        sample = shared / "data" / "samples" / "frames.mp4"
+        report["video"] = {n: video_counts(Landmarker(a.weights, device="cpu", detector=n), sample) for n in names}
+        keep()
     print_report(report)
-    if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=2, default=float))
     return 0
 
 
 def print_report(r: dict) -> None:
     p = print
     p(f"fflm detector benchmark (torch {r['torch']}, OpenCV {r['opencv']}, {r['threads']} thread(s))")
-    p(f"\n1. held-out scene photos ({r['scene_photos']}), IoU 0.5, faces >= 20 px")
-    p(f"{'detector':10} {'faces>=20':>9} {'R 20-32':>8} {'R>=20':>7} {'R>=32':>7} {'R>=64':>7} {'precision':>9} {'TP':>5} {'FP':>5}")
-    for n, src, s in [(n, k, s) for n, per in r["scenes"].items() for k, s in per.items()]:
-        n = n if src == "all" else f"  {src}"
-        p(f"{n:10} {s['faces_20']:9d} {s['recall_20_32']:8.3f} {s['recall_20']:7.3f} {s['recall_32']:7.3f} "
-          f"{s['recall_64']:7.3f} {s['precision']:9.3f} {s['tp']:5d} {s['fp']:5d}")
-    p("\n2. small faces in an 8K mosaic of held-out photos (7680x4320), IoU 0.5")
-    p(f"{'detector':10} {'tiles':>5} {'faces>=40':>9} {'R>=40':>7} {'R>=60':>7} {'precision':>9} {'seconds':>8}")
-    for t in r["tiling"]:
-        p(f"{t['detector']:10} {t['tiles']:>5} {t['faces_40']:9d} {t['recall_40']:7.3f} {t['recall_60']:7.3f} "
-          f"{t['precision']:9.3f} {t['seconds']:8.2f}")
-    p(f"\n3. detector time per photo, median ms over {r.get('rounds', 1)} round(s), wall / process CPU (tiles off); "
-      "wall range over the rounds below")
-    p(f"{'detector':10} {'640x480':>13} {'4K array':>13} {'4K file':>13} {'(4K full decode)':>17}")
+    if "splits" in r:
+        first = next(iter(r["splits"].values()))
+        p(f"\n1. scene photos no shipped detector was trained on: threshold chosen on one part, figures from the other "
+          f"({first['photos']} photos, {first['faces_32']} faces >= 32 px), IoU 0.5, 95 % Wilson intervals")
+        p(f"{'detector':10} {'threshold':>9} {'recall>=32':>10} {'(CI)':>13} {'precision':>9} {'(CI)':>13} {'TP':>4} {'FP':>4}")
+        for n, s in r["splits"].items():
+            p(f"{n:10} {s['threshold']:9.2f} {s['recall_32']:10.3f} {'%.3f-%.3f' % tuple(s['recall_32_ci']):>13} "
+              f"{s['precision']:9.3f} {'%.3f-%.3f' % tuple(s['precision_ci']):>13} {s['tp']:4d} {s['fp']:4d}")
+        p("   choice part (threshold: recall>=32 / precision):")
+        for n, s in r["splits"].items():
+            p(f"   {n:8} " + "  ".join(f"{row['threshold']:.2f}: {row['recall_32']:.3f}/{row['precision']:.3f}"
+                                     for row in s["sweep"]))
+    if "tiling" in r:
+        p("\n2. small faces in an 8K mosaic of the report photos (7680x4320), IoU 0.5")
+        p(f"{'detector':10} {'tiles':>5} {'faces>=40':>9} {'R>=40':>7} {'R>=60':>7} {'precision':>9} {'seconds':>8}")
+        for t in r["tiling"]:
+            p(f"{t['detector']:10} {t['tiles']:>5} {t['faces_40']:9d} {t['recall_40']:7.3f} {t['recall_60']:7.3f} "
+              f"{t['precision']:9.3f} {t['seconds']:8.2f}")
+    if "timing" in r:
+        p(f"\n3. detector time per photo, median ms over {r['rounds']} round(s), wall / process CPU (tiles off, "
+          "rotations none); wall range over the rounds below")
+        p(f"{'detector':10} {'640x480':>13} {'4K array':>13} {'4K file':>13} {'(4K full decode)':>17} {'640, auto':>13}")
 
-    def wc(v) -> str:
-        return f"{v[0]:6.1f}/{v[1]:6.1f}"
+        def wc(v) -> str:
+            return f"{v[0]:6.1f}/{v[1]:6.1f}"
 
-    for t in r["timing"]:
-        p(f"{t['detector']:10} {wc(t['ms_640']):>13} {wc(t['ms_4k_array']):>13} {wc(t['ms_4k_file']):>13} "
-          f"{wc(t['ms_4k_decode_full']):>17}")
-        if "ms_640_range" in t:
+        for t in r["timing"]:
+            p(f"{t['detector']:10} {wc(t['ms_640']):>13} {wc(t['ms_4k_array']):>13} {wc(t['ms_4k_file']):>13} "
+              f"{wc(t['ms_4k_decode_full']):>17} {wc(t['ms_640_auto']):>13}  (640: {t['faces_640']} faces, best "
+              f"{t['best_640']:.2f})")
             p(f"{'':10} " + " ".join(f"{'%.1f-%.1f' % t[k + '_range']:>13}" for k in ("ms_640", "ms_4k_array", "ms_4k_file"))
               + f" {'%.1f-%.1f' % t['ms_4k_decode_full_range']:>17}")
-    p("\n4. 300-W val (554 crops, one face each)")
-    p(f"{'detector':10} {'found':>6} {'NME det boxes':>14} {'NME lm boxes':>13} {'(same faces)':>13} {'missed':>7}")
-    for n, f in r["w300_found"].items():
-        e = r["w300_nme"].get(n)
-        tail = (f"{e['nme_detector_boxes']:14.3f} {e['nme_landmark_boxes']:13.3f} {e['nme_landmark_boxes_same_faces']:13.3f} "
-                f"{e['not_found']:7d}") if e else f"{'(no landmark weights)':>30}"
-        p(f"{n:10} {f['found']:6.3f} {tail}")
+    if "w300_found" in r:
+        p("\n4. 300-W val (554 crops, one face each): found (IoU >= 0.5)")
+        for n, f in r["w300_found"].items():
+            p(f"{n:10} {f['found']:6.3f}")
+    if "orientations" in r:
+        o = r["orientations"]
+        p(f"\n5. default Landmarker on every {r['step']}-th 300-W val face ({o['upright']['faces']}), photo turned or "
+          "face rolled: found (NME < 20 %), NME % of those found")
+        p("   " + "  ".join(f"{k}: {v['found']:.3f} / {v['nme']:.2f}" for k, v in o.items()))
+    if "yaw" in r:
+        p("\n6. AFLW2000-3D faces found by yaw (IoU >= 0.5), rotations none")
+        for n, y in r["yaw"].items():
+            p(f"{n:10} " + "  ".join(f"{k}: {v['found']:.3f} of {v['faces']}" for k, v in y.items()))
+    if "loose" in r:
+        p(f"\n7. loose boxes (× the landmarks' tight box, centred) on every {r['step']}-th 300-W val face: NME %")
+        p("   " + "  ".join(f"{k}x: {v:.3f}" for k, v in r["loose"].items() if k != "sample_px"))
+        p("   the sample, px from the detector's points (mean / largest): "
+          + "  ".join(f"{k}x: {m:.2f}/{x:.2f}" for k, (m, x) in r["loose"]["sample_px"].items()))
+    if "quality" in r:
+        q = r["quality"]
+        p(f"\n8. Face.quality: {q['faces']} 300-W val faces against {q['crops']} background crops of the report photos "
+          f"and {q['false']} false YuNet detections (threshold 0.3)")
+        p(f"   ROC AUC faces/crops {q['auc_crops']:.5f}, faces/false detections {q['auc_false']:.5f}; below 0.5: faces "
+          f"{q['faces_below_0.5']:.3f}, crops {q['crops_below_0.5']:.3f}, false detections {q['false_below_0.5']:.3f}")
+    if "video" in r:
+        p("\n9. faces per frame, shared/data/samples/frames.mp4 frames 28-32 (each frame on its own)")
+        for n, c in r["video"].items():
+            p(f"{n:10} {c}")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ DEVICES = ("auto", "cpu", "cuda")  # fflm.pipeline.pick_device
 PRECISIONS = ("auto", "float32", "bfloat16")  # fflm.inference.compute_dtype
 BACKENDS = ("torch", "onnxruntime")  # where the networks run (fflm.pipeline.Landmarker, fflm.backends)
 ENGINES = ("local", "ray")  # fflm batch --engine (fflm.runner, fflm.distributed)
-DETECTORS = ("builtin", "yunet", "none")  # fflm.detect.make_detector
+DETECTORS = ("yunet", "builtin", "none")  # fflm.detect.make_detector (the default first)
+ROTATIONS = ("auto", "none", "all")  # fflm.detect.rotations
 LOSSES = ("l2", "l1", "wing", "ion")  # fflm.train.losses
 VARIANTS = ("regular", "light")  # fflm.model.config.preset
 
-YUNET_THRESHOLD = 0.6  # YuNet's face score threshold (fflm.detect.yunet)
+YUNET_THRESHOLD = 0.76  # YuNet's face score threshold, chosen on scene photos (docs/detector.md)
 DETECT_EVERY = 8  # video tracking: frames between detections (fflm.tracking)
 BUILTIN_THRESHOLD = 0.5  # the built-in detector's threshold when its file names none
 

@@ -86,9 +86,9 @@ def to_jsonl(results: Iterable[ImageResult]) -> str:
 
 def csv_header(num_points: int) -> list[str]:
     """The CSV layout of results and annotations alike: `image`, the image's `width` and `height`, `face` (its
-    number, or `none`), the detector's `score`, the face box `box_x0 … box_y1`, the points `x_i, y_i` and their
-    scores `score_i`, then a video frame's `track` id and `time_ms`. Annotations need only `image` and the points."""
-    return (["image", "width", "height", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1"]
+    number, or `none`), the detector's `score`, the landmarks' `quality` (fflm.quality), the face box
+    `box_x0 … box_y1`, the points `x_i, y_i` and their scores `score_i`, then a video frame's `track` id and `time_ms`. Annotations need only `image` and the points."""
+    return (["image", "width", "height", "face", "score", "quality", "box_x0", "box_y0", "box_x1", "box_y1"]
             + [f"{a}_{i}" for i in range(num_points) for a in "xy"] + [f"score_{i}" for i in range(num_points)]
             + ["track", "time_ms"])
 
@@ -100,8 +100,9 @@ def csv_rows(r: ImageResult, num_points: int) -> list[list]:
         return []
     time = "" if r.time_ms is None else f"{r.time_ms:.3f}"
     if not r.faces:
-        return [[r.label, r.width, r.height, "none"] + [""] * (5 + 3 * num_points) + ["", time]]
-    return [[r.label, r.width, r.height, k, f"{f.score:.4f}"] + [f"{v:.3f}" for v in f.box]
+        return [[r.label, r.width, r.height, "none"] + [""] * (6 + 3 * num_points) + ["", time]]
+    return [[r.label, r.width, r.height, k, f"{f.score:.4f}", "" if f.quality is None else f"{f.quality:.4f}"]
+            + [f"{v:.3f}" for v in f.box]
             + [f"{v:.3f}" for v in np.ravel(f.landmarks)] + [f"{s:.4f}" for s in f.landmark_scores]
             + ["" if getattr(f, "track", None) is None else f.track, time]
             for k, f in enumerate(r.faces)]
@@ -117,7 +118,7 @@ def to_csv(results: Iterable[ImageResult], num_points: int) -> str:
 
 
 def read_csv(text: str) -> list[dict]:
-    """Parse fflm's CSV back into {image, width, height, face, score, box, landmarks, landmark_scores, track,
+    """Parse fflm's CSV back into {image, width, height, face, score, quality, box, landmarks, landmark_scores, track,
     time_ms} rows (for tests and tools); track and time_ms are None where empty."""
     rows = []
     for row in csv.DictReader(io.StringIO(text)):
@@ -129,6 +130,7 @@ def read_csv(text: str) -> list[dict]:
         n = sum(1 for k in row if k.startswith("x_"))
         rows.append({
             **size, "face": int(row["face"]), "score": float(row["score"]),
+            "quality": float(row["quality"]) if row.get("quality") else None,
             "box": [float(row[f"box_{k}"]) for k in ("x0", "y0", "x1", "y1")],
             "landmarks": [[float(row[f"x_{i}"]), float(row[f"y_{i}"])] for i in range(n)],
             "landmark_scores": [float(row[f"score_{i}"]) for i in range(n)],

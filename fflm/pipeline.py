@@ -23,8 +23,10 @@ from fflm.geometry import clip_box, local_to_box, points_box, square_box
 from fflm.imageio import read_image, to_rgb8
 from fflm.inference import compute_dtype, networks_in
 from fflm.model.network import StageOutput
+from fflm.quality import load_map, quality
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
+from fflm.upright import needs_turn, points_detection, restore, upright_patch, used_roll
 from fflm.weights import load_model, resolve
 
 if TYPE_CHECKING:
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 @dataclass
 class Face:
     """One face: `box` [x0, y0, x1, y1] and `landmarks` [N, 2] in original pixels (0-based pixel centres),
-    the detector's `score`, and per-landmark `landmark_scores` in [0, 1] (heatmap peak mass: see README).
+    the detector's `score`, per-landmark `landmark_scores` in [0, 1] (heatmap peak mass: see README) and `quality`
+    in [0, 1], low when the points are not on a face (fflm.quality).
     `track`: in a video, the id the face keeps from frame to frame (None for photos and untracked frames)."""
 
     box: np.ndarray
@@ -42,6 +45,7 @@ class Face:
     landmarks: np.ndarray
     landmark_scores: np.ndarray
     track: int | None = None
+    quality: float | None = None
 
     def to_dict(self) -> dict:
         d = {} if self.track is None else {"track": self.track}
@@ -49,6 +53,7 @@ class Face:
             **d,
             "box": [round(float(v), 3) for v in self.box],
             "score": round(float(self.score), 4),
+            "quality": None if self.quality is None else round(float(self.quality), 4),
             "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in self.landmarks],
             "landmark_scores": [round(float(s), 4) for s in self.landmark_scores],
         }
@@ -71,8 +76,8 @@ class Landmarker:
     `Landmarker()` loads the shipped weights, `Landmarker("300w-68-stacks2")` another shipped file by name (see
     fflm.weights.SHIPPED), `Landmarker.from_file(path)` any other. `predict(image)`
     takes a path or an RGB uint8 array [H, W, 3] and optional face boxes; without boxes the detector
-    finds them: `detector` is a FaceDetector or a name of fflm.detect.make_detector ("builtin", the
-    default; "yunet" needs a model file so pass an object; "none" = the whole image is the face).
+    finds them: `detector` is a FaceDetector or a name of fflm.detect.make_detector ("yunet", the
+    default; "builtin"; "none" = the whole image is the face).
     `shape_prior`: use the weights' shape model, when they have one, on the points no region refines.
     `precision`: the landmark networks' arithmetic, `float32`, `bfloat16`, or `auto` (bfloat16 where the device
     computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see docs/benchmarks.md).
@@ -83,8 +88,9 @@ class Landmarker:
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
-                 detector: FaceDetector | str = "builtin", recentre: bool = True,
-                 recentre_tolerance: float = 0.05, flip: bool | None = None, shape_prior: bool = True,
+                 detector: FaceDetector | str = "yunet", recentre: bool = True,
+                 recentre_tolerance: float = 0.02, recentre_passes: int = 4, upright: bool = True,
+                 flip: bool | None = None, shape_prior: bool = True,
                  precision: str = "auto", backend: str = "torch", onnx_dir: str | Path | None = None,
                  preset: str = "default") -> None:
         chosen = presets.preset(preset)
@@ -103,9 +109,13 @@ class Landmarker:
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
+        self.recentre_passes = recentre_passes  # global passes at most: each re-frames the faces that still moved
+        self.upright = upright  # frame rolled faces upright (fflm.upright)
+        self.lost_face = LOST_FACE  # below this mean confidence, smaller frames are tried (0: never)
         self.flip = chosen.flip if flip is None else flip  # both stages also on the mirrored face and crops, averaged: more accurate, slower
         # the weights' shape model pulls the points no regional network refines toward a plausible face
         self.shape = self.model.shape_model() if shape_prior else None
+        self.quality_map = load_map()
         self.max_faces_per_call = 32  # bounds memory on crowds; every network call still takes many faces
         self.backend = backend
         if backend == "onnxruntime":
@@ -166,8 +176,10 @@ class Landmarker:
     def landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[list[Face]]:
         """Landmarks for given detections. The face frame comes from each box (or the detector's landmark-box
         estimate). With `recentre`, the global stage's points propose a frame of their own; faces whose frame
-        that moves by more than `recentre_tolerance` of its side get a second global pass on it, the others
-        keep the first pass. The regional stage then runs once for all faces."""
+        that moves by more than `recentre_tolerance` of its side get another global pass on it, until no frame
+        moves or after `recentre_passes` passes (so a loose or shifted box converges onto the face). The
+        regional stage then runs once for all faces. A face the detector found rolled (fflm.upright) is framed
+        upright in a turned patch of its image, its points turned back."""
         return [[face for face, _ in faces] for faces in self.staged_landmarks(images, detections)]
 
     @torch.inference_mode()
@@ -179,34 +191,60 @@ class Landmarker:
         results: list[list[tuple[Face, np.ndarray]]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
             chunk = owners[start : start + self.max_faces_per_call]
-            with networks_in(self.dtype, self.device):
-                faces = self._faces([images[i] for i, _ in chunk], [d for _, d in chunk])
+            faces = self._upright([images[i] for i, _ in chunk], [d for _, d in chunk])
+            # the points' own roll: a detector's keypoints understate a strong roll; such faces go round once more
+            # (only points on a face, by their quality, are trusted with that)
+            turned = [(k, points_detection(f.landmarks, self.scheme.norm_points, d)) for k, ((_, d), (f, _))
+                      in enumerate(zip(chunk, faces)) if f.quality >= 0.5]
+            turned = [(k, t) for k, t in turned if self.upright and needs_turn(t.roll, used_roll(chunk[k][1]))]
+            if turned:
+                again = self._upright([images[chunk[k][0]] for k, _ in turned], [t for _, t in turned])
+                for (k, _), face in zip(turned, again):
+                    faces[k] = face
             for (i, _), face in zip(chunk, faces):
                 results[i].append(face)
         for faces in results:
             faces.sort(key=lambda pair: -pair[0].score)
         return results
 
+    def _upright(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[tuple[Face, np.ndarray]]:
+        """`_faces`, the rolled faces (fflm.upright) in upright patches of their images, points turned back."""
+        patches = [upright_patch(im, d) if self.upright else None for im, d in zip(images, dets)]
+        with networks_in(self.dtype, self.device):
+            faces = self._faces([im if p is None else p[0] for im, p in zip(images, patches)],
+                                [d if p is None else p[1] for d, p in zip(dets, patches)])
+        out = []
+        for d, p, (face, glob) in zip(dets, patches, faces):
+            if p is not None:
+                face.landmarks, glob = restore(face.landmarks, p[2]), restore(glob, p[2])
+                face.box, face.score = d.box, d.score
+            out.append((face, glob))
+        return out
+
     def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[tuple[Face, np.ndarray]]:
         fs = self.model.config.frame_scale
-        frames = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
-        proxies = self._proxies(images, frames)
-        # with re-centring, the first pass only proposes frames: it runs without the mirrored half, which only
-        # the faces that keep their frame then get (no mirrored pass is spent on a frame that is replaced)
-        g = self.model.run_global(proxies, self.flip and not self.recentre)
-        if self.recentre:
-            pts = self._to_image(g.points, frames)
-            proposed = _recentred(frames, square_box(points_box(pts), fs))
-            moved = _moved(frames, proposed, self.recentre_tolerance)
-            stay, redo = np.flatnonzero(~moved), np.flatnonzero(moved)
-            if self.flip and len(stay):
-                index = torch.as_tensor(stay, device=self.device)
-                g = _replace(g, self.model.run_global(proxies[index], True, direct=g.rows(index)), index)
-            if len(redo):
-                again = self.model.run_global(self._proxies([images[i] for i in redo], proposed[redo]), self.flip)
-                g = _replace(g, again, torch.as_tensor(redo, device=self.device))
+        first = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
+        if not self.recentre:
+            frames, proxies = first, self._proxies(images, first)
+            g = self.model.run_global(proxies, self.flip)
+        else:
+            # the passes only propose frames: they run without the mirrored half, which every face gets once, on
+            # its final frame (no mirrored pass is spent on a frame that is replaced)
+            frames, proxies, g = self._settle(images, first)
+            lost = np.flatnonzero(_confidence(g) < self.lost_face)
+            for shrink in SEARCH_SHRINK:  # a frame far larger than its face: points spread over it, unsure
+                if not len(lost):
+                    break
+                f2, p2, g2 = self._settle([images[i] for i in lost], square_box(first[lost], shrink))
+                better = np.flatnonzero(_confidence(g2) > _confidence(g)[lost])
+                index = torch.as_tensor(lost[better], device=self.device)
                 frames = frames.copy()
-                frames[redo] = proposed[redo]
+                frames[lost[better]] = f2[better]
+                proxies[index] = p2[torch.as_tensor(better, device=self.device)]
+                g = _replace(g, g2.rows(torch.as_tensor(better, device=self.device)), index)
+                lost = lost[_confidence(g)[lost] < self.lost_face]
+            if self.flip:
+                g = self.model.run_global(proxies, True, direct=g)
         out = self._run(images, frames, g)
         final = out["final"].float().cpu().numpy().astype(np.float64)
         if self.shape is not None:
@@ -217,7 +255,31 @@ class Landmarker:
         final[..., 0] += shift
         glob[..., 0] += shift
         scores = out["scores"].float().cpu().numpy().astype(np.float64)
-        return [(Face(d.box, float(d.score), final[k], scores[k]), glob[k]) for k, d in enumerate(dets)]
+        q = quality(scores, *self.quality_map)
+        return [(Face(d.box, float(d.score), final[k], scores[k], quality=float(q[k])), glob[k])
+                for k, d in enumerate(dets)]
+
+    def _settle(self, images: Sequence[np.ndarray], frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor, StageOutput]:
+        """Global passes (no mirrored half) from `frames`, each re-framing the faces whose points proposed a frame
+        that moved by more than `recentre_tolerance` of the side, at most `recentre_passes` passes: the final
+        frames, their proxies and the last pass's output."""
+        fs = self.model.config.frame_scale
+        proxies = self._proxies(images, frames)
+        g = self.model.run_global(proxies)
+        active = np.arange(len(frames))
+        for _ in range(self.recentre_passes - 1):
+            pts = self._to_image(g.points[torch.as_tensor(active, device=self.device)], frames[active])
+            proposed = _recentred(frames[active], square_box(points_box(pts), fs))
+            moved = _move(frames[active], proposed) > self.recentre_tolerance
+            if not moved.any():
+                break
+            active = active[moved]
+            frames = frames.copy()
+            frames[active] = proposed[moved]
+            index = torch.as_tensor(active, device=self.device)
+            proxies[index] = self._proxies([images[i] for i in active], frames[active])
+            g = _replace(g, self.model.run_global(proxies[index]), index)
+        return frames, proxies, g
 
     def _proxies(self, images: Sequence[np.ndarray], frames: np.ndarray) -> torch.Tensor:
         p = self.model.config.proxy_size
@@ -238,12 +300,24 @@ class Landmarker:
         return self.model.infer(None, f, crop, global_out=g, flip=self.flip)
 
 
-def _moved(frames: np.ndarray, proposed: np.ndarray, tolerance: float) -> np.ndarray:
-    """Faces whose proposed frame differs from theirs by more than `tolerance` of the side, in centre or size."""
+#: a face whose global points' mean confidence (heatmap peak mass) is below this has not been found in its frame
+LOST_FACE = 0.3
+#: the frames tried, relative to the first, for such a face: a box far larger than the face it holds
+SEARCH_SHRINK = (0.6, 0.36)
+
+
+def _confidence(g: StageOutput) -> np.ndarray:
+    """Each face's mean point confidence in a global pass."""
+    return g.scores.float().mean(dim=1).cpu().numpy()
+
+
+def _move(frames: np.ndarray, proposed: np.ndarray) -> np.ndarray:
+    """How far each proposed frame is from its frame: the larger of the centre's shift (per axis) and the change
+    of side, as a fraction of the side."""
     side = frames[:, 2] - frames[:, 0]
     shift = np.abs((proposed[:, :2] + proposed[:, 2:]) / 2 - (frames[:, :2] + frames[:, 2:]) / 2).max(axis=1)
     resize = np.abs(proposed[:, 2] - proposed[:, 0] - side)
-    return (shift > tolerance * side) | (resize > tolerance * side)
+    return np.maximum(shift, resize) / side
 
 
 def _replace(g: StageOutput, again: StageOutput, index: torch.Tensor) -> StageOutput:

@@ -135,7 +135,7 @@ def scene_folder(folder: Path, train: int = 12, val: int = 2) -> Path:
     keypoints in labels.json), `train` of them in the training split and `val` in the held-out one."""
     import json
 
-    from fflm.detect.data import is_validation
+    from fflm.train.detector_data import is_validation
 
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)

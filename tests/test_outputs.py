@@ -51,9 +51,9 @@ def make_face(seed: int = 0, score: float = 0.9, box=(10.0, 20.0, 110.0, 140.0),
 
 def test_csv_header():
     h = csv_header(3)
-    assert h == ["image", "width", "height", "face", "score", "box_x0", "box_y0", "box_x1", "box_y1",
+    assert h == ["image", "width", "height", "face", "score", "quality", "box_x0", "box_y0", "box_x1", "box_y1",
                  "x_0", "y_0", "x_1", "y_1", "x_2", "y_2", "score_0", "score_1", "score_2", "track", "time_ms"]
-    assert len(csv_header(N)) == 11 + 3 * N
+    assert len(csv_header(N)) == 12 + 3 * N
 
 
 def test_csv_has_the_image_size_and_the_landmark_scores():
@@ -148,7 +148,7 @@ def test_csv_faceless_image_and_errors():
     raw = list(csv.reader(io.StringIO(text)))
     assert [r[0] for r in raw[1:]] == ["a.png", "empty.png", "c.png"]  # the error is left out
     none_row = raw[2]
-    assert none_row[1:4] == ["40", "30", "none"] and len(none_row) == 11 + 3 * N and all(v == "" for v in none_row[4:])
+    assert none_row[1:4] == ["40", "30", "none"] and len(none_row) == 12 + 3 * N and all(v == "" for v in none_row[4:])
     rows = read_csv(text)
     assert rows[1] == {"image": "empty.png", "width": 40, "height": 30, "face": None, "time_ms": None}
     assert rows[0]["face"] == 0 and rows[2]["face"] == 0

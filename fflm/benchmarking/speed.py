@@ -169,7 +169,7 @@ def in_fresh_process(fn, *args):  # noqa: ANN001,ANN002,ANN201
 
 
 def run_bench(weights: str | None = None, device: str = "auto", sizes: tuple[int, ...] = SIZES, repeat: int = 5,
-              frames: int = 200, detector: str = "builtin", workdir: Path | None = None, dlib: bool = True,
+              frames: int = 200, detector: str = "yunet", workdir: Path | None = None, dlib: bool = True,
               flip: bool = True, precision: str = "auto") -> dict:
     """The whole benchmark; returns the figures (printing is the caller's). dlib's figures are added when
     it is installed (fflm.benchmarking.peers) and `dlib` is true."""

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from fflm.choices import (BACKENDS, DETECTORS, DEVICES, FORMATS, PRECISIONS, YUNET_THRESHOLD, choice,
+from fflm.choices import (BACKENDS, DETECTORS, DEVICES, FORMATS, PRECISIONS, ROTATIONS, YUNET_THRESHOLD, choice,
                           shipped_detector_threshold)
 
 
@@ -73,6 +73,7 @@ Format = choice("Format", FORMATS)
 Device = choice("Device", DEVICES)
 Precision = choice("Precision", PRECISIONS)
 DetectorChoice = choice("DetectorChoice", DETECTORS)
+Rotations = choice("Rotations", ROTATIONS)
 Backend = choice("Backend", BACKENDS)
 
 
@@ -86,11 +87,12 @@ PrecisionOpt = typer.Option(Precision.auto, "--precision", metavar="TYPE", case_
                             "the CPU (AVX512-BF16, AMX) or GPU computes it natively, else float32.")
 BoxesOpt = typer.Option(None, "--boxes", metavar="FILE", dir_okay=False,
                         help="JSON object: image file name -> list of face boxes (x0, y0, x1, y1).")
-DetectorOpt = typer.Option(DetectorChoice.builtin, "--detector", metavar="NAME", case_sensitive=False,
-                           help="Face detector: builtin (fflm's own), yunet (needs --detector-model FILE.onnx), "
+DetectorOpt = typer.Option(DetectorChoice.yunet, "--detector", metavar="NAME", case_sensitive=False,
+                           help="Face detector: yunet (YuNet, shipped), builtin (fflm's own; better for small faces "
+                                "in very big photos with --tiles), "
                                 "none = the whole image is the face.")
 DetectorModelOpt = typer.Option(None, "--detector-model", metavar="FILE", dir_okay=False,
-                                help="Detector model file: a YuNet .onnx for --detector yunet, or another fflm "
+                                help="Detector model file: another YuNet .onnx for yunet, or another fflm "
                                 "detector .safetensors for builtin.")
 TilesOpt = typer.Option("auto", "--tiles", metavar="N", help="Tiled detection for big photos: auto (when the photo "
                         "is much larger than the detector's 640 px proxy and faces may be small), off, or N tiles "
@@ -99,8 +101,11 @@ MaxFacesOpt = typer.Option(None, "--max-faces", min=1, metavar="N", help="Keep a
                            "scores first).")
 DetectorThresholdOpt = typer.Option(None, "--detector-threshold", metavar="X",
                                     help="Face score threshold from 0 to 1 (default: the detector's own, "
-                                    f"{shipped_detector_threshold():g} for builtin, {YUNET_THRESHOLD:g} for yunet); "
+                                    f"{YUNET_THRESHOLD:g} for yunet, {shipped_detector_threshold():g} for builtin); "
                                     "lower finds more faces, with more false ones.")
+RotationsOpt = typer.Option(Rotations.auto, "--rotations", metavar="MODE", case_sensitive=False,
+                            help="Photos turned by 90°, 180° or 270° without an EXIF tag: auto (look at the turned "
+                            "photo when no face is sure), all (every quarter turn, merged) or none.")
 FlipOpt = typer.Option(None, "--flip/--no-flip", show_default=False, help="Also run both stages on the mirrored "
                        "face and its mirrored crops and average (test-time augmentation): more accurate; --no-flip "
                        "makes the landmark stage ~25 % faster. Default: on, off with --fast.")

@@ -81,7 +81,7 @@ def bench(
     sizes: str = typer.Option("512,1024,2048,4096,8192", "--sizes", help="Long sides of the test portraits."),
     repeat: int = typer.Option(5, "--repeat", min=1, help="Timed runs per figure (the median is shown)."),
     frames: int = typer.Option(200, "--frames", min=0, help="1080p frames for the batch test (0: skip)."),
-    detector: str = typer.Option("builtin", "--detector", help="Face detector to time: builtin or none (whole image)."),
+    detector: str = typer.Option("yunet", "--detector", help="Face detector to time: yunet, builtin or none (whole image)."),
     dlib: bool = typer.Option(True, "--dlib/--no-dlib", help="Also time dlib on the same images when it is installed."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Time the landmark stage with (the default) or without "
                               "its mirrored test-time pass."),
@@ -100,10 +100,10 @@ def bench(
         from fflm.cli.app import usage
 
         raise usage(f"--sizes takes comma-separated pixel sizes, got {sizes!r}") from None
-    if detector not in ("builtin", "none"):
+    if detector not in ("yunet", "builtin", "none"):
         from fflm.cli.app import usage
 
-        raise usage(f"--detector for bench is builtin or none, got {detector!r}")
+        raise usage(f"--detector for bench is yunet, builtin or none, got {detector!r}")
     if record_dir is not None:
         record_dir.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the whole run
     report = run_bench(str(weights) if weights else None, device.value, size_list, repeat, frames, detector, workdir,

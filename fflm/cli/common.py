@@ -11,7 +11,8 @@ from pathlib import Path
 
 from fflm.cli.app import (Backend, BackendOpt, DetectorChoice, DetectorModelOpt, DetectorOpt, DetectorThresholdOpt,
                           Device, DeviceOpt, FastOpt, FlipOpt, MaxFacesOpt, MinFaceOpt, OnnxDirOpt, Precision,
-                          PrecisionOpt, ShapePriorOpt, ThreadsOpt, TilesOpt, WeightsOpt, message, usage)
+                          PrecisionOpt, Rotations, RotationsOpt, ShapePriorOpt, ThreadsOpt, TilesOpt, WeightsOpt, message,
+                          usage)
 
 
 @dataclass
@@ -20,9 +21,10 @@ class LandmarkerOptions:
 
     weights: Path | None = None
     device: str = "auto"
-    detector: str = "builtin"
+    detector: str = "yunet"
     detector_model: Path | None = None
     tiles: str = "auto"
+    rotations: str = "auto"
     max_faces: int | None = None
     min_face_size: float = 0.0
     flip: bool | None = None
@@ -64,12 +66,9 @@ class LandmarkerOptions:
             raise usage(str(e)) from None
         if self.detector == "none" and (self.detector_model is not None or self.detector_threshold is not None):
             raise usage("--detector-model and --detector-threshold need --detector builtin or yunet")
-        if self.detector == "yunet" and detector_model is None:
-            raise usage("--detector yunet needs --detector-model FILE.onnx (fflm ships no YuNet model; an --onnx-dir "
-                        "exported with one holds a copy)")
         extra = {} if self.detector_threshold is None else {"threshold": self.detector_threshold}
         det = make_detector(self.detector, detector_model, tiles=tiles, max_faces=self.max_faces,
-                            min_face_size=self.min_face_size, **extra)
+                            min_face_size=self.min_face_size, rotations=self.rotations, **extra)
         return Landmarker(self.weights, detector=det, **common)
 
     def _backend(self) -> Path | None:
@@ -97,13 +96,13 @@ class LandmarkerOptions:
 #: each LandmarkerOptions field as a command-line option: its type and its typer.Option
 OPTIONS = {
     "weights": (Path, WeightsOpt), "device": (Device, DeviceOpt), "detector": (DetectorChoice, DetectorOpt),
-    "detector_model": (Path, DetectorModelOpt), "tiles": (str, TilesOpt), "max_faces": (int, MaxFacesOpt),
+    "detector_model": (Path, DetectorModelOpt), "tiles": (str, TilesOpt), "rotations": (Rotations, RotationsOpt), "max_faces": (int, MaxFacesOpt),
     "min_face_size": (float, MinFaceOpt), "flip": (bool, FlipOpt), "fast": (bool, FastOpt), "detector_threshold": (float, DetectorThresholdOpt),
     "shape_prior": (bool, ShapePriorOpt), "precision": (Precision, PrecisionOpt), "threads": (int, ThreadsOpt),
     "backend": (Backend, BackendOpt), "onnx_dir": (Path, OnnxDirOpt),
 }
 #: what detect and batch take
-DETECTION = ("weights", "device", "detector", "detector_model", "tiles", "max_faces", "min_face_size", "flip", "fast",
+DETECTION = ("weights", "device", "detector", "detector_model", "tiles", "rotations", "max_faces", "min_face_size", "flip", "fast",
              "detector_threshold", "precision", "backend", "onnx_dir", "threads")
 
 

@@ -18,7 +18,7 @@ Examples:
 
   fflm eval 300w/val --boxes detector --plot ced.png
 
-  fflm eval 300w/val --boxes detector --detector yunet --detector-model yunet.onnx
+  fflm eval 300w/val --boxes detector --detector builtin
 
   fflm eval my_faces.csv --weights runs/x/best.safetensors --json > report.json
 
@@ -78,7 +78,7 @@ def evaluate(
         from fflm.cli.common import boxes_source
 
         box_source = boxes_source(Path(boxes), None)
-    if boxes != "detector" and (opts.detector != "builtin" or opts.detector_model or opts.detector_threshold is not None):
+    if boxes != "detector" and (opts.detector != "yunet" or opts.detector_model or opts.detector_threshold is not None):
         raise usage("--detector, --detector-model and --detector-threshold are for --boxes detector")
     if boxes == "detector" and opts.detector == "none":
         raise usage("--boxes detector needs a detector: --detector builtin or yunet")

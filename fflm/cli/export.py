@@ -38,16 +38,18 @@ def export(
     scheme, the weights' sha256 and the constants of the steps around the networks (see docs/scale.md).
 
     The built-in detector is always exported (from --detector-model with --detector builtin); with --detector yunet
-    the YuNet file is copied beside it, for --backend onnxruntime --detector yunet."""
+    (the default) the YuNet file (--detector-model, or the shipped one) is copied beside it, for --backend onnxruntime --detector yunet."""
     from fflm.export import export_onnx
 
     for p in (weights, detector_model):
         if p is not None and not p.is_file():
             raise usage(f"no such file: {p}")
-    if detector == DetectorChoice.yunet and detector_model is None:
-        raise usage("--detector yunet needs --detector-model FILE.onnx: the YuNet file to copy")
     if detector == DetectorChoice.none and detector_model is not None:
         raise usage("--detector-model needs --detector builtin or yunet")
+    if detector == DetectorChoice.yunet and detector_model is None:
+        from fflm.detect.yunet import default_model
+
+        detector_model = default_model()  # the shipped YuNet
     yunet = detector_model if detector == DetectorChoice.yunet else None
     builtin = detector_model if detector == DetectorChoice.builtin else None
     manifest = export_onnx(out_dir, weights, builtin, yunet)

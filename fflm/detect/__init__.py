@@ -1,5 +1,5 @@
-"""Face detectors behind one protocol (fflm.detect.base): builtin (fflm's own network), yunet (OpenCV's
-FaceDetectorYN with a user-supplied ONNX file) and none (the whole image is the face)."""
+"""Face detectors behind one protocol (fflm.detect.base): yunet (the default: OpenCV's FaceDetectorYN with the
+shipped YuNet ONNX file or another), builtin (fflm's own network) and none (the whole image is the face)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,24 @@ from fflm.detect.weights import DetectorModelError
 from fflm.errors import UsageError
 
 
-def make_detector(name: str = "builtin", model: str | Path | None = None, tiles: str | int = "auto",
+def make_detector(name: str = "yunet", model: str | Path | None = None, tiles: str | int = "auto",
                   max_faces: int | None = None, min_face_size: float = 0.0, device: str | None = None,
-                  **kwargs) -> FaceDetector:
-    """A detector by name. `model` is the detector's model file (the shipped one for builtin; required for
-    yunet). The detectors run on the CPU whatever `device` is: they are small and their input is a ≤640 px
-    proxy, so a transfer to a GPU would cost more than it saves."""
-    if name == "builtin":
-        from fflm.detect.builtin import BuiltinDetector
+                  rotations: str = "auto", **kwargs) -> FaceDetector:
+    """A detector by name. `model` is the detector's model file (default: the shipped one). `rotations` (auto, all,
+    none): when to look at the photo turned by quarter turns too (fflm.detect.rotations). The detectors run on the
+    CPU whatever `device` is: they are small and their input is a ≤640 px proxy, so a transfer to a GPU would cost
+    more than it saves."""
+    from fflm.detect.rotations import ROTATIONS, RotatingDetector
 
-        return BuiltinDetector(model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size, **kwargs)
-    if name == "yunet":
-        from fflm.detect.yunet import YuNetDetector
-
-        return YuNetDetector(model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size, **kwargs)
+    if rotations not in ROTATIONS:
+        raise UsageError(f"--rotations must be one of {', '.join(ROTATIONS)}, got {rotations!r}")
+    if name in ("builtin", "yunet"):
+        if name == "builtin":
+            from fflm.detect.builtin import BuiltinDetector as Detector
+        else:
+            from fflm.detect.yunet import YuNetDetector as Detector
+        det = Detector(model, tiles=tiles, max_faces=max_faces, min_face_size=min_face_size, **kwargs)
+        return det if rotations == "none" else RotatingDetector(det, rotations)
     if name == "none":
         return WholeImage()
     raise UsageError(f"unknown detector {name!r} (one of {', '.join(DETECTORS)})")

@@ -17,11 +17,16 @@ class Detection:
     `landmark_box`, when the detector knows how its boxes relate to faces' landmarks, is its estimate of
     the tight box of the 68 iBUG landmarks (brows to chin, jaw to jaw): the landmark model frames the
     face from it, so the first global pass already sees the face at the scale it was trained on.
+    `keypoints` [5, 2], when the detector gives them (YuNet): the subject's right eye, left eye, nose tip, right
+    and left mouth corners, in image pixels (0-based pixel centres). `roll`: the face's roll in degrees,
+    clockwise on screen (from the keypoints, or the quarter turn of the photo it was found in; 0: upright).
     """
 
     box: np.ndarray
     score: float
     landmark_box: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    roll: float = 0.0
 
 
 class FaceDetector(Protocol):

@@ -37,13 +37,16 @@ def parse_tiles(value: str | int | None) -> str | int:
 def finish(boxes: np.ndarray, scores: np.ndarray, max_faces: int | None, min_face_size: float,
            landmark_box: Sequence[float] | None = None) -> list[Detection]:
     """Detections best first, without faces under `min_face_size` px (sqrt of the box area), at most `max_faces`;
-    with `landmark_box` (see `to_landmark_box`) each carries its estimated landmark box."""
+    with `landmark_box` (see `to_landmark_box`) each carries its estimated landmark box. Rows of 14 carry five
+    keypoints after the box."""
     out = []
     for b, s in sorted(zip(boxes, scores), key=lambda bs: -bs[1]):
         if min_face_size and face_size(b) < min_face_size:
             continue
         b = np.asarray(b, dtype=np.float64)
-        out.append(Detection(b, float(s), None if landmark_box is None else to_landmark_box(b, landmark_box)))
+        kps = b[4:14].reshape(5, 2) if len(b) >= 14 else None
+        b = b[:4]
+        out.append(Detection(b, float(s), None if landmark_box is None else to_landmark_box(b, landmark_box), kps))
     return out[:max_faces] if max_faces else out
 
 

@@ -1,6 +1,6 @@
 """From the network's maps to scored boxes: peak picking, box decoding and non-maximum suppression.
 
-Conventions shared with training (`fflm.detect.targets`): on a level of stride s, cell (i, j) covers input
+Conventions shared with training (`fflm.train.detector_targets`): on a level of stride s, cell (i, j) covers input
 pixels [j·s, (j+1)·s - 1] × [i·s, (i+1)·s - 1], so its centre is at (j·s + (s-1)/2, i·s + (s-1)/2) in 0-based
 pixel-centre coordinates. Channel 0 is the centre logit; channels 1-4 are log(distance / s) from the cell centre
 to the left, top, right and bottom box edges.
@@ -39,9 +39,10 @@ def decode_level(out: np.ndarray, stride: int, threshold: float, top_k: int = 50
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4, score_threshold: float = 0.0) -> np.ndarray:
     """Indices of the boxes kept by greedy non-maximum suppression, best score first (OpenCV's NMSBoxes)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if len(boxes) == 0:
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0:
         return np.zeros(0, dtype=np.int64)
+    boxes = boxes.reshape(len(boxes), -1)[:, :4]  # rows may carry keypoints after the box
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
     keep = cv2.dnn.NMSBoxes(xywh.tolist(), np.asarray(scores, np.float64).tolist(), score_threshold, iou)
     keep = np.asarray(keep, dtype=np.int64).reshape(-1)

@@ -67,3 +67,14 @@ class DetectionTally:
 
     def precision(self) -> float:
         return self.tp / max(self.tp + self.fp, 1)
+
+
+def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """Area under the ROC curve of a score: the chance that a random positive scores above a random negative
+    (ties count half), the Mann-Whitney U statistic over both counts."""
+    pos, neg = np.asarray(positives, np.float64).ravel(), np.asarray(negatives, np.float64).ravel()
+    if not len(pos) or not len(neg):
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))

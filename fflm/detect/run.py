@@ -15,8 +15,9 @@ from fflm.detect.verifier import candidate_threshold, verify
 
 def unscale_boxes(boxes: np.ndarray, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
     """Boxes from resized pixels back to source pixels (inverse of x' = (x + 0.5)·s - 0.5), then shifted by
-    (dx, dy), e.g. a tile's origin."""
-    out = np.array(boxes, dtype=np.float64, copy=True).reshape(-1, 4)
+    (dx, dy), e.g. a tile's origin. Rows may carry points after the box (x, y pairs: a detector's keypoints)."""
+    out = np.array(boxes, dtype=np.float64, copy=True)
+    out = out.reshape(-1, out.shape[1] if out.ndim == 2 else 4)
     out[:, 0::2] = (out[:, 0::2] + 0.5) / sx - 0.5 + dx
     out[:, 1::2] = (out[:, 1::2] + 0.5) / sy - 0.5 + dy
     return out

@@ -101,7 +101,7 @@ def tile_windows(width: int, height: int, z: float, proxy: int) -> list[tuple[in
 def run_tiles(run: RunFn, image: np.ndarray, z: float, proxy: int) -> tuple[np.ndarray, np.ndarray]:
     """Passes over the tiles (one at a time), dropping faces cut by inner tile borders; photo pixels."""
     h, w = image.shape[:2]
-    all_boxes, all_scores = [np.zeros((0, 4))], [np.zeros(0)]
+    parts = []
     for x0, y0, x1, y1 in tile_windows(w, h, z, proxy):
         tile, sx, sy = resize_by(image[y0:y1, x0:x1], z)
         boxes, scores = run(tile)
@@ -110,9 +110,8 @@ def run_tiles(run: RunFn, image: np.ndarray, z: float, proxy: int) -> tuple[np.n
             margin = 2.0
             cut = ((boxes[:, 0] < -0.5 + margin) & (x0 > 0)) | ((boxes[:, 1] < -0.5 + margin) & (y0 > 0)) | \
                   ((boxes[:, 2] > tw - 0.5 - margin) & (x1 < w)) | ((boxes[:, 3] > th - 0.5 - margin) & (y1 < h))
-            all_boxes.append(unscale_boxes(boxes[~cut], sx, sy, x0, y0))
-            all_scores.append(scores[~cut])
-    return np.concatenate(all_boxes), np.concatenate(all_scores)
+            parts.append((unscale_boxes(boxes[~cut], sx, sy, x0, y0), scores[~cut]))
+    return concat(parts)
 
 
 def tile_plan(boxes: np.ndarray, width: int, height: int, proxy: int, tiles: str | int,
@@ -124,7 +123,7 @@ def tile_plan(boxes: np.ndarray, width: int, height: int, proxy: int, tiles: str
         return None
     z_proxy = proxy_side(width, height, proxy) / max(width, height)
     if tiles == "auto":
-        sizes = face_size(boxes) * z_proxy
+        sizes = face_size(boxes[:, :4]) * z_proxy
         if max(width, height) < 2 * proxy or (len(sizes) and sizes.min() >= SMALL_FACE):
             return None
         z = tile_zoom(width, height, proxy, None, min_face)
@@ -133,10 +132,17 @@ def tile_plan(boxes: np.ndarray, width: int, height: int, proxy: int, tiles: str
     return z if z > z_proxy * 1.2 else None
 
 
+def concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (boxes, perhaps with keypoints) and scores of several passes, one after the other."""
+    parts = [(np.asarray(b, np.float64), np.asarray(s, np.float64).reshape(-1)) for b, s in parts if len(b)]
+    if not parts:
+        return np.zeros((0, 4)), np.zeros(0)
+    return np.concatenate([b for b, _ in parts]), np.concatenate([s for _, s in parts])
+
+
 def merge(parts: list[tuple[np.ndarray, np.ndarray]], iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
     """Boxes and scores of several passes (same pixels) merged by NMS, best first."""
-    boxes = np.concatenate([np.asarray(b, np.float64).reshape(-1, 4) for b, _ in parts])
-    scores = np.concatenate([np.asarray(s, np.float64).reshape(-1) for _, s in parts])
+    boxes, scores = concat(parts)
     keep = nms(boxes, scores, iou)
     return boxes[keep], scores[keep]
 

@@ -90,7 +90,7 @@ def test_bench_table_output(weights, capsys, tmp_path, monkeypatch):
     assert "fflm bench: cpu" in out and "256×192" in out and "dlib" not in out
 
 
-@pytest.mark.parametrize("args", [["--sizes", "big"], ["--detector", "yunet"], ["--repeat", "0"]])
+@pytest.mark.parametrize("args", [["--sizes", "big"], ["--detector", "dlib"], ["--repeat", "0"]])
 def test_bench_usage_errors(args, capsys):
     assert main(["bench", "--frames", "0", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -96,10 +96,10 @@ def test_eval_takes_the_detector_options_only_with_detector_boxes(capsys, weight
     from conftest import faces
 
     data = faces(tmp_path / "val", 2)
-    rc, _, err = cli(capsys, "eval", data, "-w", weights, "--detector", "yunet")
+    rc, _, err = cli(capsys, "eval", data, "-w", weights, "--detector", "builtin")
     assert rc == 2 and "--boxes detector" in err
-    rc, _, err = cli(capsys, "eval", data, "-w", weights, "--boxes", "detector", "--detector", "yunet")
-    assert rc == 2 and "--detector-model" in err
+    rc, _, err = cli(capsys, "eval", data, "-w", weights, "--boxes", "detector", "--detector", "none")
+    assert rc == 2 and "needs a detector" in err
 
 
 class Built(Exception):
@@ -121,12 +121,12 @@ def test_the_commands_collect_their_landmarker_options_into_one_object(capsys, m
     src = {"detect": img, "batch": tmp_path, "eval": tmp_path}[command]
     extra = ["--boxes", "detector"] if command == "eval" else ["--tiles", "3", "--max-faces", "2"]
     rc, _, err = cli(capsys, command, src, "-w", "300w-68-stacks2", "--device", "CPU", "--no-flip", "--precision",
-                     "bfloat16", "--detector", "yunet", "--detector-threshold", "0.3", "--threads", "1", *extra)
+                     "bfloat16", "--detector", "builtin", "--detector-threshold", "0.3", "--threads", "1", *extra)
     assert rc == 1 and "internal error: Built" in err  # raised where the Landmarker would be built
     [(opts, with_detector)] = seen
     assert with_detector
     assert (opts.weights, opts.device, opts.flip, opts.precision, opts.detector, opts.detector_threshold,
-            opts.threads) == (Path("300w-68-stacks2"), "cpu", False, "bfloat16", "yunet", 0.3, 1)
+            opts.threads) == (Path("300w-68-stacks2"), "cpu", False, "bfloat16", "builtin", 0.3, 1)
     assert not any(isinstance(v, Enum) for v in vars(opts).values())  # plain values, as the library takes them
     if command != "eval":
         assert (opts.tiles, opts.max_faces) == ("3", 2)
@@ -153,7 +153,7 @@ def test_help_defaults_are_the_library_s(capsys, monkeypatch):
     from fflm.detect.builtin import BuiltinDetector
 
     monkeypatch.setenv("COLUMNS", "400")
-    assert main_help(capsys, "detect").count(f"{BuiltinDetector().threshold:g} for builtin, {YUNET_THRESHOLD:g} for yunet") == 1
+    assert main_help(capsys, "detect").count(f"{YUNET_THRESHOLD:g} for yunet, {BuiltinDetector().threshold:g} for builtin") == 1
     assert f"[default: {DETECT_EVERY}]" in main_help(capsys, "batch")
 
 

@@ -405,7 +405,7 @@ def test_a_jpeg_by_any_name(capsys, weights, tmp_path, name):
 
 
 def test_incompatible_options_are_usage_errors(capsys, weights, photo, tmp_path):
-    rc, _, err = cli(capsys, "detect", photo, "-w", weights, "--detector", "yunet")
+    rc, _, err = cli(capsys, "detect", photo, "-w", weights, "--detector", "none", "--detector-model", photo)
     assert rc == 2 and "--detector-model" in _usage(err)
     other = _png(tmp_path / "other.png")
     rc, _, err = cli(capsys, "detect", photo, other, "-w", weights, "--overlay", tmp_path / "two.png")

@@ -17,10 +17,11 @@ from fflm.detect.decode import decode, decode_level, nms
 from fflm.detect.files import detect_file, reduction_for
 from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.detect.run import unscale_boxes
-from fflm.detect.targets import detector_loss, level_targets
+from fflm.train.detector_targets import detector_loss, level_targets
 from fflm.detect.tiling import detect_tiled, resize_by, run_tiles, tile_plan, tile_windows, tile_zoom
 from fflm.detect.weights import load_detector, save_detector
 from fflm.imageio import read_image
+from fflm.weights import asset
 from conftest import randomise_batchnorm
 
 torch.set_num_threads(1)
@@ -213,7 +214,7 @@ def test_weights_round_trip_and_bad_files(tiny_detector: Path, tmp_path: Path) -
     with pytest.raises(DetectorModelError):
         make_detector("yunet", bad)
     with pytest.raises(DetectorModelError):
-        make_detector("yunet", None)
+        make_detector("yunet", tmp_path / "missing.onnx")
     with pytest.raises(ValueError):
         make_detector("other")
 
@@ -316,7 +317,7 @@ def test_prepare_normalises_and_pads_with_the_mean_colour() -> None:
 
 def test_tilt_keeps_boxes_on_their_content() -> None:
     """A bright square tilted with its canvas: the moved box stays centred on it, a bit larger than before."""
-    from fflm.detect.data import tilt
+    from fflm.train.detector_data import tilt
 
     img = np.zeros((120, 160, 3), np.uint8)
     img[30:50, 100:120] = 255  # pixel centres 100..119, 30..49: box [99.5, 29.5, 119.5, 49.5]
@@ -336,7 +337,7 @@ def test_tilt_keeps_boxes_on_their_content() -> None:
 
 
 def test_occlude_covers_part_of_each_chosen_face_and_nothing_else() -> None:
-    from fflm.detect.data import occlude
+    from fflm.train.detector_data import occlude
 
     rng = np.random.default_rng(3)
     boxes = np.array([[9.5, 9.5, 49.5, 59.5], [79.5, 19.5, 119.5, 69.5], [-20.5, 70.5, 19.5, 110.5]])
@@ -364,10 +365,10 @@ def test_occlude_covers_part_of_each_chosen_face_and_nothing_else() -> None:
 
 
 def test_training_script_runs_resumes_and_exports(tmp_path: Path, capsys) -> None:
-    """Two tiny epochs of `python -m fflm.detect.train` on made-up scenes and 300-W faces (with tilted canvases):
+    """Two tiny epochs of `python -m fflm.train.detector` on made-up scenes and 300-W faces (with tilted canvases):
     it checkpoints, resumes at the next epoch and exports a detector that loads with its threshold."""
     from conftest import faces, scene_folder
-    from fflm.detect.train import main
+    from fflm.train.detector import main
 
     scenes = scene_folder(tmp_path / "scenes")
     w300 = faces(tmp_path / "w300", 3)
@@ -398,9 +399,44 @@ def test_training_script_runs_resumes_and_exports(tmp_path: Path, capsys) -> Non
 
 
 def test_mirror_boxes_by_hand_and_twice_is_identity() -> None:
-    from fflm.detect.data import mirror_boxes
+    from fflm.train.detector_data import mirror_boxes
 
     b = np.array([[0, 10, 9, 20], [90, 0, 99, 5.0]])  # in a 100 px wide image: the left and right edges swap
     np.testing.assert_array_equal(mirror_boxes(b, 100), [[90, 10, 99, 20], [0, 0, 9, 5]])
     np.testing.assert_array_equal(mirror_boxes(mirror_boxes(b, 100), 100), b)
     assert mirror_boxes(np.zeros((0, 4)), 100).shape == (0, 4)
+
+
+def test_roll_and_the_keypoint_frame_follow_the_face():
+    """roll(): 0 for level eyes, +90 when the left eye sits straight below the right one (clockwise, y down). A frame
+    fitted on one face shape gives, for that face turned, scaled and moved, the landmarks' box turned likewise."""
+    from fflm.detect.frame import FaceFrame, rotation, roll
+
+    kps = np.array([[30.0, 40], [70, 40], [50, 60], [35, 80], [65, 80]])
+    assert roll(kps) == 0.0
+    assert roll(np.array([[0.0, 0], [0, 10], [0, 0], [0, 0], [0, 0]])) == pytest.approx(90.0)
+    points = np.array([[20.0, 30], [80, 30], [50, 100], [20, 70], [80, 70]])  # the "landmarks": box 20-80, 30-100
+    rng = np.random.default_rng(0)
+    jitter = [kps + rng.normal(0, 0.5, kps.shape) for _ in range(30)]
+    frame = FaceFrame.fit(np.array(jitter), np.array([points] * 30))
+    centre, side, angle = frame.upright(kps)
+    np.testing.assert_allclose(centre, [50, 65], atol=0.5)
+    assert side == pytest.approx(70, abs=0.5) and angle == 0.0
+    r = rotation(30.0)
+    moved = (kps - 50) @ r.T * 2 + [300, 200]
+    centre2, side2, angle2 = frame.upright(moved)
+    np.testing.assert_allclose(centre2, (np.array([50, 65]) - 50) @ r.T * 2 + [300, 200], atol=1.0)
+    assert side2 == pytest.approx(140, abs=1.0) and angle2 == pytest.approx(30.0)
+    np.testing.assert_allclose(frame.landmark_box(kps), [15, 30, 85, 100], atol=0.5)
+
+
+def test_the_shipped_yunet_gives_keypoints_and_a_landmark_box_around_them():
+    from fflm.detect import make_detector
+    from fflm.imageio import read_image
+
+    sample = asset("astronaut.png")
+    [d] = make_detector("yunet", tiles="off").detect(read_image(sample))
+    assert d.keypoints.shape == (5, 2) and d.score >= 0.76
+    lo, hi = d.landmark_box[:2], d.landmark_box[2:]
+    assert (d.keypoints > lo).all() and (d.keypoints < hi).all()
+    assert d.keypoints[0, 0] < d.keypoints[1, 0]  # the subject's right eye on the image's left

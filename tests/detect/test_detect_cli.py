@@ -14,12 +14,12 @@ from PIL import Image
 from fflm.cli import main
 from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.detect.weights import DEFAULT_DETECTOR, save_detector
+from fflm.detect.yunet import default_model
 from fflm.weights import asset
 from conftest import SHARED, needs_shared
 
 torch.set_num_threads(1)
-YUNET = SHARED / "models" / "yunet_2026may.onnx"
-needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet model not found at {YUNET}")
+YUNET = default_model()
 needs_builtin = pytest.mark.skipif(not DEFAULT_DETECTOR.is_file(), reason="shipped detector weights not built")
 
 
@@ -61,7 +61,8 @@ def test_none_is_the_whole_image(capsys, photo, tiny_weights):
 
 
 def test_batch_takes_the_detector_options(capsys, photo, tiny_weights, det_model):
-    rc, out, err = run(capsys, "batch", photo.parent, "-w", tiny_weights, "--detector-model", det_model, "--tiles", "2",
+    rc, out, err = run(capsys, "batch", photo.parent, "-w", tiny_weights, "--detector", "builtin", "--detector-model",
+                       det_model, "--tiles", "2",
                        "--format", "json")
     assert rc == 0, err
 
@@ -76,9 +77,7 @@ def test_bad_model_file_is_one_line_exit_1(capsys, photo, tiny_weights, tmp_path
     assert line.startswith("fflm: error:") and str(bad) in line
 
 
-def test_yunet_needs_a_model_and_bad_options(capsys, photo, tiny_weights):
-    rc, _, err = run(capsys, "detect", photo, "-w", tiny_weights, "--detector", "yunet")
-    assert rc == 2 and "--detector-model" in err  # a usage error: nothing to run without it
+def test_bad_detector_options(capsys, photo, tiny_weights):
     rc, _, err = run(capsys, "detect", photo, "-w", tiny_weights, "--tiles", "lots")
     assert rc == 2 and "--tiles" in err
     rc, _, err = run(capsys, "detect", photo, "-w", tiny_weights, "--max-faces", "0")
@@ -86,16 +85,17 @@ def test_yunet_needs_a_model_and_bad_options(capsys, photo, tiny_weights):
 
 
 @needs_shared
-@needs_yunet
-def test_yunet_finds_a_300w_face(capsys, tiny_weights):
+def test_the_default_detector_is_the_shipped_yunet(capsys, tiny_weights):
     img = sorted((SHARED / "data" / "300w" / "val").glob("*.jpg"))[0]
+    rc, out, err = run(capsys, "detect", img, "-w", tiny_weights)
+    assert rc == 0, err
+    [face] = json.loads(out)["faces"]
     rc, out, err = run(capsys, "detect", img, "-w", tiny_weights, "--detector", "yunet", "--detector-model", YUNET)
     assert rc == 0, err
-    assert len(json.loads(out)["faces"]) == 1
+    assert json.loads(out)["faces"] == [face]  # the shipped file is shared/models' (same sha256)
 
 
 @needs_shared
-@needs_yunet
 def test_yunet_from_many_threads_matches_one_at_a_time():
     """Batch workers share one detector: YuNet's net keeps its input size between calls, so concurrent calls
     on images of different sizes must give what sequential calls give."""
@@ -120,7 +120,7 @@ def test_yunet_from_many_threads_matches_one_at_a_time():
 @needs_builtin
 def test_shipped_detector_on_300w_faces():
     from fflm.detect import make_detector
-    from fflm.detect.data import KeypointBoxModel, five_points_68
+    from fflm.train.detector_data import KeypointBoxModel, five_points_68
     from fflm.geometry import box_iou
     from fflm.imageio import read_image
     from fflm.pts import read_pts
@@ -168,10 +168,12 @@ def test_detector_threshold_option(capsys, tiny_weights):
     counts = []
     for extra in ([], ["--detector-threshold", f"{(scores[0] + scores[1]) / 2:.4f}"],
                   ["--detector-threshold", f"{scores[1] - 1e-3:.4f}"]):
-        rc, out, err = run(capsys, "detect", sample, "-w", tiny_weights, "--tiles", "off", *extra)
+        rc, out, err = run(capsys, "detect", sample, "-w", tiny_weights, "--detector", "builtin", "--tiles", "off", *extra)
         assert rc == 0, err
         counts.append(len(json.loads(out)["faces"]))
     assert counts[0] == default and counts[1] == 1 and counts[2] >= 2
     assert run(capsys, "detect", sample, "-w", tiny_weights, "--detector-threshold", "1.5")[0] == 2
+    rc, out, err = run(capsys, "detect", sample, "-w", tiny_weights, "--detector-threshold", "0.99")
+    assert rc == 0 and json.loads(out)["faces"] == []  # the default (yunet) takes it too
     rc, _, err = run(capsys, "detect", sample, "-w", tiny_weights, "--detector", "none", "--detector-threshold", "0.5")
     assert rc == 2 and "--detector-threshold" in err

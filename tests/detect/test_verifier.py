@@ -15,7 +15,7 @@ from conftest import faces, randomise_batchnorm, scene_folder
 from fflm.detect.builtin import BuiltinDetector
 from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.detect.run import infer
-from fflm.detect.train_verifier import harvest, jitter_box, label_candidates, main
+from fflm.train.detector_verifier import harvest, jitter_box, label_candidates, main
 from fflm.detect.verifier import (FaceVerifier, VerifierConfig, apply_deltas, box_deltas, candidate_threshold,
                                   face_crops, joint_score, verify)
 from fflm.detect.weights import load_detector, save_detector
@@ -183,7 +183,7 @@ def test_jitter_keeps_boxes_near_their_face() -> None:
 
 
 def test_harvest_labels_candidates_and_adds_jittered_faces(tmp_path: Path) -> None:
-    from fflm.detect.data import load_scenes
+    from fflm.train.detector_data import load_scenes
 
     train_p, _, _ = load_scenes(scene_folder(tmp_path / "scenes", train=3, val=1))
     net = detector_with_verifier()
@@ -201,7 +201,7 @@ def test_harvest_labels_candidates_and_adds_jittered_faces(tmp_path: Path) -> No
 
 
 def test_training_script_exports_a_detector_with_its_verifier(tmp_path: Path, capsys) -> None:
-    """`python -m fflm.detect.train_verifier` end to end on made-up photos: harvest, train, choose alpha, export."""
+    """`python -m fflm.train.detector_verifier` end to end on made-up photos: harvest, train, choose alpha, export."""
     det = tmp_path / "det.safetensors"
     net = detector_with_verifier()
     net.verifier, net.config.verifier = None, {}

@@ -1,5 +1,5 @@
 """Train the detector's second stage (fflm.detect.verifier) for a trained detector file:
-`python -m fflm.detect.train_verifier --detector detector --out RUN_DIR --export FILE`.
+`python -m fflm.train.detector_verifier --detector detector --out RUN_DIR --export FILE`.
 
 Its examples are the detector's own candidates: every training photo (and its mirror image) goes through the
 shipped passes (proxy and coarse) at a low score floor, and each candidate box is cut from the image that pass
@@ -7,7 +7,7 @@ saw. A candidate overlapping a human box at IoU ≥ 0.5 is a face, one under 0.3
 is not; the rest only teach the box correction, which every candidate at IoU ≥ 0.3 with a face learns (towards
 that face's box). Jittered human boxes add faces the first stage missed. 300-W crops add large, sharp faces.
 The held-out scene photos then choose the weight alpha of the two scores and the threshold, as for the first
-stage (`fflm.detect.train.validate`).
+stage (`fflm.train.detector.validate`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from fflm.detect.data import KeypointBoxModel, Photo, load_300w, load_scenes, mirror_boxes, photometric
+from fflm.train.detector_data import KeypointBoxModel, Photo, load_300w, load_scenes, mirror_boxes, photometric
 from fflm.detect.model import FaceNet
 from fflm.detect.run import infer, unscale_boxes
 from fflm.detect.tiling import run_proxy
-from fflm.detect.train import validate
+from fflm.train.detector import validate
 from fflm.detect.verifier import FaceVerifier, VerifierConfig, box_deltas, crops_tensor, face_crops
 from fflm.detect.weights import load_detector, save_detector
 from fflm.geometry import box_iou, face_size

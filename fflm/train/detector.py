@@ -1,4 +1,4 @@
-"""Train the built-in detector: `python -m fflm.detect.train --out RUN_DIR [--epochs N] [--export FILE]`.
+"""Train the built-in detector: `python -m fflm.train.detector --out RUN_DIR [--epochs N] [--export FILE]`.
 
 Checkpoints (`last.pt`: model, optimiser, step, sampler state) are written to RUN_DIR every epoch and a run
 resumes from them automatically; `best.safetensors` keeps the epoch with the best validation score, and
@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 import torch
 
-from fflm.detect.data import KeypointBoxModel, Sampler, load_300w, load_scenes
+from fflm.train.detector_data import KeypointBoxModel, Sampler, load_300w, load_scenes
 from fflm.detect.metrics import DetectionTally
 from fflm.detect.model import DetectorConfig, FaceNet
 from fflm.detect.run import infer
 from fflm.detect.tiling import detect_tiled
-from fflm.detect.targets import detector_loss, level_targets
+from fflm.train.detector_targets import detector_loss, level_targets
 from fflm.detect.weights import load_detector, save_detector
 from fflm.train.average import moving_average
 

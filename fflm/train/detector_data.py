@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from fflm.annotations import read_annotations
-from fflm.geometry import face_size
+from fflm.geometry import box_iou, face_size
 
 
 @dataclass
@@ -268,3 +268,38 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noise = rng.normal(0, rng.uniform(2, 10), img.shape).astype(np.int16)
         img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     return img
+
+
+def scene_splits(folder: str | Path) -> tuple[list[Photo], list[Photo]]:
+    """(choice split, report split) of the scene photos no shipped detector was trained on: WIDER FACE val, face-mask,
+    COCO and skimage photos (YuNet was trained on WIDER FACE train). The report split is the part held out from the
+    built-in detector's training (fflm.train.detector_data.is_validation); thresholds are chosen on the other part."""
+    folder = Path(folder)
+    sources = json.loads((folder / "sources.json").read_text())
+    train, val, _ = load_scenes(folder)
+
+    def unseen(p: Photo) -> bool:
+        return sources[p.name].get("split") != "train"
+
+    return [p for p in train if unseen(p)], [p for p in val if unseen(p)]
+
+
+def background_boxes(photo: Photo, rng: np.random.Generator, count: int, min_side: float = 30.0) -> np.ndarray:
+    """Up to `count` random squares [K, 4] of a photo that overlap none of its faces or ignore regions (IoU <= 0.05,
+    and no face centre inside): crops with no face in them."""
+    h, w = photo.decode().shape[:2]
+    known = np.concatenate([photo.boxes, photo.ignore]).reshape(-1, 4)
+    out = []
+    for _ in range(20 * count):
+        if len(out) == count or min(h, w) / 1.5 <= min_side:
+            break
+        s = rng.uniform(min_side, min(h, w) / 1.5)
+        x, y = rng.uniform(-0.5, w - 0.5 - s), rng.uniform(-0.5, h - 0.5 - s)
+        b = np.array([x, y, x + s, y + s])
+        if len(known):
+            c = (known[:, :2] + known[:, 2:]) / 2
+            inside = ((c >= b[:2]) & (c <= b[2:])).all(1).any()
+            if inside or box_iou(b[None], known).max() > 0.05:
+                continue
+        out.append(b)
+    return np.array(out).reshape(-1, 4)
