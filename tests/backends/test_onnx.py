@@ -34,11 +34,13 @@ def test_export_writes_the_networks_with_a_dynamic_batch_and_the_manifest(onnx_d
     import onnx
     import onnxruntime as ort
 
-    from fflm.weights import DEFAULT_WEIGHTS, file_sha256
+    from fflm.weights import DEFAULT_WEIGHTS, asset, file_sha256
 
     manifest = json.loads((onnx_dir / "fflm-onnx.json").read_text())
     files = ["detector.onnx", "detector-verifier.onnx", "global.onnx", "regional-0.onnx"]
-    assert sorted(p.name for p in onnx_dir.glob("*.onnx")) == sorted(files)
+    # the default detector, YuNet, is an ONNX file already: the folder holds a copy beside the exported networks
+    assert sorted(p.name for p in onnx_dir.glob("*.onnx")) == sorted([*files, "yunet.onnx"])
+    assert manifest["yunet"]["sha256"] == file_sha256(onnx_dir / "yunet.onnx") == file_sha256(asset("yunet_2026may.onnx"))
     assert manifest["weights"]["sha256"] == file_sha256(DEFAULT_WEIGHTS)
     assert manifest["scheme"]["num_points"] == 68 and len(manifest["regional"]["regions"]) == 4
     assert manifest["preprocess"]["proxy_size"] == 256 and manifest["preprocess"]["std"][0] == pytest.approx(58.395)
