@@ -1,5 +1,4 @@
-"""ONNX Runtime against torch on this CPU, in one run: `python -P benchmarks/onnx_backend.py [--out FILE.json]`
-(-P: benchmarks/profile.py would otherwise shadow the standard library module that torch.export imports).
+"""ONNX Runtime against torch on this CPU, in one run: `python benchmarks/onnx_backend.py [--out FILE.json]`
 
 1. Agreement: every face of `300w/val` (box = the truth's tight box, as `fflm eval`) through torch float32 and
    through the onnxruntime backend; the largest and mean point difference in pixels.

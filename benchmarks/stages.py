@@ -1,4 +1,4 @@
-"""Where the time of one `fflm detect` goes, stage by stage: `python benchmarks/profile.py [IMAGES...]`.
+"""Where the time of one `fflm detect` goes, stage by stage: `python benchmarks/stages.py [IMAGES...]`.
 
 Each stage is timed by wrapping the function or module that does it (nothing in fflm changes): decode, detector,
 proxy and crop cutting, the global and regional networks, the soft-argmax heads, the shape model; "other" is the
