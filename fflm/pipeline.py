@@ -301,7 +301,7 @@ class Landmarker:
 
 
 #: a face whose global points' mean confidence (heatmap peak mass) is below this has not been found in its frame
-LOST_FACE = 0.3
+LOST_FACE = 0.15
 #: the frames tried, relative to the first, for such a face: a box far larger than the face it holds
 SEARCH_SHRINK = (0.6, 0.36)
 
