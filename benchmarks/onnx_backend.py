@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=40, help="faces timed per round")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, help="write the figures as JSON")
-    ap.add_argument("--machine", default="2-core AMD EPYC VM, no GPU, torch {torch}, contended (other jobs running)")
+    ap.add_argument("--machine", default="2-core Intel Xeon VM, no GPU, torch {torch}, contended (other jobs running)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     tmp = tempfile.TemporaryDirectory()

@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=48)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--machine", default="2-core AMD EPYC VM, no GPU, torch 2.13.0+cpu, contended (other jobs running)")
+    ap.add_argument("--machine", default="2-core Intel Xeon VM, no GPU, torch 2.13.0+cpu, contended (other jobs running)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     folder = tmp / "frames"

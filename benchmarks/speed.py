@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(HERE))
 
 from mediapipe68 import MediaPipeMesh, apply_map, fitted_map, mediapipe_available  # noqa: E402
 
+from fflm.cli.bench import machine  # noqa: E402
 from fflm.geometry import best_overlap, points_box  # noqa: E402
 from fflm.imageio import read_image  # noqa: E402
 from fflm.pipeline import Landmarker  # noqa: E402
@@ -130,11 +130,11 @@ def main() -> None:
     for n, r in result.items():
         print(f"{n:<58} {r['ms_per_image']:>9.1f} {r['found']:>7} {r['nme']:>7.3f} {r['nme_median']:>7.3f}")
     if args.record:
-        machine = f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}"
+        words, slug = machine()
         run = {"command": "python benchmarks/speed.py" + (f" --count {args.count}" if args.count else ""),
-               "date": date.today().isoformat(), "machine": machine, "figures": result}
+               "date": date.today().isoformat(), "machine": f"{words}, {args.threads} threads", "figures": result}
         args.record.mkdir(parents=True, exist_ok=True)
-        path = args.record / f"{date.today().isoformat()}-{platform.node() or 'host'}-speed.json"
+        path = args.record / f"{date.today().isoformat()}-{slug}-speed.json"
         path.write_text(json.dumps(run, indent=1) + "\n")
         print(f"recorded {path}")
 

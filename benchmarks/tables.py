@@ -33,6 +33,7 @@ RUNS = {
     "detector-timing": "2026-12-01-amd-epyc-2cpu-detector-timing",
     "train-step": "2026-12-01-amd-epyc-2cpu-train-step",
     "landmarks-300w": "2026-12-02-amd-epyc-2cpu-landmarks-300w",
+    "peers": "2026-12-03-intel-xeon-2cpu-speed",
 }
 MARKER = re.compile(r"(<!-- table:([a-z0-9-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
 REGIONS = ("jaw", "brows", "eyes", "nose", "mouth")
@@ -176,6 +177,13 @@ def speed_accuracy() -> str:
                     run)
 
 
+def peers() -> str:
+    run = load("peers")
+    rows = [[name, fmt(r["ms_per_image"], "{:.1f}"), f"{r['found']} / {r['faces']}", fmt(r["nme"], "{:.3f} %"),
+             fmt(r["nme_median"], "{:.2f} %")] for name, r in run["figures"].items()]
+    return markdown(["tool", "ms per image", "faces found", "NME", "median"], rows, "lrrrr", run)
+
+
 def detector_speed() -> str:
     run = load("detector-timing")
     rows = [[r["detector"], r["input"], fmt(r["wall_ms"], "{:.1f}"),
@@ -210,7 +218,7 @@ def detector() -> str:
 
 TABLES: dict[str, Callable[[], str]] = {f.__name__.replace("_", "-"): f for f in (
     models, accuracy_dlib, accuracy_regions, eval_300w, speed, bench, bench_batch, precision, landmark_stage,
-    speed_accuracy, detector_speed, train_step, detector)}
+    speed_accuracy, peers, detector_speed, train_step, detector)}
 README_TABLES = ("models", "accuracy-dlib", "speed")
 
 
