@@ -9,17 +9,15 @@ mapped to 68 by benchmarks/mediapipe68.py, fitted on `--train` in the same run).
 image, in an order that rotates from image to image, so a slow spell of a shared machine hits all of them alike.
 ms per image: median over the images after one warm-up image each. NME: inter-ocular, percent, over the faces
 each tool finds (a face is found when a detection overlaps the truth's box); `found` says how many.
-`--record DIR` writes the run as `DIR/<date>-<machine>-speed.json` (see benchmarks/tables.py).
+`--record DIR` writes the run as `DIR/<date>-<machine>-speed.json` (fflm.cli.bench.record; see benchmarks/tables.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 from mediapipe68 import MediaPipeMesh, apply_map, fitted_map, mediapipe_available  # noqa: E402
 
-from fflm.cli.bench import machine  # noqa: E402
+from fflm.cli.bench import record  # noqa: E402
 from fflm.geometry import best_overlap, points_box  # noqa: E402
 from fflm.imageio import read_image  # noqa: E402
 from fflm.pipeline import Landmarker  # noqa: E402
@@ -130,13 +128,9 @@ def main() -> None:
     for n, r in result.items():
         print(f"{n:<58} {r['ms_per_image']:>9.1f} {r['found']:>7} {r['nme']:>7.3f} {r['nme_median']:>7.3f}")
     if args.record:
-        words, slug = machine()
-        run = {"command": "python benchmarks/speed.py" + (f" --count {args.count}" if args.count else ""),
-               "date": date.today().isoformat(), "machine": f"{words}, {args.threads} threads", "figures": result}
+        command = f"python benchmarks/speed.py --threads {args.threads}" + (f" --count {args.count}" if args.count else "")
         args.record.mkdir(parents=True, exist_ok=True)
-        path = args.record / f"{date.today().isoformat()}-{slug}-speed.json"
-        path.write_text(json.dumps(run, indent=1) + "\n")
-        print(f"recorded {path}")
+        print(f"recorded {record(result, args.record, command, kind='speed')}")
 
 
 if __name__ == "__main__":

@@ -40,19 +40,20 @@ def machine() -> tuple[str, str]:
     return f"{os.cpu_count()}-core {cpu}, {gpu or 'no GPU'}, torch {torch.__version__}", slug
 
 
-def record(report: dict, folder: Path, command: str) -> Path:
-    """Write the figures with their command, date (UTC) and machine to folder/<date>-<machine>.json (-2, -3, ...
-    when that name is taken) for benchmarks/tables.py; returns the path."""
+def record(report: dict, folder: Path, command: str, kind: str = "") -> Path:
+    """Write the figures with their command, date (UTC) and machine to folder/<date>-<machine>[-<kind>].json (-2,
+    -3, ... when that name is taken) for benchmarks/tables.py; returns the path."""
     from datetime import datetime, timezone
 
     from fflm.fileio import atomic_write
 
     words, slug = machine()
     date = datetime.now(timezone.utc).date().isoformat()
-    path, n = folder / f"{date}-{slug}.json", 1
+    stem = f"{date}-{slug}" + (f"-{kind}" if kind else "")
+    path, n = folder / f"{stem}.json", 1
     while path.exists():
         n += 1
-        path = folder / f"{date}-{slug}-{n}.json"
+        path = folder / f"{stem}-{n}.json"
     atomic_write(path, json.dumps({"command": command, "date": date, "machine": words, "figures": report}, indent=1) + "\n")
     return path
 
