@@ -173,32 +173,36 @@ class Landmarker:
             out.append(Detection(clipped, 1.0))
         return out
 
-    def landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[list[Face]]:
+    def landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]],
+                  passes: int | None = None, search: bool = True) -> list[list[Face]]:
         """Landmarks for given detections. The face frame comes from each box (or the detector's landmark-box
         estimate). With `recentre`, the global stage's points propose a frame of their own; faces whose frame
         that moves by more than `recentre_tolerance` of its side get another global pass on it, until no frame
-        moves or after `recentre_passes` passes (so a loose or shifted box converges onto the face). The
-        regional stage then runs once for all faces. A face the detector found rolled (fflm.upright) is framed
-        upright in a turned patch of its image, its points turned back."""
-        return [[face for face, _ in faces] for faces in self.staged_landmarks(images, detections)]
+        moves or after `passes` passes (default `recentre_passes`; so a loose or shifted box converges onto the
+        face). A face still unsure of its points is looked for in smaller frames (the lost-face search) unless
+        `search` is False. The regional stage then runs once for all faces. A face the detector found rolled
+        (fflm.upright) is framed upright in a turned patch of its image, its points turned back.
+        `passes` and `search` hold for this call only: a caller that frames faces from their own landmarks (the
+        tracker, fflm.tracking) needs fewer passes and no search."""
+        return [[face for face, _ in faces] for faces in self.staged_landmarks(images, detections, passes, search)]
 
     @torch.inference_mode()
-    def staged_landmarks(self, images: Sequence[np.ndarray],
-                         detections: Sequence[Sequence[Detection]]) -> list[list[tuple[Face, np.ndarray]]]:
+    def staged_landmarks(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]],
+                         passes: int | None = None, search: bool = True) -> list[list[tuple[Face, np.ndarray]]]:
         """As `landmarks`, each face with the global stage's own points [N, 2] beside it (original pixels, with the
         mirror offset; before the regional networks and the shape model), to measure what the refinement adds."""
         owners = [(i, d) for i, ds in enumerate(detections) for d in ds]
         results: list[list[tuple[Face, np.ndarray]]] = [[] for _ in images]
         for start in range(0, len(owners), self.max_faces_per_call):
             chunk = owners[start : start + self.max_faces_per_call]
-            faces = self._upright([images[i] for i, _ in chunk], [d for _, d in chunk])
+            faces = self._upright([images[i] for i, _ in chunk], [d for _, d in chunk], passes, search)
             # the points' own roll: a detector's keypoints understate a strong roll; such faces go round once more
             # (only points on a face, by their quality, are trusted with that)
             turned = [(k, points_detection(f.landmarks, self.scheme.norm_points, d)) for k, ((_, d), (f, _))
                       in enumerate(zip(chunk, faces)) if f.quality >= 0.5]
             turned = [(k, t) for k, t in turned if self.upright and needs_turn(t.roll, used_roll(chunk[k][1]))]
             if turned:
-                again = self._upright([images[chunk[k][0]] for k, _ in turned], [t for _, t in turned])
+                again = self._upright([images[chunk[k][0]] for k, _ in turned], [t for _, t in turned], passes, search)
                 for (k, _), face in zip(turned, again):
                     faces[k] = face
             for (i, _), face in zip(chunk, faces):
@@ -207,12 +211,13 @@ class Landmarker:
             faces.sort(key=lambda pair: -pair[0].score)
         return results
 
-    def _upright(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[tuple[Face, np.ndarray]]:
+    def _upright(self, images: Sequence[np.ndarray], dets: Sequence[Detection], passes: int | None,
+                 search: bool) -> list[tuple[Face, np.ndarray]]:
         """`_faces`, the rolled faces (fflm.upright) in upright patches of their images, points turned back."""
         patches = [upright_patch(im, d) if self.upright else None for im, d in zip(images, dets)]
         with networks_in(self.dtype, self.device):
             faces = self._faces([im if p is None else p[0] for im, p in zip(images, patches)],
-                                [d if p is None else p[1] for d, p in zip(dets, patches)])
+                                [d if p is None else p[1] for d, p in zip(dets, patches)], passes, search)
         out = []
         for d, p, (face, glob) in zip(dets, patches, faces):
             if p is not None:
@@ -221,7 +226,8 @@ class Landmarker:
             out.append((face, glob))
         return out
 
-    def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection]) -> list[tuple[Face, np.ndarray]]:
+    def _faces(self, images: Sequence[np.ndarray], dets: Sequence[Detection], passes: int | None,
+               search: bool) -> list[tuple[Face, np.ndarray]]:
         fs = self.model.config.frame_scale
         first = np.stack([square_box(d.box if d.landmark_box is None else d.landmark_box, fs) for d in dets])
         if not self.recentre:
@@ -230,12 +236,13 @@ class Landmarker:
         else:
             # the passes only propose frames: they run without the mirrored half, which every face gets once, on
             # its final frame (no mirrored pass is spent on a frame that is replaced)
-            frames, proxies, g = self._settle(images, first)
-            lost = np.flatnonzero(_confidence(g) < self.lost_face)
+            passes = self.recentre_passes if passes is None else passes
+            frames, proxies, g = self._settle(images, first, passes)
+            lost = np.flatnonzero(_confidence(g) < self.lost_face) if search else np.zeros(0, np.int64)
             for shrink in SEARCH_SHRINK:  # a frame far larger than its face: points spread over it, unsure
                 if not len(lost):
                     break
-                f2, p2, g2 = self._settle([images[i] for i in lost], square_box(first[lost], shrink))
+                f2, p2, g2 = self._settle([images[i] for i in lost], square_box(first[lost], shrink), passes)
                 better = np.flatnonzero(_confidence(g2) > _confidence(g)[lost])
                 index = torch.as_tensor(lost[better], device=self.device)
                 frames = frames.copy()
@@ -259,15 +266,16 @@ class Landmarker:
         return [(Face(d.box, float(d.score), final[k], scores[k], quality=float(q[k])), glob[k])
                 for k, d in enumerate(dets)]
 
-    def _settle(self, images: Sequence[np.ndarray], frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor, StageOutput]:
+    def _settle(self, images: Sequence[np.ndarray], frames: np.ndarray,
+                passes: int) -> tuple[np.ndarray, torch.Tensor, StageOutput]:
         """Global passes (no mirrored half) from `frames`, each re-framing the faces whose points proposed a frame
-        that moved by more than `recentre_tolerance` of the side, at most `recentre_passes` passes: the final
-        frames, their proxies and the last pass's output."""
+        that moved by more than `recentre_tolerance` of the side, at most `passes` passes: the final frames, their
+        proxies and the last pass's output."""
         fs = self.model.config.frame_scale
         proxies = self._proxies(images, frames)
         g = self.model.run_global(proxies)
         active = np.arange(len(frames))
-        for _ in range(self.recentre_passes - 1):
+        for _ in range(passes - 1):
             pts = self._to_image(g.points[torch.as_tensor(active, device=self.device)], frames[active])
             proposed = _recentred(frames[active], square_box(points_box(pts), fs))
             moved = _move(frames[active], proposed) > self.recentre_tolerance

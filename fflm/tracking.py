@@ -4,7 +4,12 @@ The detector runs on the first frame, every `detect_every` frames, on the frame 
 in quality, and after a scene cut (a frame unlike the one before it as a whole): whenever a face may have come
 or gone. In
 between, each face is framed from its own previous landmarks: their box, moved by the face's last motion, is
-the `landmark_box` the landmark stage frames a face from (the stage then re-centres itself as on any frame).
+the `landmark_box` the landmark stage frames a face from (with their roll, for a face rolled far: fflm.upright).
+Such a face is already framed on itself, so the landmark stage spends less on it than on a detector's box: at most
+`TRACKED_PASSES` global passes and no lost-face search. With one pass the re-centring happens from frame to frame
+(each frame's points frame the next) instead of within the frame; a face lost in its frame ends its track and the
+detector looks on the next frame. Faces framed from a detector's box (new faces, and tracks that drifted off
+their face) get the landmark stage's full treatment.
 Detections are matched to tracks greedily by IoU; a detection no track matches starts a track, and a track the
 detector misses goes on. A track ends when its landmark quality falls below `min_quality` (unless the detector
 finds the face on that frame: a hard face keeps its id while the detector, run on every frame then, finds it),
@@ -28,6 +33,7 @@ from fflm.geometry import box_iou, face_size, points_box
 from fflm.imageio import to_rgb8, video_fps, video_frames
 from fflm.outputs import ImageResult
 from fflm.smoothing import OneEuro, OneEuroParams
+from fflm.upright import MIN_ROLL, points_detection
 
 DEFAULT_DETECT_EVERY = DETECT_EVERY  # frames between detections (docs/video.md: speed and missed faces against N)
 MIN_QUALITY = 0.2  # a tracked face below this landmark quality has lost its face (real faces score ~0.4-0.5)
@@ -36,6 +42,7 @@ REFRAME_IOU = 0.5  # below this (but matched), the detector's frame replaces the
 DUPLICATE_IOU = 0.6  # two tracks whose landmarks' boxes overlap this much are one face: the younger ends
 CUT_DIFFERENCE = 45.0  # mean absolute difference (0-255) of 64×36 grey thumbnails that makes a scene cut
 MIN_SIDE = 4.0  # pixels: a landmarks' box smaller than this is no face
+TRACKED_PASSES = 1  # global passes at most for a face framed from its own landmarks (docs/video.md: speed, error)
 
 
 def face_quality(face) -> float:
@@ -59,8 +66,21 @@ class _Track:
 
     def predicted(self) -> np.ndarray:
         """The landmarks' box expected on the next frame (constant velocity)."""
-        b = points_box(self.landmarks)
-        return b if self.shift is None else b + np.tile(self.shift, 2)
+        return self._moved(points_box(self.landmarks))
+
+    def _moved(self, box: np.ndarray) -> np.ndarray:
+        return box if self.shift is None else box + np.tile(self.shift, 2)
+
+    def framing(self, norm_points: tuple[int, int]) -> Detection:
+        """The detection the next frame frames this face from: its predicted landmarks' box and, for a face rolled
+        by MIN_ROLL or more, the roll of its last landmarks and their box in the upright frame (moved as the face
+        moved), so the landmark stage cuts it out upright at once (fflm.upright)."""
+        lb = self.predicted()
+        d = Detection(self.box(lb), self.score, lb)
+        turned = points_detection(self.landmarks, norm_points, d)
+        if abs(turned.roll) < MIN_ROLL:
+            return d
+        return Detection(d.box, d.score, self._moved(turned.landmark_box), None, turned.roll)
 
     def box(self, landmark_box: np.ndarray) -> np.ndarray:
         """The detector-style box of a face whose landmarks' box is `landmark_box`."""
@@ -107,8 +127,8 @@ def _in_picture(landmarks: np.ndarray, width: int, height: int) -> bool:
 
 
 class Tracker:
-    """Frame-by-frame tracking with a Landmarker (anything with `detector.detect(image)` and
-    `landmarks(images, detections)`). `update(image, t)` returns the frame's faces, each with its `track` id,
+    """Frame-by-frame tracking with a Landmarker (anything with `detector.detect(image)`, `scheme.norm_points` and
+    `landmarks(images, detections, passes=None, search=True)`). `update(image, t)` returns the frame's faces, each with its `track` id,
     in id order; `t` (seconds) times the smoothing."""
 
     def __init__(self, landmarker, detect_every: int = DEFAULT_DETECT_EVERY, smooth: OneEuroParams | None = None,
@@ -137,9 +157,9 @@ class Tracker:
         if cut:  # another scene: its faces are new ones, wherever they are
             self._tracks = []
         tracks = self._tracks
-        predicted = [tr.predicted() for tr in tracks]
-        inputs = [Detection(tr.box(lb), tr.score, lb) for tr, lb in zip(tracks, predicted)]
+        inputs = [tr.framing(self.landmarker.scheme.norm_points) for tr in tracks]
         owners: list[_Track | None] = list(tracks)
+        own = [True] * len(tracks)  # framed from the track's own landmarks (else from a detector's box)
         confirmed: set[int] = set()
         if cut or self._lost or self._since + 1 >= self.detect_every:
             dets = self.landmarker.detector.detect(image)
@@ -151,18 +171,18 @@ class Tracker:
                 confirmed.add(i)
                 tracks[i].score = float(dets[j].score)
                 if iou < REFRAME_IOU:  # the track has drifted from its face: frame it from the detection again
-                    inputs[i] = dets[j]
+                    inputs[i], own[i] = dets[j], False
                 else:
-                    inputs[i] = Detection(dets[j].box, dets[j].score, predicted[i])
+                    inputs[i] = Detection(dets[j].box, dets[j].score, inputs[i].landmark_box, None, inputs[i].roll)
             matched = {j for _, j, _ in pairs}
             fresh = [d for j, d in enumerate(dets) if j not in matched]
             inputs += fresh
             owners += [None] * len(fresh)
+            own += [False] * len(fresh)
             confirmed |= set(range(len(owners) - len(fresh), len(owners)))
         else:
             self._since += 1
-        # one face per "image": the faces come back in input order, all through the networks together
-        faces = [f for [f] in self.landmarker.landmarks([image] * len(inputs), [[d] for d in inputs])] if inputs else []
+        faces = self._landmarks(image, inputs, own)
         self._tracks, out = [], []
         for k, (owner, det, face) in enumerate(zip(owners, inputs, faces)):
             detected = k in confirmed
@@ -194,6 +214,21 @@ class Tracker:
         self._drop_duplicates(out)
         out.sort(key=lambda f: f.track)
         return out
+
+    def _landmarks(self, image: np.ndarray, inputs: list[Detection], own: list[bool]) -> list:
+        """The faces of `inputs` in input order: those framed from their own landmarks (`own`) through the landmark
+        stage together with TRACKED_PASSES passes and no lost-face search, the others with the stage's defaults."""
+        faces: list = [None] * len(inputs)
+        for tracked in (True, False):
+            index = [k for k, o in enumerate(own) if o == tracked]
+            if not index:
+                continue
+            options = {"passes": TRACKED_PASSES, "search": False} if tracked else {}
+            # one face per "image": the faces come back in input order, all through the networks together
+            found = self.landmarker.landmarks([image] * len(index), [[inputs[k]] for k in index], **options)
+            for k, [face] in zip(index, found):
+                faces[k] = face
+        return faces
 
     def _drop_duplicates(self, faces: list) -> None:
         """Two tracks on one face: the younger (higher id) ends, and its face is not reported."""

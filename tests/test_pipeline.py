@@ -470,6 +470,27 @@ def test_another_global_pass_only_while_the_frame_moves(weights, monkeypatch, to
     np.testing.assert_allclose(global_points, expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_passes_and_search_hold_for_one_call_only(weights, monkeypatch, flip):
+    """The stub of test_another_global_pass_only_while_the_frame_moves moves the frame in every pass and scores
+    its points 0.25, under a lost-face threshold of 0.3: by default the call runs 4 passes, then the search's two
+    smaller frames 4 passes each (12); `passes=1, search=False` runs one pass; `passes=2` with the search, 2 + 2 · 2.
+    With flip each call adds its one mirrored pass. The Landmarker's own settings are left as they were."""
+    lm = Landmarker(weights, device="cpu", detector="none", recentre_tolerance=0.0, flip=flip, upright=False)
+    lm.lost_face = 0.3
+    _stub_stages(monkeypatch, lm, lambda i: (15.5, 15.5) if i % 2 == 0 else (47.5, 47.5), (15.5, 15.5))
+    calls = []
+    stub = lm.model.run_global
+    monkeypatch.setattr(lm.model, "run_global", lambda proxy, flip=False, direct=None:
+                        calls.append("mirrored" if direct is not None else "pass") or stub(proxy, flip, direct))
+    image, dets = _image(80, 100), [Detection(np.array([10.0, 20.0, 50.0, 60.0]), 1.0)]
+    for options, passes in (({}, 12), ({"passes": 1, "search": False}, 1), ({"passes": 2}, 6), ({}, 12)):
+        calls.clear()
+        [[face]] = lm.landmarks([image], [dets], **options)
+        assert calls == ["pass"] * passes + ["mirrored"] * flip, options
+    assert (lm.recentre_passes, lm.lost_face, lm.recentre) == (4, 0.3, True)
+
+
 def test_a_frame_far_larger_than_its_face_finds_the_face():
     """With the shipped weights, boxes from 0.6× to 3× the sample's face (centred on it) give the detector's points
     within 1 px on average (2 px at most): the frame converges in the re-centring passes, or a smaller frame is tried when the points are

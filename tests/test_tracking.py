@@ -11,7 +11,7 @@ import pytest
 from conftest import shape68
 
 from fflm.detect import Detection
-from fflm.geometry import square_box
+from fflm.geometry import points_box, square_box
 from fflm.pipeline import Face
 from fflm.smoothing import OneEuroParams
 from fflm.tracking import Tracker, face_quality, greedy_match
@@ -53,12 +53,20 @@ class DiscLandmarker:
     def __init__(self) -> None:
         self.detector = DiscDetector()
         self.frames: list[np.ndarray] = []
+        self.scheme = SimpleNamespace(norm_points=(36, 45))  # the outer eye corners of shape68
+        self.calls: list[tuple[int, int | None, bool]] = []  # (faces, passes, search) of each call
+        self.dets: list[Detection] = []
+        self.roll = 0.0  # degrees clockwise: the "faces" it finds are rolled by this
 
-    def landmarks(self, images, detections) -> list[list[Face]]:
+    def landmarks(self, images, detections, passes=None, search=True) -> list[list[Face]]:
+        self.calls.append((sum(map(len, detections)), passes, search))
+        a = np.radians(self.roll)
+        shape = shape68() @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T
         out = []
         for image, dets in zip(images, detections):
             faces = []
             for d in dets:
+                self.dets.append(d)
                 fr = square_box(d.box if d.landmark_box is None else d.landmark_box, 1.5)
                 self.frames.append(fr)
                 x0, y0 = max(int(fr[0]), 0), max(int(fr[1]), 0)
@@ -69,7 +77,7 @@ class DiscLandmarker:
                     h, w = image.shape[:2]
                     c = np.array([_centre(xs.min() + x0, xs.max() + x0, w), _centre(ys.min() + y0, ys.max() + y0, h)])
                     q = 0.5
-                faces.append(Face(d.box, d.score, c + shape68() * 2 * R, np.full(68, q)))
+                faces.append(Face(d.box, d.score, c + shape * 2 * R, np.full(68, q)))
             out.append(faces)
         return out
 
@@ -175,6 +183,49 @@ def test_smoothing_keeps_ids_and_starts_from_the_raw_points():
     assert ids(smooth) == ids(raw)
     assert np.allclose(smooth[0][0].landmarks, raw[0][0].landmarks)
     assert (smooth[-1][0].landmarks[:, 0].mean() < raw[-1][0].landmarks[:, 0].mean() - 1)  # behind a moving face
+
+
+def test_faces_framed_from_their_own_landmarks_get_one_global_pass_and_no_search():
+    """Frames 0 and 3 are detection frames; a second face enters on frame 3. A face framed from a detector's box
+    (frame 0's, the newcomer's) goes through the landmark stage with its defaults (passes None, search on), a face
+    framed from its own landmarks with TRACKED_PASSES passes and no search, on detection frames too; each frame's
+    faces still come back with their own ids."""
+    from fflm.tracking import TRACKED_PASSES
+
+    assert TRACKED_PASSES == 1
+    clip = [frame((40 + k, 60), *([(120, 60)] if k >= 3 else [])) for k in range(5)]
+    faces, lm, _ = run(clip, detect_every=3)
+    assert ids(faces) == [[0]] * 3 + [[0, 1]] * 2
+    tracked, detected = (1, 1, False), (1, None, True)
+    assert lm.calls == [detected, tracked, tracked, tracked, detected, (2, 1, False)]
+    assert faces[3][1].landmarks[:, 0].mean() == pytest.approx(120 + shape68()[:, 0].mean() * 2 * R, abs=0.3)
+
+
+@pytest.mark.parametrize("roll, framed", [(30.0, 30.0), (-25.0, -25.0), (12.0, 0.0)])
+def test_a_rolled_face_is_framed_with_the_roll_of_its_last_landmarks(roll, framed):
+    """A face rolled by MIN_ROLL (20°) or more is framed, between detections, with its last landmarks' roll and
+    their square in the upright frame, centred on the face; a face rolled less is framed upright from its
+    landmarks' box. The detector's own frame (frame 0) has no roll."""
+    lm = DiscLandmarker()
+    lm.roll = roll
+    tracker = Tracker(lm, 100)
+    faces = [tracker.update(frame((60 + 2 * k, 60)), k / 25) for k in range(4)]
+    assert ids(faces) == [[0]] * 4
+    assert [d.roll for d in lm.dets] == pytest.approx([0.0] + [framed] * 3, abs=1e-6)
+    def centre(box: np.ndarray) -> np.ndarray:
+        return (box[:2] + box[2:]) / 2
+
+    points = [fs[0].landmarks for fs in faces]
+    for k, d in enumerate(lm.dets[1:], start=1):  # frame k is framed from frame k - 1's points, moved as they moved
+        moved = centre(points_box(points[k - 1])) - centre(points_box(points[k - 2])) if k > 1 else np.zeros(2)
+        if framed:  # the upright square: the points' box in the turned frame, its centre turned back
+            a = np.radians(roll)
+            back = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+            up = points[k - 1] @ back.T
+            np.testing.assert_allclose(centre(d.landmark_box), back.T @ centre(np.r_[up.min(0), up.max(0)]) + moved)
+            assert d.landmark_box[2] - d.landmark_box[0] == pytest.approx((up.max(0) - up.min(0)).max())
+        else:
+            np.testing.assert_allclose(d.landmark_box, points_box(points[k - 1]) + np.tile(moved, 2))
 
 
 def test_detect_every_must_be_positive():

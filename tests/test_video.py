@@ -115,6 +115,34 @@ def test_landmarker_track_follows_the_one_face_with_one_id(landmarker, portrait_
 
 
 @needs_shared
+def test_a_tracked_frame_runs_the_global_network_once_and_its_mirrored_pass_once(portrait_frames, monkeypatch):
+    """With the mirrored passes on: a face framed from its own landmarks (every frame after the first, the
+    detection frame 4 too) calls the global network twice (one pass, one mirrored pass); the detector's frame
+    (frame 0) and predict on any frame still settle the frame in more passes. The face keeps its id."""
+    from fflm.pipeline import Landmarker
+    from fflm.tracking import Tracker
+
+    lm = Landmarker(device="cpu")
+    calls: list[int] = []
+    real = lm.model.run_global
+    monkeypatch.setattr(lm.model, "run_global", lambda proxy, *a, **k: calls.append(len(proxy)) or real(proxy, *a, **k))
+    per_frame, tracked, ids = [], [], []
+    for f in portrait_frames:
+        calls.clear()
+        lm.predict(f)
+        per_frame.append(len(calls))
+    tracker = Tracker(lm, detect_every=4)
+    for k, f in enumerate(portrait_frames):
+        calls.clear()
+        ids.append([face.track for face in tracker.update(f, k / FPS)])
+        tracked.append(len(calls))
+    assert ids == [[0]] * 6 and tracker.detections == 2  # frames 0 and 4
+    assert [n for k, n in enumerate(tracked) if k != 0] == [2] * 5  # frame 4's face is framed from its landmarks
+    assert tracked[0] == per_frame[0] >= 3  # the detector's frame: its passes settle it, as predict's do
+    assert min(per_frame) >= 3
+
+
+@needs_shared
 def test_batch_tracks_a_video_with_timestamps_and_writes_the_overlay_video(capsys, clip, tmp_path):
     overlay = tmp_path / "o.mp4"
     rc, out, err = run_cli(capsys, "batch", clip, "-f", "jsonl", "--smooth", "--overlay", overlay, "--no-flip")
