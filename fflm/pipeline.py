@@ -26,7 +26,7 @@ from fflm.model.network import StageOutput
 from fflm.quality import load_map, quality
 from fflm.scheme import LandmarkScheme
 from fflm.shape import regularise
-from fflm.upright import needs_turn, points_detection, restore, upright_patch, used_roll
+from fflm.upright import TRUSTED_QUALITY, needs_turn, points_detection, restore, upright_patch, used_roll
 from fflm.weights import load_model, resolve
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ class Landmarker:
             # the points' own roll: a detector's keypoints understate a strong roll; such faces go round once more
             # (only points on a face, by their quality, are trusted with that)
             turned = [(k, points_detection(f.landmarks, self.scheme.norm_points, d)) for k, ((_, d), (f, _))
-                      in enumerate(zip(chunk, faces)) if f.quality >= 0.5]
+                      in enumerate(zip(chunk, faces)) if f.quality >= TRUSTED_QUALITY]
             turned = [(k, t) for k, t in turned if self.upright and needs_turn(t.roll, used_roll(chunk[k][1]))]
             if turned:
                 again = self._upright([images[chunk[k][0]] for k, _ in turned], [t for _, t in turned], passes, search)

@@ -11,9 +11,9 @@ Such a face is already framed on itself, so the landmark stage spends less on it
 detector looks on the next frame. Faces framed from a detector's box (new faces, and tracks that drifted off
 their face) get the landmark stage's full treatment.
 Detections are matched to tracks greedily by IoU; a detection no track matches starts a track, and a track the
-detector misses goes on. A track ends when its landmark quality falls below `min_quality` (unless the detector
-finds the face on that frame: a hard face keeps its id while the detector, run on every frame then, finds it),
-when the face leaves the picture, at a scene cut, or when the frame size changes.
+detector misses goes on. A track ends when its landmark quality falls below `min_quality` or the face leaves the picture
+(unless the detector finds the face on that frame: a hard face, or one half out of the picture, keeps its id while
+the detector, run on every frame then, finds it), at a scene cut, or when the frame size changes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from fflm.geometry import box_iou, face_size, points_box
 from fflm.imageio import to_rgb8, video_fps, video_frames
 from fflm.outputs import ImageResult
 from fflm.smoothing import OneEuro, OneEuroParams
-from fflm.upright import MIN_ROLL, points_detection
+from fflm.upright import MIN_ROLL, TRUSTED_QUALITY, points_detection
 
 DEFAULT_DETECT_EVERY = DETECT_EVERY  # frames between detections (docs/video.md: speed and missed faces against N)
 MIN_QUALITY = 0.2  # a tracked face below this landmark quality has lost its face (real faces score ~0.4-0.5)
@@ -63,6 +63,7 @@ class _Track:
     score: float
     smoother: OneEuro | None
     shift: np.ndarray = None  # the landmarks' centre motion over the last frame, pixels
+    quality: float = 0.0  # the last landmarks' face_quality
 
     def predicted(self) -> np.ndarray:
         """The landmarks' box expected on the next frame (constant velocity)."""
@@ -73,10 +74,13 @@ class _Track:
 
     def framing(self, norm_points: tuple[int, int]) -> Detection:
         """The detection the next frame frames this face from: its predicted landmarks' box and, for a face rolled
-        by MIN_ROLL or more, the roll of its last landmarks and their box in the upright frame (moved as the face
-        moved), so the landmark stage cuts it out upright at once (fflm.upright)."""
+        by MIN_ROLL or more whose last landmarks are trusted with their roll (quality TRUSTED_QUALITY or more, as
+        the landmark stage trusts them), their roll and their box in the upright frame (moved as the face moved),
+        so the landmark stage cuts it out upright at once (fflm.upright) rather than in a second round."""
         lb = self.predicted()
         d = Detection(self.box(lb), self.score, lb)
+        if self.quality < TRUSTED_QUALITY:
+            return d
         turned = points_detection(self.landmarks, norm_points, d)
         if abs(turned.roll) < MIN_ROLL:
             return d
@@ -186,13 +190,13 @@ class Tracker:
         self._tracks, out = [], []
         for k, (owner, det, face) in enumerate(zip(owners, inputs, faces)):
             detected = k in confirmed
-            good = face_quality(face) >= self.min_quality
-            # a face of low quality that the detector found goes on, but the detector looks again on the next frame
-            ok = _in_picture(face.landmarks, w, h) and (good or detected)
-            if not good or not ok:
+            sure = face_quality(face) >= self.min_quality and _in_picture(face.landmarks, w, h)
+            # a face of low quality, or partly out of the picture, that the detector found goes on, but the
+            # detector looks again on the next frame
+            if not sure:
                 self._lost = True
-            if not ok and not detected:
-                continue
+                if not detected:
+                    continue
             raw = face.landmarks
             lbox = points_box(raw)
             if owner is None:
@@ -202,14 +206,13 @@ class Tracker:
                 owner.box_rel = _relative(det.box, lbox)
             before = points_box(owner.landmarks)
             owner.shift = (lbox[:2] + lbox[2:] - before[:2] - before[2:]) / 2
-            owner.landmarks = raw
+            owner.landmarks, owner.quality = raw, face_quality(face)
             if owner.smoother is not None:
                 face.landmarks = owner.smoother(raw, t, float(face_size(lbox)))
             face.box = np.asarray(det.box, np.float64) if detected else owner.box(points_box(face.landmarks))
             face.score = owner.score
             face.track = owner.id
-            if ok:
-                self._tracks.append(owner)
+            self._tracks.append(owner)
             out.append(face)
         self._drop_duplicates(out)
         out.sort(key=lambda f: f.track)

@@ -26,6 +26,7 @@ MIN_ROLL = 20.0  # degrees: below this the landmark networks take the face as it
 PATCH = 3.0
 MAX_PATCH = 1024
 RETURN = 10.0  # degrees between the points' roll and the frame's that send a face round once more
+TRUSTED_QUALITY = 0.5  # points of this quality (fflm.quality) or more are on a face: their roll is trusted
 
 
 def used_roll(d: Detection) -> float:

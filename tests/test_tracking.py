@@ -57,6 +57,7 @@ class DiscLandmarker:
         self.calls: list[tuple[int, int | None, bool]] = []  # (faces, passes, search) of each call
         self.dets: list[Detection] = []
         self.roll = 0.0  # degrees clockwise: the "faces" it finds are rolled by this
+        self.quality = 0.5  # of a face where there is a disc
 
     def landmarks(self, images, detections, passes=None, search=True) -> list[list[Face]]:
         self.calls.append((sum(map(len, detections)), passes, search))
@@ -76,7 +77,7 @@ class DiscLandmarker:
                 else:
                     h, w = image.shape[:2]
                     c = np.array([_centre(xs.min() + x0, xs.max() + x0, w), _centre(ys.min() + y0, ys.max() + y0, h)])
-                    q = 0.5
+                    q = self.quality
                 faces.append(Face(d.box, d.score, c + shape * 2 * R, np.full(68, q)))
             out.append(faces)
         return out
@@ -134,6 +135,16 @@ def test_a_face_that_vanishes_ends_when_its_quality_falls():
     faces, lm, _ = run(clip, detect_every=100)
     assert ids(faces) == [[0, 1]] * 4 + [[0]] * 4
     assert lm.detector.runs == 2
+
+
+def test_a_face_half_out_of_the_picture_keeps_its_id_while_the_detector_finds_it():
+    """A disc leaving by the left edge, centre x 12, 9, ..., -9, the detector on every frame: on frames 5 and 6
+    its landmarks' centre (-2.5, -5.5) is outside the picture, but the detector still finds its visible part, so
+    it goes on with its id; on frame 7 too little of it is left to find, and the track ends."""
+    clip = [frame((12 - 3 * k, 60), (120, 60)) for k in range(8)]
+    faces, lm, _ = run(clip, detect_every=1)
+    assert ids(faces) == [[0, 1]] * 7 + [[1]]
+    assert faces[6][0].landmarks.mean(0)[0] - shape68().mean(0)[0] * 2 * R == pytest.approx(-5.5)
 
 
 def test_a_face_of_low_quality_goes_on_while_the_detector_finds_it_on_every_frame():
@@ -201,13 +212,15 @@ def test_faces_framed_from_their_own_landmarks_get_one_global_pass_and_no_search
     assert faces[3][1].landmarks[:, 0].mean() == pytest.approx(120 + shape68()[:, 0].mean() * 2 * R, abs=0.3)
 
 
-@pytest.mark.parametrize("roll, framed", [(30.0, 30.0), (-25.0, -25.0), (12.0, 0.0)])
-def test_a_rolled_face_is_framed_with_the_roll_of_its_last_landmarks(roll, framed):
-    """A face rolled by MIN_ROLL (20°) or more is framed, between detections, with its last landmarks' roll and
-    their square in the upright frame, centred on the face; a face rolled less is framed upright from its
+@pytest.mark.parametrize("roll, quality, framed", [(30.0, 0.5, 30.0), (-25.0, 0.5, -25.0), (12.0, 0.5, 0.0),
+                                                  (30.0, 0.45, 0.0)])
+def test_a_rolled_face_is_framed_with_the_roll_of_its_last_landmarks(roll, quality, framed):
+    """A face rolled by MIN_ROLL (20°) or more whose points are trusted with their roll (quality 0.5 or more, as the
+    landmark stage trusts them) is framed, between detections, with its last landmarks' roll and their square in
+    the upright frame, centred on the face; a face rolled less, or of lower quality, is framed upright from its
     landmarks' box. The detector's own frame (frame 0) has no roll."""
     lm = DiscLandmarker()
-    lm.roll = roll
+    lm.roll, lm.quality = roll, quality
     tracker = Tracker(lm, 100)
     faces = [tracker.update(frame((60 + 2 * k, 60)), k / 25) for k in range(4)]
     assert ids(faces) == [[0]] * 4
