@@ -8,7 +8,7 @@ the `landmark_box` the landmark stage frames a face from (with their roll, for a
 Such a face is already framed on itself, so the landmark stage spends less on it than on a detector's box: at most
 `TRACKED_PASSES` global passes and no lost-face search. With one pass the re-centring happens from frame to frame
 (each frame's points frame the next) instead of within the frame; a face lost in its frame ends its track and the
-detector looks on the next frame. Faces framed from a detector's box (new faces, and tracks that drifted off
+detector looks on the next frame. While tracks are live, `--rotations auto` looks only at the frame as it is. Faces framed from a detector's box (new faces, and tracks that drifted off
 their face) get the landmark stage's full treatment.
 Detections are matched to tracks greedily by IoU; a detection no track matches starts a track, and a track the
 detector misses goes on. A track ends when its landmark quality falls below `min_quality` or the face leaves the picture
@@ -28,6 +28,7 @@ import numpy as np
 
 from fflm.choices import DETECT_EVERY
 from fflm.detect import Detection
+from fflm.detect.rotations import RotatingDetector
 from fflm.errors import UsageError
 from fflm.geometry import box_iou, face_size, points_box
 from fflm.imageio import to_rgb8, video_fps, video_frames
@@ -166,7 +167,7 @@ class Tracker:
         own = [True] * len(tracks)  # framed from the track's own landmarks (else from a detector's box)
         confirmed: set[int] = set()
         if cut or self._lost or self._since + 1 >= self.detect_every:
-            dets = self.landmarker.detector.detect(image)
+            dets = self._detect(image)
             self.detections += 1
             self._since, self._lost = 0, False
             pairs = greedy_match(np.array([d.box for d in inputs]).reshape(-1, 4),
@@ -217,6 +218,15 @@ class Tracker:
         self._drop_duplicates(out)
         out.sort(key=lambda f: f.track)
         return out
+
+    def _detect(self, image: np.ndarray) -> list[Detection]:
+        """The detector's faces. While tracks are live the video is known to be upright, so a detector that looks
+        at turned copies of a frame without a sure face (fflm.detect.rotations, `--rotations auto`) runs only its
+        pass on the frame as it is."""
+        detector = self.landmarker.detector
+        if self._tracks and isinstance(detector, RotatingDetector) and detector.mode == "auto":
+            return detector.inner.detect(image)
+        return detector.detect(image)
 
     def _landmarks(self, image: np.ndarray, inputs: list[Detection], own: list[bool]) -> list:
         """The faces of `inputs` in input order: those framed from their own landmarks (`own`) through the landmark

@@ -241,6 +241,26 @@ def test_a_rolled_face_is_framed_with_the_roll_of_its_last_landmarks(roll, quali
             np.testing.assert_allclose(d.landmark_box, points_box(points[k - 1]) + np.tile(moved, 2))
 
 
+@pytest.mark.parametrize("mode, runs", [("auto", [6, 1, 1]), ("all", [6, 6, 6]), ("none", [1, 1, 1])])
+def test_detection_frames_with_live_tracks_look_only_at_the_frame_as_it_is(mode, runs):
+    """A face scoring under rotations.SURE sends `--rotations auto` to five turned and tilted copies of the frame
+    (six detector passes) while no track is live (frame 0); with the face tracked, the detection frames 3 and 6
+    run one pass. `all` asks for every orientation on every detection frame; `none` never turns."""
+    from fflm.detect.rotations import RotatingDetector
+
+    lm = DiscLandmarker()
+    inner = lm.detector
+    inner.detect = lambda image, found=inner.detect: [Detection(d.box, 0.8) for d in found(image)]
+    lm.detector = RotatingDetector(inner, mode)
+    tracker = Tracker(lm, 3)
+    passes = []
+    for k in range(7):
+        before = inner.runs
+        assert [f.track for f in tracker.update(frame((60, 60)), k / 25)] == [0]
+        passes.append(inner.runs - before)
+    assert [n for n in passes if n] == runs and tracker.detections == 3
+
+
 def test_detect_every_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         Tracker(DiscLandmarker(), 0)
