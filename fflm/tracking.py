@@ -2,18 +2,18 @@
 
 The detector runs on the first frame, every `detect_every` frames, on the frame after a track was lost or fell
 in quality, and after a scene cut (a frame unlike the one before it as a whole): whenever a face may have come
-or gone. In
-between, each face is framed from its own previous landmarks: their box, moved by the face's last motion, is
-the `landmark_box` the landmark stage frames a face from (with their roll, for a face rolled far: fflm.upright).
-Such a face is already framed on itself, so the landmark stage spends less on it than on a detector's box: at most
-`TRACKED_PASSES` global passes and no lost-face search. With one pass the re-centring happens from frame to frame
-(each frame's points frame the next) instead of within the frame; a face lost in its frame ends its track and the
-detector looks on the next frame. While tracks are live, `--rotations auto` looks only at the frame as it is. Faces framed from a detector's box (new faces, and tracks that drifted off
-their face) get the landmark stage's full treatment.
+or gone. While tracks are live the video is known to be upright, so `--rotations auto` looks only at the frame
+as it is. In between, each face is framed from its own previous landmarks: their box, moved by the face's last
+motion, is the `landmark_box` the landmark stage frames a face from (with their roll, for a face rolled far:
+fflm.upright). Such a face is already framed on itself, so the landmark stage spends less on it than on a
+detector's box: at most `TRACKED_PASSES` global passes and no lost-face search. With one pass the re-centring
+happens from frame to frame (each frame's points frame the next) instead of within the frame; a face lost in its
+frame scores low, and the detector looks on the next frame. Faces framed from a detector's box (new faces, and
+tracks that drifted off their face) get the landmark stage's full treatment.
 Detections are matched to tracks greedily by IoU; a detection no track matches starts a track, and a track the
-detector misses goes on. A track ends when its landmark quality falls below `min_quality` or the face leaves the picture
-(unless the detector finds the face on that frame: a hard face, or one half out of the picture, keeps its id while
-the detector, run on every frame then, finds it), at a scene cut, or when the frame size changes.
+detector misses goes on. A track ends when its landmark quality falls below `min_quality` or the face leaves the
+picture (unless the detector finds the face on that frame: a hard face, or one half out of the picture, keeps its
+id while the detector, run on every frame then, finds it), at a scene cut, or when the frame size changes.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class _Track:
     smoother: OneEuro | None
     shift: np.ndarray = None  # the landmarks' centre motion over the last frame, pixels
     quality: float = 0.0  # the last landmarks' face_quality
+    sure: bool = False  # the last landmarks were of quality and in the picture
 
     def predicted(self) -> np.ndarray:
         """The landmarks' box expected on the next frame (constant velocity)."""
@@ -133,8 +134,8 @@ def _in_picture(landmarks: np.ndarray, width: int, height: int) -> bool:
 
 class Tracker:
     """Frame-by-frame tracking with a Landmarker (anything with `detector.detect(image)`, `scheme.norm_points` and
-    `landmarks(images, detections, passes=None, search=True)`). `update(image, t)` returns the frame's faces, each with its `track` id,
-    in id order; `t` (seconds) times the smoothing."""
+    `landmarks(images, detections, passes=None, search=True)`). `update(image, t)` returns the frame's faces, each
+    with its `track` id, in id order; `t` (seconds) times the smoothing."""
 
     def __init__(self, landmarker, detect_every: int = DEFAULT_DETECT_EVERY, smooth: OneEuroParams | None = None,
                  min_quality: float = MIN_QUALITY) -> None:
@@ -206,7 +207,10 @@ class Tracker:
             elif detected:
                 owner.box_rel = _relative(det.box, lbox)
             before = points_box(owner.landmarks)
-            owner.shift = (lbox[:2] + lbox[2:] - before[:2] - before[2:]) / 2
+            # motion between two sure frames only: points off their face (low quality, out of the picture) would
+            # send the next frame off after them, onto a neighbour
+            owner.shift = (lbox[:2] + lbox[2:] - before[:2] - before[2:]) / 2 if sure and owner.sure else None
+            owner.sure = sure
             owner.landmarks, owner.quality = raw, face_quality(face)
             if owner.smoother is not None:
                 face.landmarks = owner.smoother(raw, t, float(face_size(lbox)))

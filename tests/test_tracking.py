@@ -147,6 +147,19 @@ def test_a_face_half_out_of_the_picture_keeps_its_id_while_the_detector_finds_it
     assert faces[6][0].landmarks.mean(0)[0] - shape68().mean(0)[0] * 2 * R == pytest.approx(-5.5)
 
 
+def test_a_face_is_moved_by_its_motion_between_two_sure_frames_only():
+    """A disc moving 2 px a frame whose landmarks score under min_quality on frame 3 (the detector keeps it): frame
+    4 is framed from frame 3's points as they are, frame 5 from frame 4's as they are (frame 3's points are no
+    base for a motion), frame 6 from frame 5's moved by their motion again."""
+    lm = DiscLandmarker()
+    tracker = Tracker(lm, 1)
+    for k in range(7):
+        lm.quality = 0.1 if k == 3 else 0.5
+        assert [f.track for f in tracker.update(frame((40 + 2 * k, 60)), k / 25)] == [0]
+    steps = [round(float(b[0] - a[0]), 1) for a, b in zip(lm.frames[3:], lm.frames[4:])]
+    assert steps == [0.0, 2.0, 4.0]  # 3→4: both unmoved; 4→5: unmoved, on a face 2 px on; 5→6: 2 px + 2 px of motion
+
+
 def test_a_face_of_low_quality_goes_on_while_the_detector_finds_it_on_every_frame():
     lm = DiscLandmarker()
     tracker = Tracker(lm, 3, min_quality=0.6)  # every face scores 0.5
