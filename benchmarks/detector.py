@@ -17,7 +17,7 @@ depend on the detector, in one run: the figures of docs/detector.md and the dete
    landmark stage) has IoU >= 0.5 with the truth landmarks' box.
 5. orientations: the default Landmarker on every `--step`-th 300-W val face, the photo turned by 90/180/270° (no
    EXIF tag) or rolled by ±15/30/45° about its centre: faces found (best face NME < 20 %) and their NME.
-6. yaw: AFLW2000-3D faces found per yaw range, for each detector (as 4).
+6. yaw: AFLW2000-3D faces found per yaw range, for each detector (as 4), with --rotations none and auto.
 7. loose: NME with face boxes 0.6-3x the landmarks' tight box.
 8. quality: Face.quality of 300-W val faces against background crops of the report photos and against YuNet's false
    detections there (threshold 0.3): ROC AUC and the fractions below 0.5.
@@ -374,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         keep()
     if "yaw" in sections:
         folder = shared / "data" / "more68" / "aflw2000"
-        report["yaw"] = {n: yaw_figures(make_detector(n, tiles="off", rotations="none"), folder) for n in names}
+        report["yaw"] = {f"{n}, rotations {r}": yaw_figures(make_detector(n, tiles="off", rotations=r), folder)
+                         for n in names for r in ("none", "auto")}
         keep()
     if "loose" in sections:
         report["loose"] = loose_figures(Landmarker(a.weights, device="cpu"), subset)
@@ -438,9 +439,9 @@ def print_report(r: dict) -> None:
           "face rolled: found (NME < 20 %), NME % of those found")
         p("   " + "  ".join(f"{k}: {v['found']:.3f} / {v['nme']:.2f}" for k, v in o.items()))
     if "yaw" in r:
-        p("\n6. AFLW2000-3D faces found by yaw (IoU >= 0.5), rotations none")
+        p("\n6. AFLW2000-3D faces found by yaw (landmark box IoU >= 0.5)")
         for n, y in r["yaw"].items():
-            p(f"{n:10} " + "  ".join(f"{k}: {v['found']:.3f} of {v['faces']}" for k, v in y.items()))
+            p(f"{n:24} " + "  ".join(f"{k}: {v['found']:.3f} of {v['faces']}" for k, v in y.items()))
     if "loose" in r:
         p(f"\n7. loose boxes (× the landmarks' tight box, centred) on every {r['step']}-th 300-W val face: NME %")
         p("   " + "  ".join(f"{k}x: {v:.3f}" for k, v in r["loose"].items() if k != "sample_px"))
