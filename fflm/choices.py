@@ -19,7 +19,8 @@ ROTATIONS = ("auto", "none", "all")  # fflm.detect.rotations
 LOSSES = ("l2", "l1", "wing", "ion")  # fflm.train.losses
 VARIANTS = ("regular", "light")  # fflm.model.config.preset
 
-YUNET_THRESHOLD = 0.76  # YuNet's face score threshold, chosen on scene photos (docs/detector.md)
+YUNET_THRESHOLD = 0.6  # YuNet's face score threshold, chosen with MIN_FACE on scene photos (docs/detector.md)
+MIN_FACE = 20.0  # px (square root of the box area): smaller faces get no landmarks; 68 points on them mean nothing
 DETECT_EVERY = 8  # video tracking: frames between detections (fflm.tracking)
 BUILTIN_THRESHOLD = 0.5  # the built-in detector's threshold when its file names none
 

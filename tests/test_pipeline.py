@@ -15,6 +15,7 @@ from fflm.detect.base import Detection
 from fflm.geometry import square_box
 from fflm.model.network import StageOutput
 from fflm.pipeline import BoxWarning, Face, Landmarker, pick_device
+from fflm.imageio import read_image
 from fflm.weights import asset
 
 
@@ -596,3 +597,43 @@ def test_second_pass_only_for_the_faces_that_moved():
     assert merged.points[0].abs().sum() == 0 and (merged.points[1] == 1).all()
     assert (merged.scores[1] == 1).all() and (merged.stack_points[0][1] == 1).all()
     assert g.points.abs().sum() == 0  # the first pass's output is not modified in place
+
+
+class _SureOnBackground:
+    """YuNet, except that on `photo` itself it is sure of one face on the background: an upside-down photo whose
+    upright pass the detector trusts (as YuNet does with many upside-down faces)."""
+
+    name = "yunet"
+
+    def __init__(self, photo: np.ndarray, side: float) -> None:
+        from fflm.detect.yunet import YuNetDetector
+
+        self.real, self.photo, self.side = YuNetDetector(tiles="off"), photo, side
+
+    def detect(self, image: np.ndarray):
+        if image.shape == self.photo.shape and np.array_equal(image, self.photo):
+            return [Detection(np.array([400.0, 400.0, 400.0 + self.side, 400.0 + self.side]), 0.95)]
+        return self.real.detect(image)
+
+
+@pytest.mark.parametrize("side,turned_back", [(100.0, True), (40.0, False)])
+def test_a_sure_face_whose_points_are_on_no_face_makes_auto_look_at_other_orientations(side, turned_back):
+    """--rotations auto: the upright pass is sure of a face, but its points say it is none (quality < 0.5): the
+    best other orientation (here the photo turned 180°) is landmarked and its face, with quality >= 0.5, kept,
+    its points those of the upright photo turned back. A small sure face is not doubted (low quality is normal
+    for small faces): its result stays."""
+    from fflm.detect.rotations import RotatingDetector
+
+    upright = read_image(asset("astronaut.png"))
+    photo = np.ascontiguousarray(np.rot90(upright, 2))
+    h, w = upright.shape[:2]
+    truth = Landmarker(device="cpu").predict(upright)[0].landmarks
+    for mode, fixed in (("auto", turned_back), ("none", False)):
+        lm = Landmarker(device="cpu", detector=RotatingDetector(_SureOnBackground(photo, side), mode))
+        faces = lm.predict(photo)
+        assert len(faces) == 1
+        if fixed:
+            back = np.stack([w - 1 - faces[0].landmarks[:, 0], h - 1 - faces[0].landmarks[:, 1]], axis=1)
+            assert faces[0].quality >= 0.5 and np.linalg.norm(back - truth, axis=1).mean() < 1.0
+        else:
+            assert faces[0].quality < 0.5 and faces[0].box[0] == 400.0

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from fflm.choices import (BACKENDS, DETECTORS, DEVICES, FORMATS, PRECISIONS, ROTATIONS, YUNET_THRESHOLD, choice,
+from fflm.choices import (BACKENDS, DETECTORS, DEVICES, FORMATS, MIN_FACE, PRECISIONS, ROTATIONS, YUNET_THRESHOLD, choice,
                           shipped_detector_threshold)
 
 
@@ -112,8 +112,9 @@ FlipOpt = typer.Option(None, "--flip/--no-flip", show_default=False, help="Also 
 FastOpt = typer.Option(False, "--fast", help="The fast preset: lighter weights (a 192 px proxy and 96 px crops, "
                        "distilled from the default file) without the mirrored passes; less accurate (see the "
                        "model card).")
-MinFaceOpt = typer.Option(0.0, "--min-face-size", min=0.0, metavar="PX", help="Ignore faces smaller than PX pixels "
-                          "(square root of the box area, original pixels); also steers --tiles auto.")
+MinFaceOpt = typer.Option(None, "--min-face-size", min=0.0, metavar="PX", show_default=False,
+                          help=f"Ignore faces smaller than PX pixels (square root of the box area, original pixels; "
+                          f"default {MIN_FACE:g}); a size given also steers --tiles auto.")
 OutOpt = typer.Option(None, "--out", "-o", metavar="PATH", help="Output file (a folder for --format pts); "
                       "default or -: stdout.")
 FormatOpt = typer.Option(None, "--format", "-f", metavar="FORMAT", case_sensitive=False, show_default=False,

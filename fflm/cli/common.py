@@ -26,7 +26,7 @@ class LandmarkerOptions:
     tiles: str = "auto"
     rotations: str = "auto"
     max_faces: int | None = None
-    min_face_size: float = 0.0
+    min_face_size: float | None = None
     flip: bool | None = None
     fast: bool = False
     detector_threshold: float | None = None

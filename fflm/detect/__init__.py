@@ -12,7 +12,7 @@ from fflm.errors import UsageError
 
 
 def make_detector(name: str = "yunet", model: str | Path | None = None, tiles: str | int = "auto",
-                  max_faces: int | None = None, min_face_size: float = 0.0, device: str | None = None,
+                  max_faces: int | None = None, min_face_size: float | None = None, device: str | None = None,
                   rotations: str = "auto", **kwargs) -> FaceDetector:
     """A detector by name. `model` is the detector's model file (default: the shipped one). `rotations` (auto, all,
     none): when to look at the photo turned by quarter turns too (fflm.detect.rotations). The detectors run on the

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fflm.choices import BUILTIN_THRESHOLD
+from fflm.choices import BUILTIN_THRESHOLD, MIN_FACE
 from fflm.detect.base import Detection
 from fflm.detect.files import detect_file
 from fflm.detect.run import infer
@@ -81,7 +81,7 @@ class BuiltinDetector:
     name = "builtin"
 
     def __init__(self, model_path: str | Path | None = None, proxy: int | None = None, tiles: str | int = "auto",
-                 max_faces: int | None = None, min_face_size: float = 0.0, threshold: float | None = None,
+                 max_faces: int | None = None, min_face_size: float | None = None, threshold: float | None = None,
                  nms_iou: float = 0.4) -> None:
         self.model, self.metadata = load_detector(model_path)
         self.model_path = resolve(model_path, "detector")
@@ -90,7 +90,10 @@ class BuiltinDetector:
         self.proxy = int(proxy or self.model.config.proxy)
         self.threshold = float(threshold if threshold is not None else extra.get("threshold", BUILTIN_THRESHOLD))
         self.tiles = parse_tiles(tiles)
-        self.max_faces, self.min_face_size, self.nms_iou = max_faces, float(min_face_size or 0.0), nms_iou
+        self.max_faces, self.nms_iou = max_faces, nms_iou
+        # faces under min_face_size (default MIN_FACE) are dropped; only a size asked for steers --tiles auto
+        self.min_face_size = MIN_FACE if min_face_size is None else float(min_face_size)
+        self.tile_face = float(min_face_size or 0.0)
         self.landmark_box = extra.get("landmark_box")  # (scale, dx, dy) measured on 300-W at export, if any
 
     def _run(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +101,7 @@ class BuiltinDetector:
 
     def boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All boxes [K, 4] and scores [K] above the threshold, best first, before the face-count/size filters."""
-        return detect_tiled(self._run, image, self.proxy, self.tiles, self.min_face_size, self.nms_iou, coarse=True)
+        return detect_tiled(self._run, image, self.proxy, self.tiles, self.tile_face, self.nms_iou, coarse=True)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         boxes, scores = self.boxes(image)
@@ -106,6 +109,6 @@ class BuiltinDetector:
 
     def detect_file(self, path: str | Path) -> list[Detection]:
         """Like `detect(read_image(path))`, but decoding the photo only at the size the detector needs."""
-        boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.min_face_size, self.nms_iou, coarse=True)
+        boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.tile_face, self.nms_iou, coarse=True)
         return finish(boxes, scores, self.max_faces, self.min_face_size, self.landmark_box)
 

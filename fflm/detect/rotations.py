@@ -94,12 +94,7 @@ class RotatingDetector:
         found = self.inner.detect(image)
         if self.mode == "none" or (self.mode == "auto" and best(found) >= SURE):
             return found
-        h, w = image.shape[:2]
-        turns = [[unturn(d, k, w, h) for d in self.inner.detect(np.ascontiguousarray(np.rot90(image, k)))]
-                 for k in (1, 2, 3)]
-        for degrees in TILTS:
-            canvas, back = tilt(image, degrees)
-            turns.append([untilt(d, back, degrees, getattr(self.inner, "frame", None)) for d in self.inner.detect(canvas)])
+        turns = self.turned(image)
         if self.mode == "auto":
             return max([found] + turns, key=best)  # the photo as it is on a tie
         every = found + [d for ds in turns for d in ds]
@@ -107,3 +102,22 @@ class RotatingDetector:
             return []
         keep = nms(np.stack([d.box for d in every]), np.array([d.score for d in every]), self.iou)
         return [every[i] for i in keep]
+
+    def turned(self, image: np.ndarray) -> list[list[Detection]]:
+        """The faces of the photo turned by each quarter turn (90°, 180°, 270°) and tilted by each of TILTS, in the
+        photo's own pixels: one list per orientation."""
+        h, w = image.shape[:2]
+        turns = [[unturn(d, k, w, h) for d in self.inner.detect(np.ascontiguousarray(np.rot90(image, k)))]
+                 for k in (1, 2, 3)]
+        for degrees in TILTS:
+            canvas, back = tilt(image, degrees)
+            turns.append([untilt(d, back, degrees, getattr(self.inner, "frame", None)) for d in self.inner.detect(canvas)])
+        return turns
+
+    def second_look(self, image: np.ndarray, found: list[Detection]) -> list[Detection] | None:
+        """auto: when the photo as it is gave a face the detector was sure of but whose points say it is no face (an
+        upside-down face scores as high as an upright one), the faces of the best other orientation; else None."""
+        if self.mode != "auto" or best(found) < SURE:
+            return None
+        other = max(self.turned(image), key=best)
+        return other or None

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fflm.choices import YUNET_THRESHOLD
+from fflm.choices import MIN_FACE, YUNET_THRESHOLD
 from fflm.detect.base import Detection
 from fflm.detect.builtin import finish, parse_tiles
 from fflm.detect.files import detect_file
@@ -45,7 +45,7 @@ class YuNetDetector:
     name = "yunet"
 
     def __init__(self, model_path: str | Path | None = None, proxy: int = 640, tiles: str | int = "auto",
-                 max_faces: int | None = None, min_face_size: float = 0.0, threshold: float = YUNET_THRESHOLD,
+                 max_faces: int | None = None, min_face_size: float | None = None, threshold: float = YUNET_THRESHOLD,
                  nms_iou: float = 0.3) -> None:
         path = Path(model_path) if model_path is not None else default_model()
         if not path.is_file():
@@ -58,7 +58,10 @@ class YuNetDetector:
         except cv2.error as e:
             raise DetectorModelError(f"{path}: not a usable YuNet ONNX model ({str(e).strip().splitlines()[-1]})") from None
         self.proxy, self.tiles, self.threshold = proxy, parse_tiles(tiles), float(threshold)
-        self.max_faces, self.min_face_size, self.nms_iou = max_faces, float(min_face_size or 0.0), nms_iou
+        self.max_faces, self.nms_iou = max_faces, nms_iou
+        # faces under min_face_size (default MIN_FACE) are dropped; only a size asked for steers --tiles auto
+        self.min_face_size = MIN_FACE if min_face_size is None else float(min_face_size)
+        self.tile_face = float(min_face_size or 0.0)
         self._lock = threading.Lock()  # the net holds its input size: one image at a time (batch workers share it)
         self.frame = FaceFrame.load()
 
@@ -77,7 +80,7 @@ class YuNetDetector:
         return np.concatenate([boxes, f[:, 4:14]], axis=1), f[:, -1]
 
     def boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return detect_tiled(self._run, image, self.proxy, self.tiles, self.min_face_size, self.nms_iou)
+        return detect_tiled(self._run, image, self.proxy, self.tiles, self.tile_face, self.nms_iou)
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray) -> list[Detection]:
         dets = finish(boxes, scores, self.max_faces, self.min_face_size)
@@ -92,5 +95,5 @@ class YuNetDetector:
 
     def detect_file(self, path: str | Path) -> list[Detection]:
         """Like `detect(read_image(path))`, decoding the photo only at the size the detector needs."""
-        boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.min_face_size, self.nms_iou)
+        boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.tile_face, self.nms_iou)
         return self._finish(boxes, scores)

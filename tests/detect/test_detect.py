@@ -440,3 +440,30 @@ def test_the_shipped_yunet_gives_keypoints_and_a_landmark_box_around_them():
     lo, hi = d.landmark_box[:2], d.landmark_box[2:]
     assert (d.keypoints > lo).all() and (d.keypoints < hi).all()
     assert d.keypoints[0, 0] < d.keypoints[1, 0]  # the subject's right eye on the image's left
+
+
+@pytest.mark.parametrize("name", ["yunet", "builtin"])
+def test_min_face_default_drops_tiny_faces_but_leaves_tiling_alone(monkeypatch, name):
+    """Faces under MIN_FACE px (sqrt of the box area) get no landmarks by default; --min-face-size 0 keeps them.
+    Only a size asked for steers --tiles auto (the default floor must not multiply the tiles of big photos)."""
+    import importlib
+
+    from fflm.choices import MIN_FACE
+
+    module = importlib.import_module(f"fflm.detect.{name}")
+    seen = []
+    kps = [50, 50, 60, 50, 55, 55, 51, 60, 59, 60]
+
+    def fake_tiled(run, image, proxy, tiles, min_face, *args, **kwargs):
+        seen.append(min_face)
+        side = MIN_FACE - 1  # 19 × 19 and 21 × 21 boxes
+        return (np.array([[10, 10, 10 + side, 10 + side] + kps, [40, 40, 40 + side + 2, 40 + side + 2] + kps], float),
+                np.array([0.99, 0.98]))
+
+    monkeypatch.setattr(module, "detect_tiled", fake_tiled)
+    image = np.zeros((120, 160, 3), np.uint8)
+    default = make_detector(name, rotations="none").detect(image)
+    assert [round(d.box[2] - d.box[0]) for d in default] == [MIN_FACE + 1]
+    assert len(make_detector(name, rotations="none", min_face_size=0).detect(image)) == 2
+    assert len(make_detector(name, rotations="none", min_face_size=22).detect(image)) == 0
+    assert seen == [0.0, 0.0, 22.0]

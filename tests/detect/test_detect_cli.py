@@ -168,7 +168,8 @@ def test_detector_threshold_option(capsys, tiny_weights):
     counts = []
     for extra in ([], ["--detector-threshold", f"{(scores[0] + scores[1]) / 2:.4f}"],
                   ["--detector-threshold", f"{scores[1] - 1e-3:.4f}"]):
-        rc, out, err = run(capsys, "detect", sample, "-w", tiny_weights, "--detector", "builtin", "--tiles", "off", *extra)
+        rc, out, err = run(capsys, "detect", sample, "-w", tiny_weights, "--detector", "builtin", "--tiles", "off",
+                           "--min-face-size", "0", *extra)
         assert rc == 0, err
         counts.append(len(json.loads(out)["faces"]))
     assert counts[0] == default and counts[1] == 1 and counts[2] >= 2
