@@ -34,6 +34,7 @@ RUNS = {
     "train-step": "2026-12-01-amd-epyc-2cpu-train-step",
     "landmarks-300w": "2026-12-02-amd-epyc-2cpu-landmarks-300w",
     "peers": "2026-12-03-intel-xeon-2cpu-speed",
+    "video": "2026-12-03-intel-xeon-2cpu-video",
 }
 MARKER = re.compile(r"(<!-- table:([a-z0-9-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
 REGIONS = ("jaw", "brows", "eyes", "nose", "mouth")
@@ -216,9 +217,54 @@ def detector() -> str:
     return "\n".join((scenes, mosaic, w300, source(run)))
 
 
+def _video_mode(label: str) -> str:
+    """A benchmarks/video.py mode as the tables name it: "tracking+smooth, --no-flip" is
+    "tracking + `--smooth`, `--no-flip`"."""
+    mode, _, setting = label.partition(", ")
+    name = {"per-frame": "per-frame detection", "tracking+smooth": "tracking + `--smooth`"}.get(mode, mode)
+    return name + (f", `{setting}`" if setting else "")
+
+
+VIDEO_CLIPS = {"frames.mp4": "frames.mp4 (720p, 7 fps, 35)",
+               "frames_25fps_mp4v.mp4": "frames_25fps_mp4v.mp4 (720p, 125)",
+               "longer_1080p.avi": "longer (1080p, 25 fps, 250)"}
+
+
+def video_motion() -> str:
+    run = load("video")
+    m = run["figures"]["motion"]
+    rows = [[_video_mode(k), *(fmt(m[kind][k][key], "{:.3f}") for kind in ("wobble", "pan")
+                               for key in ("rms_px", "rms_iod_pct")), fmt(m["pan"][k]["lag_frames"], "{:.2f}")]
+            for k in m["wobble"]]
+    return markdown(["mode", "wobble px", "wobble % IOD", "pan px", "pan % IOD", "pan lag, frames"], rows, "lrrrrr",
+                    run)
+
+
+def video_samples() -> str:
+    run = load("video")
+    rows = []
+    for clip, modes in run["figures"]["samples"].items():
+        n = next(iter(modes.values()))["detector_runs"]  # the clip's frames: per-frame detection comes first
+        for k, (label, r) in enumerate(modes.items()):
+            rows.append([VIDEO_CLIPS.get(clip, clip) if k == 0 else "", _video_mode(label), fmt(r["fps"], "{:.2f}"),
+                         fmt(r["speedup"], "{:.2f}"), str(r["detector_runs"]), fmt(r["global_passes"] / n, "{:.1f}"),
+                         f"{r['missed']} / {r['truth_faces']}", str(r["false"]), str(r["id_switches"])])
+    return markdown(["clip", "mode", "frames/s", "× per-frame", "detector runs", "global passes / frame",
+                     "missed / truth faces", "false", "id switches"], rows, "llrrrrrrr", run)
+
+
+def video_sweep() -> str:
+    run = load("video")
+    sweep = run["figures"]["sweep"]
+    rows = [[n, fmt(r["fps"], "{:.2f}"), str(r["detector_runs"]), str(r["missed"]), str(r["false"]),
+             str(r["id_switches"])] for n, r in sweep.items()]
+    truth = next(iter(sweep.values()))["truth_faces"]
+    return markdown(["N", "frames/s", "detector runs", f"missed / {truth}", "false", "id switches"], rows, "rrrrrr", run)
+
+
 TABLES: dict[str, Callable[[], str]] = {f.__name__.replace("_", "-"): f for f in (
     models, accuracy_dlib, accuracy_regions, eval_300w, speed, bench, bench_batch, precision, landmark_stage,
-    speed_accuracy, peers, detector_speed, train_step, detector)}
+    speed_accuracy, peers, detector_speed, train_step, detector, video_motion, video_samples, video_sweep)}
 README_TABLES = ("models", "accuracy-dlib", "speed")
 
 

@@ -1,7 +1,11 @@
 """Video: landmark stability on clips of known motion, and tracking against per-frame detection on the samples.
 
     python benchmarks/video.py [--shared ../shared] [--part motion|samples|sweep|all] [--rounds 2] [--no-flip]
-                               [--threads 1] [--json out.json]
+                               [--threads 1] [--json out.json] [--record DIR]
+
+Each part runs every mode with the landmark stage's mirrored passes (the default) and without them (`--no-flip`
+settings), in one run; `--no-flip` runs only the latter. `--record DIR` writes the report as
+`DIR/<date>-<machine>-video.json` (fflm.cli.bench.record).
 
 1. motion: the sample portrait (shared/data/samples/astronaut.png) scaled so its face is ~250 px wide, on a
    1920x1080 canvas, 60 frames at 25 fps written as MJPG (a temporary folder) and read back:
@@ -11,17 +15,18 @@
    tracking, tracking + One-Euro smoothing): the RMS over frames and points of each point's frame-to-frame motion
    against the true one, P_t - A_t A_(t-1)^-1 P_(t-1), in pixels and % of the inter-ocular distance (outer eye
    corners); and on the pan, the lag in frames: how far behind the points are, on frames 15-59, against
-   per-frame detection (whose points have no lag), divided by the velocity.
+   per-frame detection with the same settings (whose points have no lag), divided by the velocity.
 2. samples: frames.mp4 (7 fps, 35 frames), frames_25fps_mp4v.mp4 (25 fps, 125 frames) and a longer 1080p clip
    made from the latter (its frames forward then backward, scaled to 1920x1080: 250 frames). Truth: YuNet's boxes
    (frames.json's for frames.mp4; YuNet run here for the others when shared/models/yunet_2026may.onnx exists),
    linked into identities frame to frame by IoU and cut at scene cuts. Per mode: missed truth faces and false
    faces (IoU >= 0.3), identity switches (a truth face whose id differs from the one it had last; per-frame
    detection's id is the output's face index), and frames/s of the whole run (decoding included), one torch
-   thread, per-frame detection as `fflm batch --no-track --workers 1` runs it, and tracking without the
-   mirrored passes (`--no-flip`) beside them unless the whole run is --no-flip; the modes take turns for
-   `--rounds` rounds and the best frames/s of each is reported (the smoothing costs no measurable time and
-   changes no box a face is matched by, so it is left out here).
+   thread, per-frame detection as `fflm batch --no-track --workers 1` runs it, and the faces through the global
+   network (a face once in each pass: re-centring, lost-face search, mirrored pass, a rolled face's second
+   round); the modes take turns for
+   `--rounds` rounds and the best frames/s of each is reported, with its ratio to per-frame detection's with the
+   same settings.
 3. sweep: frames/s, missed faces and detector runs against --detect-every on frames_25fps_mp4v.mp4.
 """
 
@@ -30,6 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shlex
 import sys
 import tempfile
 import time
@@ -40,6 +47,7 @@ import numpy as np
 import torch
 
 from fflm import runner
+from fflm.cli.bench import record
 from fflm.geometry import box_iou
 from fflm.imageio import read_image, video_frames
 from fflm.pipeline import Landmarker
@@ -108,23 +116,36 @@ def pan_offsets(points: list[np.ndarray], speed: float = 6.0) -> np.ndarray:
     return np.array([np.nanmean(p[:, 0]) - speed * k for k, p in enumerate(points)])
 
 
-def part_motion(lm: Landmarker, shared: Path, tmp: Path) -> dict:
+MODES = ("per-frame", "tracking", "tracking+smooth")
+
+
+def settings(no_flip_only: bool) -> dict[str, Landmarker]:
+    """The Landmarkers each mode runs with, by the label suffix of their rows: the default (mirrored passes) and
+    `--no-flip`."""
+    off = {", --no-flip": Landmarker(device="cpu", flip=False)}
+    return off if no_flip_only else {"": Landmarker(device="cpu"), **off}
+
+
+def part_motion(lms: dict[str, Landmarker], shared: Path, tmp: Path) -> dict:
     portrait = read_image(shared / "data" / "samples" / "astronaut.png")
     out: dict = {}
     for kind in ("wobble", "pan"):
         maps = motions(kind)
         path = tmp / f"{kind}.avi"
         write_clip(path, portrait, maps)
-        rows, ref = {}, None
-        for mode in ("per-frame", "tracking", "tracking+smooth"):
-            pts = landmarks_per_mode(lm, path, mode)
-            px, pct = motion_error(pts, maps)
-            rows[mode] = {"rms_px": round(px, 3), "rms_iod_pct": round(pct, 3)}
-            if kind == "pan":
-                off = pan_offsets(pts)
-                ref = off[15:].mean() if ref is None else ref
-                rows[mode]["lag_frames"] = round(float((ref - off[15:].mean()) / 6.0), 2)
-            print(f"{kind:7s} {mode:16s} {rows[mode]}", flush=True)
+        rows = {}
+        for suffix, lm in lms.items():
+            ref = None
+            for mode in MODES:
+                label = mode + suffix
+                pts = landmarks_per_mode(lm, path, mode)
+                px, pct = motion_error(pts, maps)
+                rows[label] = {"rms_px": round(px, 3), "rms_iod_pct": round(pct, 3)}
+                if kind == "pan":
+                    off = pan_offsets(pts)
+                    ref = off[15:].mean() if ref is None else ref
+                    rows[label]["lag_frames"] = round(float((ref - off[15:].mean()) / 6.0), 2)
+                print(f"{kind:7s} {label:28s} {rows[label]}", flush=True)
         out[kind] = rows
     return out
 
@@ -182,18 +203,29 @@ def score_run(results: list[list], truth: list[np.ndarray], ids: list[list[int]]
     return {"truth_faces": int(sum(len(b) for b in truth)), "missed": missed, "false": false, "id_switches": int(switches)}
 
 
-def timed_run(lm: Landmarker, path: Path, mode: str, detect_every: int | None = None) -> tuple[list[list], float, int]:
-    """(faces per frame, frames/s, detector runs) of the CLI's own path for a video."""
-    t0 = time.perf_counter()
-    if mode == "per-frame":
-        results = list(runner.run(lm, runner.video_items(path), None, 8, 1))
-        runs = len(results)
-    else:  # tracking.video_results's loop, keeping the tracker to count its detector runs
-        tracker = Tracker(lm, detect_every or DEFAULT_DETECT_EVERY, OneEuroParams() if mode == "tracking+smooth" else None)
-        results = [ImageResult(str(path), faces=tracker.update(f, n / FPS)) for n, f in video_frames(path)]
-        runs = tracker.detections
-    seconds = time.perf_counter() - t0
-    return [r.faces for r in results], len(results) / seconds, runs
+def timed_run(lm: Landmarker, path: Path, mode: str, detect_every: int | None = None) -> tuple[list[list], float, int, int]:
+    """(faces per frame, frames/s, detector runs, faces through the global network) of the CLI's own path for a
+    video; a face counts once in each pass it takes (re-centring, lost-face search, mirrored pass, second round)."""
+    passes, real = [0], lm.model.run_global
+
+    def counted(proxy, *a, **k):
+        passes[0] += len(proxy)
+        return real(proxy, *a, **k)
+
+    lm.model.run_global = counted
+    try:
+        t0 = time.perf_counter()
+        if mode == "per-frame":
+            results = list(runner.run(lm, runner.video_items(path), None, 8, 1))
+            runs = len(results)
+        else:  # tracking.video_results's loop, keeping the tracker to count its detector runs
+            tracker = Tracker(lm, detect_every or DEFAULT_DETECT_EVERY, OneEuroParams() if mode == "tracking+smooth" else None)
+            results = [ImageResult(str(path), faces=tracker.update(f, n / FPS)) for n, f in video_frames(path)]
+            runs = tracker.detections
+        seconds = time.perf_counter() - t0
+    finally:
+        del lm.model.run_global
+    return [r.faces for r in results], len(results) / seconds, runs, passes[0]
 
 
 def longer_clip(src: Path, tmp: Path) -> Path:
@@ -208,11 +240,9 @@ def longer_clip(src: Path, tmp: Path) -> Path:
     return path
 
 
-def part_samples(lm: Landmarker, shared: Path, tmp: Path, rounds: int) -> dict:
+def part_samples(lms: dict[str, Landmarker], shared: Path, tmp: Path, rounds: int) -> dict:
     samples = shared / "data" / "samples"
-    modes = {"per-frame": (lm, "per-frame"), "tracking": (lm, "tracking")}
-    if lm.flip:  # tracking without the mirrored passes, in the same turns (its error: the motion part with --no-flip)
-        modes["tracking, no flip"] = (Landmarker(device="cpu", flip=False), "tracking")
+    modes = {mode + suffix: (lm, mode, "per-frame" + suffix) for suffix, lm in lms.items() for mode in MODES}
     out = {}
     for path in (samples / "frames.mp4", samples / "frames_25fps_mp4v.mp4", longer_clip(samples / "frames_25fps_mp4v.mp4", tmp)):
         frames = [f for _, f in video_frames(path)]
@@ -220,14 +250,14 @@ def part_samples(lm: Landmarker, shared: Path, tmp: Path, rounds: int) -> dict:
         ids = identities(frames, truth) if truth is not None else None
         rows = {}
         for round_ in range(rounds):  # the modes take turns; the best frames/s of each (a shared machine)
-            for mode, (landmarker, how) in modes.items():
-                faces, fps, runs = timed_run(landmarker, path, how)
-                best = max(fps, rows.get(mode, {}).get("fps", 0.0))
-                rows[mode] = {"fps": round(best, 2), "detector_runs": runs,
-                              **(score_run(faces, truth, ids) if truth else {})}
-                print(f"{path.name:24s} {mode:10s} round {round_} {fps:.2f} frames/s {rows[mode]}", flush=True)
-        for mode in modes:
-            rows[mode]["speedup"] = round(rows[mode]["fps"] / rows["per-frame"]["fps"], 2)
+            for label, (landmarker, how, _) in modes.items():
+                faces, fps, runs, passes = timed_run(landmarker, path, how)
+                best = max(fps, rows.get(label, {}).get("fps", 0.0))
+                rows[label] = {"fps": round(best, 2), "detector_runs": runs, "global_passes": passes,
+                               **(score_run(faces, truth, ids) if truth else {})}
+                print(f"{path.name:24s} {label:28s} round {round_} {fps:.2f} frames/s {rows[label]}", flush=True)
+        for label, (_, _, base) in modes.items():
+            rows[label]["speedup"] = round(rows[label]["fps"] / rows[base]["fps"], 2)
         out[path.name] = rows
     return out
 
@@ -239,8 +269,8 @@ def part_sweep(lm: Landmarker, shared: Path) -> dict:
     ids = identities(frames, truth) if truth is not None else None
     out = {}
     for n in (1, 4, 8, 16):
-        faces, fps, runs = timed_run(lm, path, "tracking", n)
-        out[n] = {"fps": round(fps, 2), "detector_runs": runs, **(score_run(faces, truth, ids) if truth else {})}
+        faces, fps, runs, passes = timed_run(lm, path, "tracking", n)
+        out[n] = {"fps": round(fps, 2), "detector_runs": runs, "global_passes": passes, **(score_run(faces, truth, ids) if truth else {})}
         print(f"--detect-every {n:2d} {out[n]}", flush=True)
     return out
 
@@ -253,22 +283,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="samples: runs of each mode (best frames/s)")
     ap.add_argument("--no-flip", action="store_true", help="the landmark stage without its mirrored passes")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--record", type=Path, metavar="DIR", help="also write the report to DIR/<date>-<machine>-video.json")
     args = ap.parse_args(argv)
     if not (args.shared / "data" / "samples").is_dir():
         print(f"video.py: no samples in {args.shared / 'data'}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    lm = Landmarker(device="cpu", flip=not args.no_flip)
-    report: dict = {"threads": args.threads, "torch": torch.__version__, "flip": not args.no_flip}
+    lms = settings(args.no_flip)
+    report: dict = {"threads": args.threads, "torch": torch.__version__, "load_average": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="fflm-video-") as tmp:
         if args.part in ("motion", "all"):
-            report["motion"] = part_motion(lm, args.shared, Path(tmp))
+            report["motion"] = part_motion(lms, args.shared, Path(tmp))
         if args.part in ("samples", "all"):
-            report["samples"] = part_samples(lm, args.shared, Path(tmp), args.rounds)
+            report["samples"] = part_samples(lms, args.shared, Path(tmp), args.rounds)
         if args.part in ("sweep", "all"):
-            report["sweep"] = part_sweep(lm, args.shared)
+            report["sweep"] = part_sweep(next(iter(lms.values())), args.shared)
+    report["load_average_after"] = os.getloadavg()[0]
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
+    if args.record:
+        given = [*(["--part", args.part] if args.part != "all" else []), *(["--rounds", str(args.rounds)] if args.rounds != 2 else []),
+                 *(["--no-flip"] if args.no_flip else []), "--threads", str(args.threads)]
+        command = shlex.join(["python", "benchmarks/video.py", *given])
+        args.record.mkdir(parents=True, exist_ok=True)
+        print(f"recorded {record(report, args.record, command, kind='video')}")
     return 0
 
 
