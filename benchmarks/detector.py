@@ -4,11 +4,11 @@ depend on the detector, in one run: the figures of docs/detector.md and the dete
     python benchmarks/detector.py [--shared ../shared] [--weights W] [--threads 1] [--step 12] [--sections S,...]
                                   [--json out.json]
 
-1. splits: scene photos no shipped detector was trained on (fflm.train.detector_data.scene_splits): on the choice part, recall
-   >= 32 px and precision per threshold (the default threshold is the lowest with precision >= 0.95 there); on the
-   report part, recall >= 32 px and precision at the detector's own threshold (faces under fflm.choices.MIN_FACE
-   px dropped, as by default) with 95 % Wilson intervals. IoU 0.5,
-   greedy matching; human boxes >= 20 px are the truth, smaller faces, ignore regions and YuNet-only faces neutral.
+1. splits: scene photos no shipped detector was trained on (fflm.train.detector_data.scene_splits): on the choice part,
+   recall >= 32 px and precision per smallest face (MIN_FACES) and threshold (YuNet's default pair, fflm.choices.MIN_FACE
+   and YUNET_THRESHOLD, has the highest recall with precision >= 0.95 there); on the report part, recall >= 32 px and
+   precision at the detector's own settings with 95 % Wilson intervals. IoU 0.5, greedy matching; human boxes
+   >= 20 px are the truth, smaller faces, ignore regions and YuNet-only faces neutral.
 2. tiling: an 8K mosaic (7680x4320) of the report photos, each enlarged 2x: recall >= 40 / 60 px and precision with
    --tiles off, auto and 4.
 3. timing: detector time per photo (median over `--rounds` rounds, the detectors taking turns; wall and process CPU):
