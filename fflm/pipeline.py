@@ -148,18 +148,18 @@ class Landmarker:
     def _second_look(self, images: Sequence[np.ndarray], dets: Sequence[Sequence[Detection]],
                      faces: list[list[Face]]) -> None:
         """With --rotations auto: an image whose best face the detector was sure of, at least DOUBT_SIZE px, but
-        whose points are on no face (every quality under QUALITY_FACE) is landmarked in its best other orientation
-        too, whose faces replace its own (in place) when one of them is on a face."""
+        whose points are on no face (every quality under TRUSTED_QUALITY) is landmarked in its best other
+        orientation too, whose faces replace its own (in place) when one of them is on a face."""
         look = getattr(self.detector, "second_look", None)
         for i, (image, found) in enumerate(zip(images, faces)):
             # small faces score low quality for their blur alone: only a large sure face is doubted
             if (look is None or not found or face_size(found[0].box) < DOUBT_SIZE
-                    or max(f.quality for f in found) >= QUALITY_FACE):
+                    or max(f.quality for f in found) >= TRUSTED_QUALITY):
                 continue
             other = look(image, dets[i])
             if other is not None:
                 again = self.landmarks([image], [other])[0]
-                if max(f.quality for f in again) >= QUALITY_FACE:  # on a face there, unlike here
+                if max(f.quality for f in again) >= TRUSTED_QUALITY:  # on a face there, unlike here
                     faces[i] = again
 
     def track(self, frames: "str | Path | Iterable[np.ndarray]", detect_every: int | None = None,
@@ -330,7 +330,6 @@ class Landmarker:
 
 #: a face whose global points' mean confidence (heatmap peak mass) is below this has not been found in its frame
 LOST_FACE = 0.15
-QUALITY_FACE = 0.5  # Face.quality from which points are taken to be on a face (fflm/assets/quality.json)
 DOUBT_SIZE = 64.0  # px: the smallest best face whose low quality makes --rotations auto look at other orientations
 #: the frames tried, relative to the first, for such a face: a box far larger than the face it holds
 SEARCH_SHRINK = (0.6, 0.36)

@@ -50,6 +50,14 @@ def finish(boxes: np.ndarray, scores: np.ndarray, max_faces: int | None, min_fac
     return out[:max_faces] if max_faces else out
 
 
+def size_limits(min_face_size: float | None) -> tuple[float, float]:
+    """(the smallest face a detector keeps, the face size that steers --tiles auto): MIN_FACE and no steering by
+    default, so the floor does not multiply the tiles of big photos; a size given does both."""
+    if min_face_size is None:
+        return MIN_FACE, 0.0
+    return float(min_face_size), float(min_face_size)
+
+
 def to_landmark_box(box: np.ndarray, params: Sequence[float]) -> np.ndarray:
     """The square estimate of the landmarks' tight box from a detector box: params (scale, dx, dy) give its
     side as scale × the box's larger side and its centre moved by (dx, dy) × that side (fit_landmark_box)."""
@@ -91,9 +99,7 @@ class BuiltinDetector:
         self.threshold = float(threshold if threshold is not None else extra.get("threshold", BUILTIN_THRESHOLD))
         self.tiles = parse_tiles(tiles)
         self.max_faces, self.nms_iou = max_faces, nms_iou
-        # faces under min_face_size (default MIN_FACE) are dropped; only a size asked for steers --tiles auto
-        self.min_face_size = MIN_FACE if min_face_size is None else float(min_face_size)
-        self.tile_face = float(min_face_size or 0.0)
+        self.min_face_size, self.tile_face = size_limits(min_face_size)
         self.landmark_box = extra.get("landmark_box")  # (scale, dx, dy) measured on 300-W at export, if any
 
     def _run(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fflm.choices import MIN_FACE, YUNET_THRESHOLD
+from fflm.choices import YUNET_THRESHOLD
 from fflm.detect.base import Detection
-from fflm.detect.builtin import finish, parse_tiles
+from fflm.detect.builtin import finish, parse_tiles, size_limits
 from fflm.detect.files import detect_file
 from fflm.detect.frame import FaceFrame, roll
 from fflm.detect.tiling import detect_tiled
@@ -59,9 +59,7 @@ class YuNetDetector:
             raise DetectorModelError(f"{path}: not a usable YuNet ONNX model ({str(e).strip().splitlines()[-1]})") from None
         self.proxy, self.tiles, self.threshold = proxy, parse_tiles(tiles), float(threshold)
         self.max_faces, self.nms_iou = max_faces, nms_iou
-        # faces under min_face_size (default MIN_FACE) are dropped; only a size asked for steers --tiles auto
-        self.min_face_size = MIN_FACE if min_face_size is None else float(min_face_size)
-        self.tile_face = float(min_face_size or 0.0)
+        self.min_face_size, self.tile_face = size_limits(min_face_size)
         self._lock = threading.Lock()  # the net holds its input size: one image at a time (batch workers share it)
         self.frame = FaceFrame.load()
 
