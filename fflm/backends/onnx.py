@@ -8,6 +8,7 @@ and, for the built-in detector, the same detector file.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -51,25 +52,51 @@ def check_manifest(manifest: dict, onnx_dir: str | Path, weights: Path, scheme: 
                            f"sha256 {str(sha)[:12]}…) than {weights.name}: export these weights again")
 
 
-class OrtNet(nn.Module):
-    """An ONNX file run by ONNX Runtime in place of a torch network: float32 tensors in, the list of outputs out."""
+class Sessions:
+    """ONNX Runtime sessions of one ONNX file, one per thread count, each made on first use.
 
-    def __init__(self, path: Path, threads: int, stride: int = 1) -> None:
+    A session's thread count is fixed when it is made, while torch's is set per calling thread (the batch runner
+    shares the threads out among its workers): each call takes the session of its thread's count. The threads do
+    not spin between runs, so torch's operators, which run between them, get the cores."""
+
+    def __init__(self, path: Path) -> None:
+        self.ort = require("onnxruntime", "onnx", "the onnxruntime backend")
+        self.path = path
+        self._made: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, threads: int | None = None):  # noqa: ANN201 (an onnxruntime.InferenceSession)
+        """The session for `threads` (default: torch's count in this thread)."""
+        n = max(1, threads or torch.get_num_threads())
+        with self._lock:
+            session = self._made.get(n)
+            if session is None:
+                options = self.ort.SessionOptions()
+                options.intra_op_num_threads = n
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                session = self._made[n] = self.ort.InferenceSession(str(self.path), options,
+                                                                    providers=["CPUExecutionProvider"])
+            return session
+
+
+class OrtNet(nn.Module):
+    """An ONNX file run by ONNX Runtime in place of a torch network: float32 tensors in, the list of outputs out.
+    `threads`: ONNX Runtime's threads (default: torch's in the calling thread, as the network it replaces)."""
+
+    def __init__(self, path: Path, threads: int | None = None, stride: int = 1) -> None:
         super().__init__()
-        ort = require("onnxruntime", "onnx", "the onnxruntime backend")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         if not path.is_file():
             raise OnnxMismatch(f"{path}: missing from the ONNX folder")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
+        self.sessions = Sessions(path)
+        self.threads = threads
+        self.input = self.sessions.get(threads).get_inputs()[0].name
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         a = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        return [torch.from_numpy(o) for o in self.session.run(None, {self.input: a})]
+        return [torch.from_numpy(o) for o in self.sessions.get(self.threads).run(None, {self.input: a})]
 
     def run_normalised(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The detector's map network's entry point (fflm.detect.run.infer)."""
@@ -104,7 +131,7 @@ def use_onnxruntime(landmarker, onnx_dir: str | Path, threads: int | None = None
     onnx_dir = Path(onnx_dir)
     manifest = read_manifest(onnx_dir)
     check_manifest(manifest, onnx_dir, landmarker.weights_path, landmarker.scheme.to_dict())
-    n = threads or torch.get_num_threads()
+    n = threads
     model = landmarker.model
     stacked = model.stacked_regions
     stages = manifest["regional"]["stages"]

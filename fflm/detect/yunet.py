@@ -7,6 +7,7 @@ Each face carries YuNet's five keypoints and, from them, the landmarks' box (ffl
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from fflm.detect.files import detect_file
 from fflm.detect.frame import FaceFrame, roll
 from fflm.detect.tiling import detect_tiled
 from fflm.detect.weights import DetectorModelError
+from fflm.errors import UsageError
 from fflm.weights import asset
 
 
@@ -32,6 +34,7 @@ def _quiet_opencv() -> None:
 
 
 YUNET_ASSET = "yunet_2026may.onnx"
+YUNET_RUNTIMES = ("auto", "opencv", "onnxruntime")
 
 
 def default_model() -> Path:
@@ -40,35 +43,71 @@ def default_model() -> Path:
 
 
 class YuNetDetector:
-    """Faces, best first, from a YuNet ONNX model (the shipped one, or e.g. OpenCV Zoo's face_detection_yunet_*.onnx)."""
+    """Faces, best first, from a YuNet ONNX model (the shipped one, or e.g. OpenCV Zoo's face_detection_yunet_*.onnx).
+
+    `runtime`: `opencv` (cv2.FaceDetectorYN), `onnxruntime` (fflm.detect.yunet_ort: the same faces, faster; the
+    fflm[onnx] extra) or `auto`, ONNX Runtime where it is installed and the model has YuNet's outputs, else OpenCV."""
 
     name = "yunet"
 
     def __init__(self, model_path: str | Path | None = None, proxy: int = 640, tiles: str | int = "auto",
                  max_faces: int | None = None, min_face_size: float | None = None, threshold: float = YUNET_THRESHOLD,
-                 nms_iou: float = 0.3) -> None:
+                 nms_iou: float = 0.3, runtime: str = "auto") -> None:
         path = Path(model_path) if model_path is not None else default_model()
         if not path.is_file():
             raise DetectorModelError(f"YuNet model not found: {path}")
         _quiet_opencv()
-        try:
-            self.net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), threshold, nms_iou, 5000)
-            self.net.setInputSize((32, 32))
-            self.net.detect(np.zeros((32, 32, 3), np.uint8))  # some OpenCV builds parse lazily: fail here, not later
-        except cv2.error as e:
-            raise DetectorModelError(f"{path}: not a usable YuNet ONNX model ({str(e).strip().splitlines()[-1]})") from None
-        self.proxy, self.tiles, self.threshold = proxy, parse_tiles(tiles), float(threshold)
+        self.model_path, self.proxy, self.tiles, self.threshold = path, proxy, parse_tiles(tiles), float(threshold)
         self.max_faces, self.nms_iou = max_faces, nms_iou
         self.min_face_size, self.tile_face = size_limits(min_face_size)
-        self._lock = threading.Lock()  # the net holds its input size: one image at a time (batch workers share it)
+        self.onnx = self._onnx(runtime)
+        self.runtime = "opencv" if self.onnx is None else "onnxruntime"
+        # an OpenCV net holds its input size, so threads sharing one would take turns: each thread (the batch
+        # runner's workers) gets a net of its own, made on its first image
+        self._nets = threading.local()
+        if self.onnx is None:
+            self._net()  # made here too, so that a file that is no usable model fails now, not on the first image
         self.frame = FaceFrame.load()
+
+    def _onnx(self, runtime: str):  # noqa: ANN202 (a YuNetOnnx or None)
+        """YuNet in ONNX Runtime, or None for OpenCV's runner."""
+        if runtime not in YUNET_RUNTIMES:
+            raise UsageError(f"unknown YuNet runtime {runtime!r} ({', '.join(YUNET_RUNTIMES)})")
+        if runtime == "opencv" or (runtime == "auto" and importlib.util.find_spec("onnxruntime") is None):
+            return None
+        from fflm.detect.yunet_ort import YuNetOnnx
+
+        try:
+            return YuNetOnnx(self.model_path, self.threshold, self.nms_iou)
+        except Exception as e:  # noqa: BLE001 (onnxruntime raises its own types for unreadable files)
+            if runtime == "auto":
+                return None  # OpenCV's runner reads more YuNet versions; it says itself if it cannot
+            raise DetectorModelError(f"{self.model_path}: not a YuNet model ONNX Runtime can run "
+                                     f"({str(e).strip().splitlines()[-1]})") from None
+
+    def _net(self) -> "cv2.FaceDetectorYN":
+        """This thread's OpenCV net."""
+        net = getattr(self._nets, "net", None)
+        if net is None:
+            try:
+                net = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), self.threshold, self.nms_iou, 5000)
+                net.setInputSize((32, 32))
+                net.detect(np.zeros((32, 32, 3), np.uint8))  # some OpenCV builds parse lazily: fail here, not later
+            except cv2.error as e:
+                raise DetectorModelError(f"{self.model_path}: not a usable YuNet ONNX model "
+                                         f"({str(e).strip().splitlines()[-1]})") from None
+            self._nets.net = net
+        return net
 
     def _run(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = small.shape[:2]
         bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-        with self._lock:
-            self.net.setInputSize((w, h))
-            _, faces = self.net.detect(bgr)
+        if self.onnx is not None:
+            faces = self.onnx(bgr)
+        else:
+            net = self._net()
+            net.setInputSize((w, h))
+            _, faces = net.detect(bgr)
         if faces is None or len(faces) == 0:
             return np.zeros((0, 14)), np.zeros(0)
         f = np.asarray(faces, np.float64)
