@@ -206,13 +206,13 @@ def score_run(results: list[list], truth: list[np.ndarray], ids: list[list[int]]
 def timed_run(lm: Landmarker, path: Path, mode: str, detect_every: int | None = None) -> tuple[list[list], float, int, int]:
     """(faces per frame, frames/s, detector runs, faces through the global network) of the CLI's own path for a
     video; a face counts once in each pass it takes (re-centring, lost-face search, mirrored pass, second round)."""
-    passes, real = [0], lm.model.run_global
+    passes, real = [0], lm.model._run
 
-    def counted(proxy, *a, **k):
-        passes[0] += len(proxy)
-        return real(proxy, *a, **k)
+    def counted(net, head, x):
+        passes[0] += len(x) if net is lm.model.global_net else 0
+        return real(net, head, x)
 
-    lm.model.run_global = counted
+    lm.model._run = counted
     try:
         t0 = time.perf_counter()
         if mode == "per-frame":
@@ -224,7 +224,7 @@ def timed_run(lm: Landmarker, path: Path, mode: str, detect_every: int | None = 
             runs = tracker.detections
         seconds = time.perf_counter() - t0
     finally:
-        del lm.model.run_global
+        del lm.model._run
     return [r.faces for r in results], len(results) / seconds, runs, passes[0]
 
 

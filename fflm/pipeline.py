@@ -105,7 +105,7 @@ class Landmarker:
         self.weights_path = resolve(chosen.weights if weights is None else weights)
         trained, self.metadata = load_model(self.weights_path, self.device)
         # folded, the four regional networks as one grouped network (one call per stage), in the chosen dtype
-        self.model = trained.for_serving(self.dtype)
+        self.model = trained.for_serving(self.dtype, CPU_ROWS if self.device.type == "cpu" else None)
         self.detector = make_detector(detector) if isinstance(detector, str) else detector
         self.recentre = recentre
         self.recentre_tolerance = recentre_tolerance
@@ -257,21 +257,22 @@ class Landmarker:
             # the passes only propose frames: they run without the mirrored half, which every face gets once, on
             # its final frame (no mirrored pass is spent on a frame that is replaced)
             passes = self.recentre_passes if passes is None else passes
-            frames, proxies, g = self._settle(images, first, passes)
+            frames, proxies, g, mirrored = self._settle(images, first, passes)
             lost = np.flatnonzero(_confidence(g) < self.lost_face) if search else np.zeros(0, np.int64)
             for shrink in SEARCH_SHRINK:  # a frame far larger than its face: points spread over it, unsure
                 if not len(lost):
                     break
-                f2, p2, g2 = self._settle([images[i] for i in lost], square_box(first[lost], shrink), passes)
+                f2, p2, g2, m2 = self._settle([images[i] for i in lost], square_box(first[lost], shrink), passes)
                 better = np.flatnonzero(_confidence(g2) > _confidence(g)[lost])
                 index = torch.as_tensor(lost[better], device=self.device)
                 frames = frames.copy()
                 frames[lost[better]] = f2[better]
                 proxies[index] = p2[torch.as_tensor(better, device=self.device)]
                 g = _replace(g, g2.rows(torch.as_tensor(better, device=self.device)), index)
+                mirrored.take(lost[better], m2, better)
                 lost = lost[_confidence(g)[lost] < self.lost_face]
             if self.flip:
-                g = self.model.run_global(proxies, True, direct=g)
+                g = mirrored.complete(g, proxies)
         out = self._run(images, frames, g)
         final = out["final"].float().cpu().numpy().astype(np.float64)
         if self.shape is not None:
@@ -287,14 +288,20 @@ class Landmarker:
                 for k, d in enumerate(dets)]
 
     def _settle(self, images: Sequence[np.ndarray], frames: np.ndarray,
-                passes: int) -> tuple[np.ndarray, torch.Tensor, StageOutput]:
-        """Global passes (no mirrored half) from `frames`, each re-framing the faces whose points proposed a frame
-        that moved by more than `recentre_tolerance` of the side, at most `passes` passes: the final frames, their
-        proxies and the last pass's output."""
+                passes: int) -> tuple[np.ndarray, torch.Tensor, StageOutput, "_Mirrored"]:
+        """Global passes (plain, unmirrored points) from `frames`, each re-framing the faces whose points proposed a
+        frame that moved by more than `recentre_tolerance` of the side, at most `passes` passes: the final frames,
+        their proxies, the last pass's output and the mirrored averages already made (see _Mirrored).
+
+        With flip, a re-framing pass of few faces runs their mirrored proxies in the same call: a network call is
+        bound by its per-operator cost up to `rows_per_call` rows, so the mirrored half rides almost free, and the
+        first pass's frame (the detector's estimate) is rarely the last."""
         fs = self.model.config.frame_scale
         proxies = self._proxies(images, frames)
         g = self.model.run_global(proxies)
+        mirrored = _Mirrored(self.model, len(frames))
         active = np.arange(len(frames))
+        rows = self.model.rows_per_call
         for _ in range(passes - 1):
             pts = self._to_image(g.points[torch.as_tensor(active, device=self.device)], frames[active])
             proposed = _recentred(frames[active], square_box(points_box(pts), fs))
@@ -306,8 +313,14 @@ class Landmarker:
             frames[active] = proposed[moved]
             index = torch.as_tensor(active, device=self.device)
             proxies[index] = self._proxies([images[i] for i in active], frames[active])
-            g = _replace(g, self.model.run_global(proxies[index]), index)
-        return frames, proxies, g
+            if self.flip and (rows is None or 2 * len(active) <= rows):
+                plain, averaged = self.model.run_global_mirrored(proxies[index])
+                mirrored.put(active, averaged)
+            else:
+                plain = self.model.run_global(proxies[index])
+                mirrored.drop(active)
+            g = _replace(g, plain, index)
+        return frames, proxies, g, mirrored
 
     def _proxies(self, images: Sequence[np.ndarray], frames: np.ndarray) -> torch.Tensor:
         p = self.model.config.proxy_size
@@ -328,6 +341,9 @@ class Landmarker:
         return self.model.infer(None, f, crop, global_out=g, flip=self.flip)
 
 
+#: on a CPU each network call takes at most this many faces (or crops): the activations of more no longer fit in a
+#: core's cache, and a face costs ~25 % more at 8 a call than at 4 on one thread (docs/benchmarks.md)
+CPU_ROWS = 4
 #: a face whose global points' mean confidence (heatmap peak mass) is below this has not been found in its frame
 LOST_FACE = 0.15
 DOUBT_SIZE = 64.0  # px: the smallest best face whose low quality makes --rotations auto look at other orientations
@@ -347,6 +363,37 @@ def _move(frames: np.ndarray, proposed: np.ndarray) -> np.ndarray:
     shift = np.abs((proposed[:, :2] + proposed[:, 2:]) / 2 - (frames[:, :2] + frames[:, 2:]) / 2).max(axis=1)
     resize = np.abs(proposed[:, 2] - proposed[:, 0] - side)
     return np.maximum(shift, resize) / side
+
+
+class _Mirrored:
+    """The mirrored averages (run_global with flip) of faces whose final frame's pass already made one, by face."""
+
+    def __init__(self, model, count: int) -> None:  # noqa: ANN001 (a served LandmarkNet)
+        self.model = model
+        self.rows: list[StageOutput | None] = [None] * count
+
+    def put(self, faces: np.ndarray, averaged: StageOutput) -> None:
+        for k, i in enumerate(faces):
+            self.rows[i] = averaged.rows(slice(k, k + 1))
+
+    def drop(self, faces: np.ndarray) -> None:
+        for i in faces:
+            self.rows[i] = None
+
+    def take(self, faces: np.ndarray, other: "_Mirrored", theirs: np.ndarray) -> None:
+        """Faces `faces` take the averages of `other`'s faces `theirs` (frames replaced by the lost-face search)."""
+        for i, j in zip(faces, theirs):
+            self.rows[i] = other.rows[j]
+
+    def complete(self, g: StageOutput, proxies: torch.Tensor) -> StageOutput:
+        """Every face's mirrored average: the ones made, and the others' from one call on their proxies."""
+        todo = [i for i, r in enumerate(self.rows) if r is None]
+        if todo:
+            index = torch.as_tensor(todo, device=proxies.device)
+            done = self.model.run_global(proxies[index], True, direct=g.rows(index))
+            for k, i in enumerate(todo):
+                self.rows[i] = done.rows(slice(k, k + 1))
+        return StageOutput.cat(self.rows)
 
 
 def _replace(g: StageOutput, again: StageOutput, index: torch.Tensor) -> StageOutput:

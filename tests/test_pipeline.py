@@ -262,7 +262,12 @@ def _stub_stages(monkeypatch, lm: Landmarker, global_point, region_point) -> Non
             out.append(StageOutput(pts, torch.full((k, len(region.indices)), 0.75), [pts]))
         return out
 
+    def run_global_mirrored(proxy: torch.Tensor) -> tuple[StageOutput, StageOutput]:
+        plain = run_global(proxy)
+        return plain, run_global(proxy, True, direct=plain)
+
     monkeypatch.setattr(model, "run_global", run_global)
+    monkeypatch.setattr(model, "run_global_mirrored", run_global_mirrored)
     monkeypatch.setattr(model, "run_regions", run_regions)
 
 
@@ -476,19 +481,23 @@ def test_passes_and_search_hold_for_one_call_only(weights, monkeypatch, flip):
     """The stub of test_another_global_pass_only_while_the_frame_moves moves the frame in every pass and scores
     its points 0.25, under a lost-face threshold of 0.3: by default the call runs 4 passes, then the search's two
     smaller frames 4 passes each (12); `passes=1, search=False` runs one pass; `passes=2` with the search, 2 + 2 · 2.
-    With flip each call adds its one mirrored pass. The Landmarker's own settings are left as they were."""
+    With flip the final frame gets its mirrored pass once. The Landmarker's own settings are left as they were."""
     lm = Landmarker(weights, device="cpu", detector="none", recentre_tolerance=0.0, flip=flip, upright=False)
     lm.lost_face = 0.3
     _stub_stages(monkeypatch, lm, lambda i: (15.5, 15.5) if i % 2 == 0 else (47.5, 47.5), (15.5, 15.5))
     calls = []
-    stub = lm.model.run_global
+    stub, pair = lm.model.run_global, lm.model.run_global_mirrored
     monkeypatch.setattr(lm.model, "run_global", lambda proxy, flip=False, direct=None:
                         calls.append("mirrored" if direct is not None else "pass") or stub(proxy, flip, direct))
+    monkeypatch.setattr(lm.model, "run_global_mirrored", lambda proxy: calls.append("pass+mirrored") or pair(proxy))
     image, dets = _image(80, 100), [Detection(np.array([10.0, 20.0, 50.0, 60.0]), 1.0)]
-    for options, passes in (({}, 12), ({"passes": 1, "search": False}, 1), ({"passes": 2}, 6), ({}, 12)):
+    # with flip, a re-framing pass of one face takes its mirrored proxy along: its final frame needs no other
+    later = "pass+mirrored" if flip else "pass"
+    for options, expected in (({}, (["pass"] + [later] * 3) * 3), ({"passes": 1, "search": False}, ["pass"] + ["mirrored"] * flip),
+                              ({"passes": 2}, ["pass", later] * 3), ({}, (["pass"] + [later] * 3) * 3)):
         calls.clear()
         [[face]] = lm.landmarks([image], [dets], **options)
-        assert calls == ["pass"] * passes + ["mirrored"] * flip, options
+        assert calls == expected, options
     assert (lm.recentre_passes, lm.lost_face, lm.recentre) == (4, 0.3, True)
 
 
@@ -512,27 +521,29 @@ def test_a_frame_far_larger_than_its_face_finds_the_face():
         assert face.quality > 0.9
 
 
-@pytest.mark.parametrize("tolerance, sizes", [(0.0, [2, 2, 2]), (1e9, [2, 2])])
-def test_flip_with_recentre_spends_no_mirrored_pass_on_a_replaced_frame(weights, monkeypatch, tolerance, sizes):
-    """Two faces: the global passes run on the two proxies alone, again on those whose frame moved (both, with
-    tolerance 0; at most two passes here); then every face gets its mirrored proxy once, on its final frame (2).
-    The result of faces that keep their frame equals a flip pass run from scratch on the same frames."""
+@pytest.mark.parametrize("tolerance, faces, sizes", [(0.0, 2, [2, 4]), (1e9, 2, [2, 2]), (0.0, 3, [3, 3, 3])])
+def test_flip_with_recentre_spends_no_mirrored_pass_on_a_replaced_frame(weights, monkeypatch, tolerance, faces, sizes):
+    """The global passes run on the proxies alone, again on those whose frame moved (all, with tolerance 0; at most
+    two passes here); every face gets its mirrored proxy once, on its final frame. A re-framing pass takes the
+    mirrored proxies along when it and they fit in one call (rows_per_call, 4 on a CPU: two faces); three faces'
+    re-framing pass runs alone and their mirrored pass after it. Faces that keep their frame (no second pass)
+    get the result of a flip pass run from scratch on the same frames."""
     lm = Landmarker(weights, device="cpu", detector="none", recentre_tolerance=tolerance, recentre_passes=2,
                     upright=False)  # random weights' points may be rolled: no second round here
     lm.lost_face = 0.0
-    assert lm.flip and lm.recentre
+    assert lm.flip and lm.recentre and lm.model.rows_per_call == 4
     seen = []
     real = lm.model._run
     monkeypatch.setattr(lm.model, "_run", lambda net, head, x: (seen.append(len(x)) if net is lm.model.global_net
                                                                 else None) or real(net, head, x))
-    img, boxes = _image(80, 100), [[5.0, 5.0, 45.0, 45.0], [50.0, 30.0, 90.0, 70.0]]
+    img, boxes = _image(80, 100), [[5.0, 5.0, 45.0, 45.0], [50.0, 30.0, 90.0, 70.0], [20.0, 10.0, 60.0, 50.0]][:faces]
     faces = staged(lm, img, boxes)
     assert seen == sizes
     if tolerance > 1:
         fs = lm.model.config.frame_scale
         frames = np.stack([square_box(np.asarray(b), fs) for b in boxes])
         with torch.inference_mode():
-            ref = lm.model.run_global(lm._proxies([img, img], frames), True)
+            ref = lm.model.run_global(lm._proxies([img] * len(boxes), frames), True)
         got = np.stack([g for _, g in faces])
         np.testing.assert_allclose(got, lm._to_image(ref.points, frames), atol=1e-3)
 

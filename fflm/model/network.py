@@ -66,6 +66,7 @@ class LandmarkNet(nn.Module):
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255, persistent=False)
         self.stacked_regions: nn.ModuleList | None = None  # a serving copy's grouped regional networks (for_serving)
+        self.rows_per_call: int | None = None  # a serving copy's largest network call (for_serving); None: any
 
     def shape_model(self) -> ShapeModel | None:
         """The stored shape model, or None when the configuration has none or it was never fitted."""
@@ -82,6 +83,8 @@ class LandmarkNet(nn.Module):
             buf.copy_(torch.as_tensor(value, dtype=buf.dtype))
 
     def _run(self, net: HourglassNet, head: SoftArgmax, x: torch.Tensor) -> StageOutput:
+        if self.rows_per_call is not None and len(x) > self.rows_per_call:
+            return StageOutput.cat([self._run(net, head, part) for part in x.split(self.rows_per_call)])
         return self._points(net((x - self.mean) / self.std), head, net.stride)
 
     @staticmethod
@@ -97,12 +100,18 @@ class LandmarkNet(nn.Module):
         plain output on these proxies, when the caller already has it: only the mirrored ones then run."""
         if not flip:
             return direct if direct is not None else self._run(self.global_net, self.global_head, proxy)
-        b, side = len(proxy), proxy.shape[-1]
         if direct is None:
-            both = self._run(self.global_net, self.global_head, torch.cat([proxy, proxy.flip(-1)]))
-        else:
-            both = StageOutput.cat([direct, self._run(self.global_net, self.global_head, proxy.flip(-1))])
-        return _average_mirrored(both, b, self.scheme.flip_permutation(), side)
+            return self.run_global_mirrored(proxy)[1]
+        mirrored = self._run(self.global_net, self.global_head, proxy.flip(-1))
+        return _average_mirrored(StageOutput.cat([direct, mirrored]), len(proxy), self.scheme.flip_permutation(),
+                                 proxy.shape[-1])
+
+    def run_global_mirrored(self, proxy: torch.Tensor) -> tuple[StageOutput, StageOutput]:
+        """The global stage's plain output on `proxy` and, from the same call, its average with the mirrored
+        estimate (run_global with flip)."""
+        both = self._run(self.global_net, self.global_head, torch.cat([proxy, proxy.flip(-1)]))
+        b = len(proxy)
+        return both.rows(slice(None, b)), _average_mirrored(both, b, self.scheme.flip_permutation(), proxy.shape[-1])
 
     def run_region(self, region: int, crops: torch.Tensor, stage: int = 0) -> StageOutput:
         """Regional stage `stage` of region `region` on crops [K, 3, S, S]; points in crop pixels."""
@@ -124,6 +133,9 @@ class LandmarkNet(nn.Module):
         stacked = self.stacked_regions
         if stacked is None:
             return [self.run_region(r, crops[:, r], stage) for r in range(len(self.scheme.regions))]
+        if self.rows_per_call is not None and len(crops) > self.rows_per_call:
+            parts = [self.run_regions(part, stage) for part in crops.split(self.rows_per_call)]
+            return [StageOutput.cat(list(region)) for region in zip(*parts)]
         k, r, c, h, w = crops.shape
         x = ((crops - self.mean[:, None]) / self.std[:, None]).reshape(k, r * c, h, w)
         maps = stacked[stage](x.contiguous(memory_format=torch.channels_last))
@@ -133,13 +145,16 @@ class LandmarkNet(nn.Module):
                              self.regional_nets[stage][i].stride)
                 for i, region in enumerate(self.scheme.regions)]
 
-    def for_serving(self, dtype: torch.dtype = torch.float32) -> "LandmarkNet":
+    def for_serving(self, dtype: torch.dtype = torch.float32, rows_per_call: int | None = None) -> "LandmarkNet":
         """A copy ready to serve; this model is left as it is (it can go on training or be saved). The copy is in
         eval mode without gradients, its BatchNorm folded and its weights channels-last (fflm.model.serving), each
         stage's regional networks stacked into one grouped network that `run_regions` calls once, and the
         hourglasses' weights in `dtype` for autocast (cast once here, not at every call; the shape model,
-        normalisation and heads stay float32). Its state dict no longer matches a weights file."""
+        normalisation and heads stay float32). `rows_per_call`: more faces (or crops) than this go through each
+        network in several calls of at most this many (see fflm.pipeline.CPU_ROWS). Its state dict no longer
+        matches a weights file."""
         served = for_inference(copy.deepcopy(self))
+        served.rows_per_call = rows_per_call
         served.stacked_regions = nn.ModuleList(stack_convnets(list(nets)) for nets in served.regional_nets)
         for net in (served.global_net, served.regional_nets, served.stacked_regions):
             net.to(dtype)

@@ -484,3 +484,31 @@ def test_for_serving_is_a_copy_and_leaves_the_trained_model_as_it_was(dtype):
     with torch.inference_mode(), torch.autocast("cpu", dtype, enabled=dtype != torch.float32):
         a, b = m(x)["final"], served(x)["final"]
     torch.testing.assert_close(b.float(), a.float(), atol=0.05 if dtype == torch.float32 else 1.5, rtol=0)
+
+
+def test_rows_per_call_splits_the_networks_calls_and_changes_no_point():
+    """A serving copy with rows_per_call 3 runs 7 faces' proxies (with mirrors: 14 rows) through the global network,
+    and their crops through the stacked regional networks, in calls of at most 3 rows, with the points, scores and
+    mirrored averages of one call per stage."""
+    torch.manual_seed(5)
+    m = randomise_batchnorm(LandmarkNet(tiny_config()).eval())
+    whole, split = m.for_serving(), m.for_serving(rows_per_call=3)
+    assert (whole.rows_per_call, split.rows_per_call) == (None, 3)
+    sizes = []
+    for net in (split.global_net, *split.stacked_regions):
+        net.register_forward_pre_hook(lambda _, args: sizes.append(len(args[0])))
+    proxy, crops = torch.rand(7, 3, 64, 64) * 255, torch.rand(7, len(m.scheme.regions), 3, 32, 32) * 255
+    with torch.inference_mode():
+        for flip in (False, True):
+            sizes.clear()
+            a, b = whole.run_global(proxy, flip), split.run_global(proxy, flip)
+            torch.testing.assert_close(b.points, a.points, atol=1e-4, rtol=0)
+            torch.testing.assert_close(b.scores, a.scores, atol=1e-5, rtol=0)
+            ra, rb = whole.run_regions(crops, flip=flip), split.run_regions(crops, flip=flip)
+            for x, y in zip(ra, rb):
+                torch.testing.assert_close(y.points, x.points, atol=1e-4, rtol=0)
+            rows = 14 if flip else 7  # the mirrored proxies and crops go in the same calls
+            assert sizes == ([3] * (rows // 3) + [rows % 3]) * 2  # the global network's calls, then the regional's
+        plain, averaged = split.run_global_mirrored(proxy)
+        torch.testing.assert_close(plain.points, whole.run_global(proxy).points, atol=1e-4, rtol=0)
+        torch.testing.assert_close(averaged.points, whole.run_global(proxy, True).points, atol=1e-4, rtol=0)
