@@ -12,7 +12,8 @@ depend on the detector, in one run: the figures of docs/detector.md and the dete
 2. tiling: an 8K mosaic (7680x4320) of the report photos, each enlarged 2x: recall >= 40 / 60 px and precision with
    --tiles off, auto and 4.
 3. timing: detector time per photo (median over `--rounds` rounds, the detectors taking turns; wall and process CPU):
-   640x480, and 3840x2160 from an array and from its JPEG file (reduced decode); tiles off, rotations none.
+   640x480, and 3840x2160 from an array and from its JPEG file (reduced decode); tiles off, rotations none; YuNet
+   also with OpenCV's runner (yunet-opencv) where ONNX Runtime serves it by default.
 4. w300: 300-W val: the fraction of faces found: a detection whose landmark box (the face frame it gives the
    landmark stage) has IoU >= 0.5 with the truth landmarks' box.
 5. orientations: the default Landmarker on every `--step`-th 300-W val face, the photo turned by 90/180/270° (no
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 
 from fflm.detect import make_detector
+from fflm.detect.yunet import YuNetDetector
 from fflm.train.detector_data import scene_splits
 from fflm.detect.metrics import DetectionTally
 from fflm.geometry import box_iou, face_size, points_box
@@ -131,10 +133,11 @@ def median_ms(fn, repeat: int = 9) -> tuple[float, float]:
     return 1000 * statistics.median(wall), 1000 * statistics.median(cpu)
 
 
-def timing(name: str, model, photo640: np.ndarray, photo4k: np.ndarray, path4k: Path) -> dict:
-    det = make_detector(name, model, tiles="off", rotations="none")
-    auto = make_detector(name, model, tiles="off")  # --rotations auto: more passes when no face is sure
-    return {"detector": name, "ms_640": median_ms(lambda: det.detect(photo640)),
+def timing(label: str, options: dict, photo640: np.ndarray, photo4k: np.ndarray, path4k: Path) -> dict:
+    """The detector `make_detector(**options)` on the photos, as `label`."""
+    det = make_detector(**options, tiles="off", rotations="none")
+    auto = make_detector(**options, tiles="off")  # --rotations auto: more passes when no face is sure
+    return {"detector": label, "ms_640": median_ms(lambda: det.detect(photo640)),
             "ms_640_auto": median_ms(lambda: auto.detect(photo640)),
             "faces_640": len(det.detect(photo640)), "best_640": max((d.score for d in det.detect(photo640)), default=0.0),
             "ms_4k_array": median_ms(lambda: det.detect(photo4k)),
@@ -143,8 +146,9 @@ def timing(name: str, model, photo640: np.ndarray, photo4k: np.ndarray, path4k: 
 
 
 def timing_rounds(dets: list, rounds: int, *photos) -> list[dict]:
-    """`timing` for every detector, `rounds` times in turn (a shared machine's speed drifts between minutes, so
-    turns keep the detectors comparable); per detector and figure the median over the rounds, and the spread."""
+    """`timing` for every (label, make_detector options), `rounds` times in turn (a shared machine's speed drifts
+    between minutes, so turns keep the detectors comparable); per detector and figure the median over the rounds,
+    and the spread."""
     runs = [[timing(n, m, *photos) for n, m in dets] for _ in range(rounds)]
     out = []
     for i, (n, _) in enumerate(dets):
@@ -361,7 +365,11 @@ def main(argv: list[str] | None = None) -> int:
             path4k = Path(tmp) / "photo_4k.jpg"
             cv2.imwrite(str(path4k), photo4k[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
             photo640 = cv2.resize(report_photos[0].decode(), (640, 480), interpolation=cv2.INTER_LINEAR)
-            report["timing"] = timing_rounds([(n, None) for n in names], a.rounds, photo640, photo4k, path4k)
+            # YuNet's own two runners too: ONNX Runtime (the default where installed) and OpenCV's
+            dets = [(n, {"name": n}) for n in names]
+            if YuNetDetector().runtime == "onnxruntime":
+                dets.insert(1, ("yunet-opencv", {"name": "yunet", "runtime": "opencv"}))
+            report["timing"] = timing_rounds(dets, a.rounds, photo640, photo4k, path4k)
             keep()
     if "w300" in sections:
         report["w300_found"] = {n: w300_found(make_detector(n, tiles="off"), items) for n in names}
