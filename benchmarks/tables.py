@@ -22,18 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 #: the run each table shows, by the key the tables use: a results file's stem
 RUNS = {
-    "bench": "2026-12-01-amd-epyc-2cpu-bench",
-    "bench-no-flip": "2026-12-01-amd-epyc-2cpu-bench-no-flip",
+    "bench": "2026-12-03-intel-xeon-2cpu-bench",
+    "bench-no-flip": "2026-12-03-intel-xeon-2cpu-bench-no-flip",
     "bench-bfloat16": "2026-12-01-amd-epyc-2cpu-bench-bfloat16",
     "bench-float32": "2026-12-01-amd-epyc-2cpu-bench-float32",
     "landmark-stage": "2026-12-01-amd-epyc-2cpu-landmark-stage",
     "speed-accuracy": "2026-12-01-amd-epyc-2cpu-speed-accuracy",
     "eval-300w-val": "2026-12-01-amd-epyc-2cpu-eval-300w-val",
     "detector": "2026-12-01-amd-epyc-2cpu-detector",
-    "detector-timing": "2026-12-01-amd-epyc-2cpu-detector-timing",
+    "detector-timing": "2026-12-03-intel-xeon-2cpu-detector-timing",
     "train-step": "2026-12-01-amd-epyc-2cpu-train-step",
     "landmarks-300w": "2026-12-02-amd-epyc-2cpu-landmarks-300w",
-    "peers": "2026-12-03-intel-xeon-2cpu-speed",
+    "peers": "2026-12-03-intel-xeon-2cpu-speed-2",
     "video": "2026-12-03-intel-xeon-2cpu-video",
 }
 MARKER = re.compile(r"(<!-- table:([a-z0-9-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
@@ -81,7 +81,7 @@ def models() -> str:
     nme = {r["weights"]: r["mean"] for r in ev["figures"]["rows"] if r["setting"].startswith("default")}
     ms = {r["weights"]: r["ms_per_face"] for r in ls["figures"]["rows"] if r["precision"] == "bfloat16"}
     w300 = det["figures"]["w300"][0]
-    photo = dt["figures"]["rows"][0]
+    photo = next(r for r in dt["figures"]["rows"] if r["detector"] == "builtin" and r["input"] == "640×480 photo")
     lic = "non-commercial research (300-W)"
     rows = [[f"`{name}` (default)" if i == 0 else f"`{name}`", "68", fmt(nme[name], "{:.3f} %"), f"{ms[name]} per face",
              lic, "[card](fflm/assets/MODEL_CARD.md)"] for i, name in enumerate(("fflm-300w-68", "fflm-300w-68-stacks2"))]

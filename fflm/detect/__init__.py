@@ -1,5 +1,5 @@
-"""Face detectors behind one protocol (fflm.detect.base): yunet (the default: OpenCV's FaceDetectorYN with the
-shipped YuNet ONNX file or another), builtin (fflm's own network) and none (the whole image is the face)."""
+"""Face detectors behind one protocol (fflm.detect.base): yunet (the default: the shipped YuNet ONNX file or
+another, in ONNX Runtime or OpenCV's FaceDetectorYN), builtin (fflm's own network) and none (the whole image is the face)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""`YuNetDetector`: OpenCV's `cv2.FaceDetectorYN` with YuNet (the shipped fflm/assets/yunet_2026may.onnx, MIT,
-or another YuNet ONNX file); the default detector.
+"""`YuNetDetector`: YuNet (the shipped fflm/assets/yunet_2026may.onnx, MIT, or another YuNet ONNX file), run by
+ONNX Runtime where it is installed (fflm.detect.yunet_ort) or by OpenCV's `cv2.FaceDetectorYN`; the default
+detector.
 
 It goes through the same proxy and tiling as the built-in detector, so both can be compared like for like.
 Each face carries YuNet's five keypoints and, from them, the landmarks' box (fflm.detect.frame).
