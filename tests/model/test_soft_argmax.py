@@ -212,3 +212,26 @@ def test_softargmax_fixed_is_a_buffer():
     logits = torch.tensor([[[[0.0, math.log(3.0)]]]])  # beta 2: weights 1 : 9
     pts, _ = m(logits, 1)
     torch.testing.assert_close(pts[0, 0], torch.tensor([0.9, 0.0]))
+
+
+def _confidence_over_whole_maps(prob: torch.Tensor, points: torch.Tensor, stride: int, radius: float) -> torch.Tensor:
+    """The definition, every cell tested: the mass of the cells whose centres lie within `radius` cells."""
+    _, _, h, w = prob.shape
+    xs, ys = (torch.arange(m, dtype=prob.dtype) * stride + (stride - 1) / 2 for m in (w, h))
+    dx2 = ((xs[None, None, :] - points[..., 0:1]) / stride) ** 2
+    dy2 = ((ys[None, None, :] - points[..., 1:2]) / stride) ** 2
+    return (prob * ((dy2[..., :, None] + dx2[..., None, :]) <= radius**2)).sum(dim=(2, 3)).clamp(0.0, 1.0)
+
+
+@pytest.mark.parametrize("stride, radius", [(1, 1.5), (4, 1.5), (4, 0.9), (2, 2.0), (8, 0.4)])
+def test_confidence_reads_only_the_window_and_matches_the_whole_map_sum(stride, radius):
+    """Points anywhere: inside, on cell centres and half-cells (the disc's edge exactly on a cell), at the map's
+    edges and outside it; the windowed sum equals the sum over every cell of the map."""
+    torch.manual_seed(7)
+    h, w = 9, 12
+    prob = torch.softmax(torch.randn(3, 40, h * w) * 3, dim=-1).reshape(3, 40, h, w)
+    cells = torch.cat([torch.rand(3, 24, 2) * torch.tensor([w + 4.0, h + 4.0]) - 2,  # some outside the map
+                       torch.randint(-1, 13, (3, 16, 2)).float() / 2], dim=1)  # centres, half cells, edges
+    points = cells * stride + (stride - 1) / 2
+    torch.testing.assert_close(confidence(prob, points, stride, radius),
+                               _confidence_over_whole_maps(prob, points, stride, radius), atol=1e-6, rtol=0)
