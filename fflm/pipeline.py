@@ -316,9 +316,8 @@ class Landmarker:
             if self.flip and (rows is None or 2 * len(active) <= rows):
                 plain, averaged = self.model.run_global_mirrored(proxies[index])
                 mirrored.put(active, averaged)
-            else:
+            else:  # no earlier pass made a mirrored average for these: active faces only ever get fewer
                 plain = self.model.run_global(proxies[index])
-                mirrored.drop(active)
             g = _replace(g, plain, index)
         return frames, proxies, g, mirrored
 
@@ -375,10 +374,6 @@ class _Mirrored:
     def put(self, faces: np.ndarray, averaged: StageOutput) -> None:
         for k, i in enumerate(faces):
             self.rows[i] = averaged.rows(slice(k, k + 1))
-
-    def drop(self, faces: np.ndarray) -> None:
-        for i in faces:
-            self.rows[i] = None
 
     def take(self, faces: np.ndarray, other: "_Mirrored", theirs: np.ndarray) -> None:
         """Faces `faces` take the averages of `other`'s faces `theirs` (frames replaced by the lost-face search)."""

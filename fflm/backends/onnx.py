@@ -106,7 +106,7 @@ class OrtNet(nn.Module):
 class _OrtVerifier(OrtNet):
     """The detector's crop classifier: one [K, 5] output."""
 
-    def __init__(self, path: Path, threads: int, config) -> None:  # noqa: ANN001
+    def __init__(self, path: Path, threads: int | None, config) -> None:  # noqa: ANN001
         super().__init__(path, threads)
         self.config = config
 
@@ -131,14 +131,13 @@ def use_onnxruntime(landmarker, onnx_dir: str | Path, threads: int | None = None
     onnx_dir = Path(onnx_dir)
     manifest = read_manifest(onnx_dir)
     check_manifest(manifest, onnx_dir, landmarker.weights_path, landmarker.scheme.to_dict())
-    n = threads
     model = landmarker.model
     stacked = model.stacked_regions
     stages = manifest["regional"]["stages"]
     if len(stages) != len(stacked):
         raise OnnxMismatch(f"{onnx_dir}: {len(stages)} regional stages, the weights have {len(stacked)}")
-    model.global_net = OrtNet(onnx_dir / manifest["global"]["file"], n, model.global_net.stride)
-    model.stacked_regions = nn.ModuleList(OrtNet(onnx_dir / s["file"], n) for s in stages)
+    model.global_net = OrtNet(onnx_dir / manifest["global"]["file"], threads, model.global_net.stride)
+    model.stacked_regions = nn.ModuleList(OrtNet(onnx_dir / s["file"], threads) for s in stages)
     det = landmarker.detector
     if isinstance(det, BuiltinDetector):
         d = manifest.get("detector", {})
@@ -147,8 +146,8 @@ def use_onnxruntime(landmarker, onnx_dir: str | Path, threads: int | None = None
                                "export with this --detector-model")
         verifier = None
         if det.model.verifier is not None:
-            verifier = _OrtVerifier(onnx_dir / d["verifier"]["file"], n, det.model.verifier.config)
-        det.model = _OrtDetector(det.model.config, OrtNet(onnx_dir / d["file"], n), verifier)
+            verifier = _OrtVerifier(onnx_dir / d["verifier"]["file"], threads, det.model.verifier.config)
+        det.model = _OrtDetector(det.model.config, OrtNet(onnx_dir / d["file"], threads), verifier)
 
 
 def yunet_model(onnx_dir: str | Path) -> Path | None:
