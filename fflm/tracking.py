@@ -192,7 +192,8 @@ class Tracker:
         self._tracks, out = [], []
         for k, (owner, det, face) in enumerate(zip(owners, inputs, faces)):
             detected = k in confirmed
-            sure = face_quality(face) >= self.min_quality and _in_picture(face.landmarks, w, h)
+            quality = face_quality(face)
+            sure = quality >= self.min_quality and _in_picture(face.landmarks, w, h)
             # a face of low quality, or partly out of the picture, that the detector found goes on, but the
             # detector looks again on the next frame
             if not sure:
@@ -211,7 +212,7 @@ class Tracker:
             # send the next frame off after them, onto a neighbour
             owner.shift = (lbox[:2] + lbox[2:] - before[:2] - before[2:]) / 2 if sure and owner.sure else None
             owner.sure = sure
-            owner.landmarks, owner.quality = raw, face_quality(face)
+            owner.landmarks, owner.quality = raw, quality
             if owner.smoother is not None:
                 face.landmarks = owner.smoother(raw, t, float(face_size(lbox)))
             face.box = np.asarray(det.box, np.float64) if detected else owner.box(points_box(face.landmarks))
