@@ -4,7 +4,10 @@
 Keys: `resolution` (the training-frame side for this source's faces; default the run's --resolution), `repeat`
 (how many times each face is drawn per epoch; fractions draw a random part), `jaw` (loss weight of the points no
 regional network refines, the jaw of the 68-point scheme, on faces with the source's own labels; 0 leaves them
-out, e.g. for 3D-style labels whose jaw is not the visible contour),
+out, e.g. for 3D-style labels whose jaw is not the visible contour), `hidden` (loss weight of the points a `.vis` file
+marks self-occluded; default 0 leaves them out; where the labels put such a point at its 3D-style position, a weight
+teaches where a turned head's hidden contour lies), `distill` (with `fflm train --teacher`: how far this source's
+targets move to the teacher's points; default the run's --distill; 0 keeps its labels),
 `labels` (a folder whose `.pts`/`.vis` files replace the source's own labels where a face has one; relative to the
 source), `exclude` (a text file of image stems to leave out, one a line; relative to the working directory) and
 `only` (a text file of the stems to keep: a held-out part, for `fflm eval`).
@@ -34,6 +37,8 @@ class Source:
     labels: str | None = None
     exclude: str | None = None
     only: str | None = None
+    hidden: float = 0.0
+    distill: float | None = None
 
     @classmethod
     def parse(cls, spec: str) -> "Source":
@@ -56,7 +61,8 @@ class Source:
                 number = int(value) if key == "resolution" else float(value)
             except ValueError:
                 raise UsageError(f"{spec!r}: {key} needs a number, got {value!r}") from None
-            if not number >= 0 or (key == "resolution" and not 64 <= number <= 4096):
+            if not number >= 0 or (key == "resolution" and not 64 <= number <= 4096) or (
+                    key in ("hidden", "distill") and number > 1):
                 raise UsageError(f"{spec!r}: {key} out of range ({value})")
             values[key] = number
         return cls(path, **values)
@@ -81,7 +87,7 @@ def read_source(source: Source, num_points: int, unrefined: list[int]) -> list[S
     labels = Path(source.path) / source.labels if source.labels else None
     if labels is not None and not labels.is_dir():
         raise AnnotationError(f"{source.path}: labels folder not found: {labels}")
-    samples = [_relabelled(s, labels, num_points, unrefined, source.jaw) for s in samples]
+    samples = [_relabelled(s, labels, num_points, unrefined, source.jaw, source.hidden) for s in samples]
     if not samples:
         raise AnnotationError(f"{source.path}: no training faces left after the source's settings")
     return samples
@@ -94,15 +100,20 @@ def _stems(source: Source, path: str) -> set[str]:
         raise AnnotationError(f"{source.path}: cannot read the list of images {path}: {e.strerror}") from None
 
 
-def _relabelled(sample: Sample, labels: Path | None, num_points: int, unrefined: list[int], jaw: float) -> Sample:
-    """The face with the labels folder's points where it has them, else its own with the jaw weight applied."""
+def _relabelled(sample: Sample, labels: Path | None, num_points: int, unrefined: list[int], jaw: float,
+                hidden: float) -> Sample:
+    """The face with the labels folder's points where it has them (self-occluded points weighted `hidden`), else
+    its own with the jaw weight applied."""
     pts = labels / f"{sample.image.stem}.pts" if labels is not None else None
     if pts is None or not pts.is_file():
         return _with_jaw_weight(sample, unrefined, jaw) if jaw != 1.0 and unrefined else sample
     points = read_pts(pts)
     if len(points) != num_points:
         raise AnnotationError(f"{pts}: {len(points)} points, the scheme has {num_points}")
-    return replace(sample, points=points, weights=read_visibility(pts, num_points), source=str(pts))
+    weights = read_visibility(pts, num_points)
+    if weights is not None and hidden:
+        weights = np.where(weights == 0, hidden, weights)
+    return replace(sample, points=points, weights=weights, source=str(pts))
 
 
 def _with_jaw_weight(sample: Sample, unrefined: list[int], weight: float) -> Sample:

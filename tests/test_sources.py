@@ -16,6 +16,7 @@ from fflm.model.layers import roi_align
 from fflm.pts import AnnotationError, format_pts
 from fflm.scheme import IBUG68
 from fflm.annotations import Sample, read_annotations
+from fflm.errors import UsageError
 from fflm.sources import Source, read_source
 from fflm.train.data import LandmarkDataset, SourceBatches
 from fflm.train.losses import landmark_loss, point_loss
@@ -290,3 +291,29 @@ def test_a_flip_pair_out_of_range_names_the_scheme_file(capsys, tmp_path):
                                   "norm_points": [0, 1]}))
     rc, _, err = cli(capsys, *tiny(faces(tmp_path / "f", 2), tmp_path / "run", "--scheme", scheme))
     assert rc == 1 and one_error(err) == f"fflm: error: {scheme}: bad flip pair (0, 7): points are numbered 0..2, each in one pair"
+
+
+def test_hidden_weight_keeps_self_occluded_points_at_that_weight(tmp_path):
+    folder = faces(tmp_path / "src", 2)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "f0.pts").write_text(format_pts(read_annotations(folder, 68)[0].points))
+    (labels / "f0.vis").write_text(" ".join(["2", "1"] + ["0"] * 66))
+    relabelled, own = read_source(Source(str(folder), jaw=0.5, hidden=0.4, labels="../labels"), 68, JAW)
+    assert relabelled.weights[:3].tolist() == [0.4, 1.0, 1.0] and relabelled.weights[3:].min() == 1
+    assert own.weights[JAW].tolist() == [0.5] * len(JAW)  # hidden applies to .vis files only
+    default, _ = read_source(Source(str(folder), labels="../labels"), 68, JAW)
+    assert default.weights[0] == 0
+
+
+@pytest.mark.parametrize("spec", ["a,hidden=1.5", "a,distill=2", "a,hidden=-1"])
+def test_hidden_and_distill_are_fractions(spec):
+    with pytest.raises(UsageError, match="out of range"):
+        Source.parse(spec)
+
+
+def test_batches_know_their_source():
+    batches = SourceBatches([5, 3, 8], [1.0, 2.0, 0.5], batch_size=2, seed=4)
+    order = list(batches)
+    assert batches.sources() == [0 if b[0] < 5 else 1 if b[0] < 8 else 2 for b in order]
+    assert all(len({0 if i < 5 else 1 if i < 8 else 2 for i in b}) == 1 for b in order)

@@ -36,7 +36,7 @@ Loss = choice("Loss", LOSSES)
 def train(
     data: list[str] = typer.Option(None, "--data", metavar="SOURCE", help="Training annotations: a 300-W style folder (with optional "
                                    ".vis files), a .csv or a .json file; repeat for several sources, each optionally "
-                                   "followed by settings as PATH,KEY=VALUE,... (keys: resolution, repeat, jaw, labels, exclude; "
+                                   "followed by settings as PATH,KEY=VALUE,... (keys: resolution, repeat, jaw, hidden, distill, labels, exclude, only; "
                                    "e.g. hires/,resolution=768).",
                                    show_default=False),
     val: Path = typer.Option(None, "--val", help="Validation annotations (same formats); selects the best epoch."),

@@ -186,5 +186,10 @@ class SourceBatches(Sampler):
     def __iter__(self):
         return iter(self._batches())
 
+    def sources(self) -> list[int]:
+        """The source of each batch of this epoch, in the order iteration yields them."""
+        ends = np.cumsum(self.sizes)
+        return [int(np.searchsorted(ends, batch[0], side="right")) for batch in self._batches()]
+
     def __len__(self) -> int:
         return len(self._batches())

@@ -25,7 +25,7 @@ from fflm.model import LandmarkNet
 from fflm.model.config import HourglassConfig
 from fflm.scheme import IBUG68
 from fflm.train import loop
-from fflm.train.data import Augment, LandmarkDataset
+from fflm.train.data import Augment, LandmarkDataset, SourceBatches
 from fflm.train.loop import TrainConfig, TrainError, TrainInterrupted, build_model, lr_at, train
 from fflm.weights import load_model, read_header, save_model
 
@@ -691,6 +691,38 @@ def test_a_run_with_a_teacher_trains_on_its_blended_targets(tmp_path, data, weig
         torch.testing.assert_close(targets, truth + 0.3 * (points - truth))
     meta = read_header(tmp_path / "kd" / "best.safetensors")[1]
     assert meta["train"]["teacher"] == str(weights) and meta["train"]["distill"] == 0.3
+
+
+def test_a_source_with_distill_0_keeps_its_labels_and_skips_the_teacher(tmp_path, data, weights, monkeypatch):
+    """A source's own distill setting overrides --distill for its batches; 0 trains on its labels alone and
+    does not run the teacher on them."""
+    train_dir, _ = data
+    sources = [str(train_dir), f"{train_dir},distill=0"]
+    seen, real, calls, real_targets = [], loop.train_step, [], loop.teacher_targets
+
+    def step(model, opt, images, truth, cfg, dtype=torch.float32, weights=None):
+        seen.append((images.clone(), truth.clone()))
+        return real(model, opt, images, truth, cfg, dtype, weights)
+
+    def targets(*args, **kw):
+        calls.append(args[3])
+        return real_targets(*args, **kw)
+
+    monkeypatch.setattr(loop, "train_step", step)
+    monkeypatch.setattr(loop, "teacher_targets", targets)
+    run(config(tmp_path / "plain", train_dir, data=sources, epochs=1, seed=3))
+    plain = seen[:]
+    seen.clear()
+    cfg = config(tmp_path / "kd", train_dir, data=sources, epochs=1, seed=3, teacher=str(weights), distill=0.3)
+    run(cfg)
+    order = SourceBatches([4, 4], [1.0, 1.0], 2, 3).sources()
+    assert len(seen) == len(plain) == len(order) == 4 and sorted(order) == [0, 0, 1, 1]
+    assert calls == [0.3, 0.3]  # the teacher ran on the first source's batches only
+    for source, (images, targets_), (_, truth) in zip(order, seen, plain):
+        if source == 1:
+            torch.testing.assert_close(targets_, truth, rtol=0, atol=0)
+        else:
+            assert not torch.allclose(targets_, truth)
 
 
 def test_cli_train_teacher(capsys, tmp_path, data, weights):
