@@ -147,9 +147,9 @@ class Landmarker:
 
     def _second_look(self, images: Sequence[np.ndarray], dets: Sequence[Sequence[Detection]],
                      faces: list[list[Face]]) -> None:
-        """With --rotations auto: an image whose best face the detector was sure of, at least DOUBT_SIZE px, but
-        whose points are on no face (every quality under TRUSTED_QUALITY) is landmarked in its best other
-        orientation too, whose faces replace its own (in place) when one of them is on a face."""
+        """With --rotations auto: an image whose best face is at least DOUBT_SIZE px but whose points are on no face
+        (every quality under TRUSTED_QUALITY) is landmarked in its best other orientation too (the photo as it is,
+        when a turned one was chosen), whose faces replace its own (in place) when one of them is on a face."""
         look = getattr(self.detector, "second_look", None)
         for i, (image, found) in enumerate(zip(images, faces)):
             # small faces score low quality for their blur alone: only a large sure face is doubted

@@ -4,6 +4,7 @@ the pixel-coordinate convention checked end to end with stubbed network stages."
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -648,3 +649,39 @@ def test_a_sure_face_whose_points_are_on_no_face_makes_auto_look_at_other_orient
             assert faces[0].quality >= 0.5 and np.linalg.norm(back - truth, axis=1).mean() < 1.0
         else:
             assert faces[0].quality < 0.5 and faces[0].box[0] == 400.0
+
+
+class _UnsureUpright:
+    """A detector unsure of the upright face (0.8) that scores a turned copy of the photo higher (0.85, on the
+    background): --rotations auto then picks the wrong orientation, as the built-in detector does on some faces."""
+
+    name = "yunet"
+
+    def __init__(self, photo: np.ndarray) -> None:
+        from fflm.detect.yunet import YuNetDetector
+
+        self.real, self.photo = YuNetDetector(tiles="off"), photo
+        self.turned = np.ascontiguousarray(np.rot90(photo, 1))
+
+    def detect(self, image: np.ndarray):
+        if image.shape == self.photo.shape and np.array_equal(image, self.photo):
+            return [replace(d, score=0.8) for d in self.real.detect(image)]
+        if image.shape == self.turned.shape and np.array_equal(image, self.turned):
+            return [Detection(np.array([20.0, 20.0, 140.0, 140.0]), 0.85)]
+        return []
+
+
+def test_auto_looks_again_at_the_photo_as_it_is_when_a_turned_pass_won_with_points_on_no_face():
+    """A turned orientation outscored the unsure upright face, but its points are on no face: the photo as it is
+    is landmarked too and its face, on a face, kept; with --rotations none there is no turned pass to begin with."""
+    from fflm.detect.rotations import RotatingDetector
+
+    photo = read_image(asset("astronaut.png"))
+    truth = Landmarker(device="cpu").predict(photo)[0].landmarks
+    lm = Landmarker(device="cpu", detector=RotatingDetector(_UnsureUpright(photo), "auto"))
+    chosen = lm.detector.detect(photo)
+    assert [d.score for d in chosen] == [0.85]  # the wrong orientation wins on scores alone
+    assert lm.landmarks([photo], [chosen])[0][0].quality < 0.5
+    faces = lm.predict(photo)
+    assert len(faces) == 1 and faces[0].quality >= 0.5 and faces[0].score == 0.8
+    assert np.linalg.norm(faces[0].landmarks - truth, axis=1).mean() < 1.0

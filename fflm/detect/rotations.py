@@ -55,6 +55,11 @@ def best(dets: list[Detection]) -> float:
     return max((d.score for d in dets), default=0.0)
 
 
+def _same(a: list[Detection], b: list[Detection]) -> bool:
+    """Whether two passes found the same faces (the same boxes, in order): the orientation a result came from."""
+    return len(a) == len(b) and all(np.allclose(x.box, y.box, atol=1e-3) for x, y in zip(a, b))
+
+
 def tilt(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
     """The photo turned by `degrees` clockwise on a canvas that holds all of it (borders replicated), and the 2×3 map
     from the canvas' pixels back to the photo's."""
@@ -115,9 +120,12 @@ class RotatingDetector:
         return turns
 
     def second_look(self, image: np.ndarray, found: list[Detection]) -> list[Detection] | None:
-        """auto: when the photo as it is gave a face the detector was sure of but whose points say it is no face (an
-        upside-down face scores as high as an upright one), the faces of the best other orientation; else None."""
-        if self.mode != "auto" or best(found) < SURE:
+        """auto: the faces of the best-scoring orientation other than the one `found` came from (the photo as it is
+        included), for a caller whose points say the faces found are none: an upside-down face scores as high as
+        an upright one, and a detector unsure of the upright face may score a turned copy of the photo higher;
+        None when no other orientation has a face."""
+        if self.mode != "auto":
             return None
-        other = max(self.turned(image), key=best)
+        others = [o for o in [self.inner.detect(image), *self.turned(image)] if not _same(o, found)]
+        other = max(others, key=best, default=[])
         return other or None
