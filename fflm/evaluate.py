@@ -178,7 +178,7 @@ def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_s
     for start in range(0, n, batch_size):
         chunk = samples[start : start + batch_size]
         arrays = [read_image(s.image) for s in chunk]
-        dets = []
+        dets, found = [], []
         for s, a in zip(chunk, arrays):
             tbox = points_box(s.points)
             if boxes == "landmarks":
@@ -187,7 +187,13 @@ def evaluate(landmarker, samples: list, boxes: str | dict = "landmarks", batch_s
             cand = landmarker.detections(a, None if boxes == "detector" else boxes.get(Path(s.image).name, []))
             best = best_overlap(np.array([d.box for d in cand]).reshape(-1, 4), tbox, min_iou=0.1)
             dets.append([] if best is None else [cand[best]])
+            found.append(cand)
         for k, faces in enumerate(landmarker.staged_landmarks(arrays, dets)):
+            if boxes == "detector" and faces:  # as predict does: a wrong orientation's points looked at again
+                again = landmarker.second_look(arrays[k], found[k], faces)
+                if again is not None:
+                    pick = best_overlap(np.stack([f.box for f, _ in again[1]]), points_box(chunk[k].points), 0.1)
+                    faces = [] if pick is None else [again[1][pick]]
             if faces:
                 preds[start + k] = faces[0][0].landmarks
                 glob[start + k] = faces[0][1]

@@ -140,27 +140,30 @@ class Landmarker:
         """Faces in several images, run through the networks together."""
         arrays = [read_image(im) if isinstance(im, (str, Path)) else to_rgb8(im) for im in images]
         dets = [self.detections(a, None if boxes is None else boxes[i]) for i, a in enumerate(arrays)]
-        faces = self.landmarks(arrays, dets)
+        staged = self.staged_landmarks(arrays, dets)
         if boxes is None:
-            self._second_look(arrays, dets, faces)
-        return faces
+            for i, (image, found) in enumerate(zip(arrays, staged)):
+                again = self.second_look(image, dets[i], found)
+                if again is not None:
+                    staged[i] = again[1]
+        return [[face for face, _ in faces] for faces in staged]
 
-    def _second_look(self, images: Sequence[np.ndarray], dets: Sequence[Sequence[Detection]],
-                     faces: list[list[Face]]) -> None:
-        """With --rotations auto: an image whose best face is at least DOUBT_SIZE px but whose points are on no face
-        (every quality under TRUSTED_QUALITY) is landmarked in its best other orientation too (the photo as it is,
-        when a turned one was chosen), whose faces replace its own (in place) when one of them is on a face."""
+    def second_look(self, image: np.ndarray, found: Sequence[Detection], faces: list[tuple[Face, np.ndarray]]
+                    ) -> tuple[list[Detection], list[tuple[Face, np.ndarray]]] | None:
+        """With --rotations auto: when the best of `faces` (as staged_landmarks gives them, from the detector's
+        `found` on `image`) is at least DOUBT_SIZE px but every face's points are on no face (quality under
+        TRUSTED_QUALITY), the detections of the best other orientation (the photo as it is, when a turned one was
+        chosen) and their faces, if one of those is on a face; else None."""
         look = getattr(self.detector, "second_look", None)
-        for i, (image, found) in enumerate(zip(images, faces)):
-            # small faces score low quality for their blur alone: only a large sure face is doubted
-            if (look is None or not found or face_size(found[0].box) < DOUBT_SIZE
-                    or max(f.quality for f in found) >= TRUSTED_QUALITY):
-                continue
-            other = look(image, dets[i])
-            if other is not None:
-                again = self.landmarks([image], [other])[0]
-                if max(f.quality for f in again) >= TRUSTED_QUALITY:  # on a face there, unlike here
-                    faces[i] = again
+        # small faces score low quality for their blur alone: only a large face is doubted
+        if (look is None or not faces or face_size(faces[0][0].box) < DOUBT_SIZE
+                or max(f.quality for f, _ in faces) >= TRUSTED_QUALITY):
+            return None
+        other = look(image, list(found))
+        if other is None:
+            return None
+        again = self.staged_landmarks([image], [other])[0]
+        return (other, again) if max(f.quality for f, _ in again) >= TRUSTED_QUALITY else None
 
     def track(self, frames: "str | Path | Iterable[np.ndarray]", detect_every: int | None = None,
               smooth: "OneEuroParams | None" = None, fps: float | None = None) -> Iterator[list[Face]]:

@@ -83,6 +83,9 @@ class FakeLandmarker:
     def _name_of(self, image: np.ndarray) -> str:  # images are told apart by their size
         return next(n for n, (h, w) in self.sizes.items() if image.shape[:2] == (h, w))
 
+    def second_look(self, image, found, faces):
+        return None
+
     def staged_landmarks(self, images, detections):
         out = []
         for im, dets in zip(images, detections):
@@ -379,6 +382,28 @@ def test_evaluate_detector_boxes_pick_the_truths_face(annotated):
     assert report.nme_io[2] == 0.0
     [seen] = lm.boxes_seen
     np.testing.assert_allclose(seen, good)
+
+
+def test_evaluate_detector_boxes_take_predicts_second_look(annotated):
+    """With detector boxes a face whose points the second look replaces (another orientation's faces) is scored
+    on the replacement that overlaps the truth, as `fflm detect` would output it; given boxes get no second look."""
+    folder, truth = annotated
+    t = truth["c.png"]
+    good = [*(t.min(0) - 5), *(t.max(0) + 5)]
+    lm = fake(folder, truth, final=(3, 4), dets={"c.png": [good]})
+    looked = []
+
+    def second_look(image, found, faces):
+        looked.append([d.box.tolist() for d in found])
+        others = [Detection(np.array([0.0, 0.0, 20.0, 20.0]), 0.7), Detection(np.asarray(good, float), 0.6)]
+        return others, [(Face(others[0].box, 0.7, t + 50, np.ones(N)), t + 50), (Face(others[1].box, 0.6, t, np.ones(N)), t)]
+
+    lm.second_look = second_look
+    report = evaluate(lm, read_annotations(folder, N), boxes="detector")
+    assert looked == [[good]] and report.nme_io[2] == 0.0  # the overlapping replacement, not the first one
+    looked.clear()
+    report = evaluate(lm, read_annotations(folder, N), boxes={"c.png": [good]})
+    assert looked == [] and report.nme_io[2] > 0
 
 
 def test_evaluate_with_a_tiny_model(annotated, weights, monkeypatch):
