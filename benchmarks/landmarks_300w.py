@@ -1,6 +1,7 @@
 """fflm against dlib on the 300-W common test subset, each with its own face boxes, in one run.
 
     python benchmarks/landmarks_300w.py [--val ../shared/data/300w/val] [--weights W] [--boxes detector|jitter|landmarks]
+                                        [--record DIR]
 
 fflm: `fflm eval`'s measurement with boxes from its detector (`detector`), or from the truth with
 detector-like jitter (`jitter`: box scaled by exp(N(0, 0.1)) and shifted by N(0, 0.05)·side, seed 0), or
@@ -10,7 +11,8 @@ most is used, and a face it does not find counts as a failure (NME = inf, exclud
 in FR). NME is inter-ocular (outer eye corners), in percent. Then, for each method on the faces it found: NME per
 region, and the jaw's errors split along and across the contour (RMS, percent of the inter-ocular distance)
 and how alike the two methods' errors along it are; and both methods on the 76 faces dlib's model was not
-trained on (listed in dlib_heldout_300w_val.txt) against the 478 it was.
+trained on (listed in dlib_heldout_300w_val.txt) against the 478 it was. `--record DIR` writes the rows as
+`DIR/<date>-<machine>-landmarks-300w.json` (fflm.cli.bench.record) for the README's table.
 """
 
 from __future__ import annotations
@@ -68,6 +70,15 @@ def run_dlib(samples: list, models: tuple = (None,)) -> list[dict] | None:
              "points": r["points"]} for r in runs]
 
 
+def dlib_version() -> str:
+    """The installed dlib's version, or "" when it is not installed."""
+    try:
+        import dlib
+    except ImportError:
+        return ""
+    return dlib.__version__
+
+
 def dlib_heldout(samples: list) -> np.ndarray:
     """Which samples dlib's 68-point model never saw in training (by file stem; see dlib_heldout_300w_val.txt)."""
     lines = (HERE / "dlib_heldout_300w_val.txt").read_text().splitlines()
@@ -92,13 +103,16 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dlib-model", default=None,
                     help="also a retrained dlib shape predictor (benchmarks/train_dlib_300w.py), with the same HOG boxes")
+    ap.add_argument("--record", type=Path, metavar="DIR", help="also write the rows to DIR/<date>-<machine>-landmarks-300w.json")
     args = ap.parse_args()
     samples = read_annotations(args.val, 68)
     lm = Landmarker(args.weights, device=args.device)
     boxes = jittered_boxes(samples) if args.boxes == "jitter" else args.boxes
     rep = evaluate(lm, samples, boxes)
-    rows = [(f"fflm ({args.boxes} boxes)", rep.nme_io, 1000 * rep.seconds / len(samples), int(np.isfinite(rep.nme_io).sum()))]
-    models = [("dlib 68 (HOG boxes)", None)]
+    detector = {"yunet": "YuNet", "builtin": "built-in"}.get(getattr(lm.detector, "name", ""), "its")
+    fflm_name = f"fflm, {detector} detector" if args.boxes == "detector" else f"fflm ({args.boxes} boxes)"
+    rows = [(fflm_name, rep.nme_io, 1000 * rep.seconds / len(samples), int(np.isfinite(rep.nme_io).sum()))]
+    models = [(f"dlib {dlib_version()}, HOG detector + 68-point model", None)]
     if args.dlib_model:
         models.append((f"dlib retrained: {Path(args.dlib_model).name} (HOG boxes)", args.dlib_model))
     runs = run_dlib(samples, tuple(m for _, m in models))
@@ -154,6 +168,20 @@ def main() -> int:
                   f"global stage {g['refined_points']['global_stage']:.2f} %")
     if d is None:
         con.print("dlib not installed (pip install dlib-bin face-recognition-models) — its row is missing")
+    if args.record:
+        from fflm.cli.bench import record
+
+        points = [rep.points] + [r["points"] for _, r in dlibs]
+        table = [{"tool": name, "found": found, "faces": len(samples),
+                  **{k: round(summary(e)[key], 2 if k != "auc_008" else 1)
+                     for k, key in (("mean", "mean"), ("median", "median"), ("fr_008", "fr_0.08"), ("auc_008", "auc_0.08"))},
+                  "regions": dict(zip(lm.scheme.groups, map(float, parts_row(p, truth, lm.scheme))))}
+                 for (name, e, _, found), p in zip(rows, points)]
+        command = "python benchmarks/landmarks_300w.py" + "".join(
+            f" --{k.replace('_', '-')} {v}" for k, v in (("boxes", args.boxes), ("weights", args.weights),
+                                                         ("dlib_model", args.dlib_model)) if v)
+        args.record.mkdir(parents=True, exist_ok=True)
+        con.print(f"recorded {record({'rows': table}, args.record, command, kind='landmarks-300w')}")
     return 0
 
 

@@ -1,14 +1,15 @@
 """Does precision grow with resolution? fflm and dlib on the 60 `300w/hires` faces at several sizes, one run.
 
     python benchmarks/resolution.py [--hires ../shared/data/300w/hires] [--weights W ...] [--sizes 256,384,512,768,native]
-                                    [--no-dlib] [--json out.json]
+                                    [--no-dlib] [--json out.json] [--record DIR]
 
 Each crop (801-1947 px, square) is resized with cv2.INTER_AREA to a side of S px, or kept (`native`); the truth is
 scaled with the pixel-centre map x' = (x + 0.5)·s - 0.5. fflm gets the truth's tight box (as `fflm eval`); dlib
 (when `dlib-bin` and `face-recognition-models` are installed) its HOG detection overlapping the truth most
 (upsampling once up to 512 px, not above: its faces are then ≥ 300 px), and a face it misses is left out of its
 mean (the count is printed). NME is inter-ocular (outer eye corners), in percent, over all 68 points and over the
-51 that fflm's regional networks refine (eyes, brows, nose, mouth), with the same normaliser.
+51 that fflm's regional networks refine (eyes, brows, nose, mouth), with the same normaliser. `--record DIR` writes
+the figures as `DIR/<date>-<machine>-resolution.json` (fflm.cli.bench.record) for the README's table.
 """
 
 from __future__ import annotations
@@ -66,14 +67,18 @@ def run_dlib(tool, images: list[np.ndarray], truths: np.ndarray) -> np.ndarray:
     return out
 
 
+SIZES = "256,384,512,768,native"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hires", default=str(HERE.parents[1] / "shared" / "data" / "300w" / "hires"))
     ap.add_argument("--weights", nargs="*", default=[None], help="fflm weights files (default: the shipped model)")
-    ap.add_argument("--sizes", default="256,384,512,768,native")
+    ap.add_argument("--sizes", default=SIZES)
     ap.add_argument("--no-dlib", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the figures to this file")
+    ap.add_argument("--record", type=Path, metavar="DIR", help="also write them to DIR/<date>-<machine>-resolution.json")
     a = ap.parse_args()
 
     import torch
@@ -111,6 +116,13 @@ def main() -> None:
             print(f"  ({name} missed faces at: {missed})")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
+    if a.record:
+        from fflm.cli.bench import record
+
+        command = ("python benchmarks/resolution.py" + (f" --sizes {a.sizes}" if a.sizes != SIZES else "")
+                   + ("".join(f" --weights {w}" for w in a.weights if w) if a.weights != [None] else ""))
+        a.record.mkdir(parents=True, exist_ok=True)
+        print(f"recorded {record(results, a.record, command, kind='resolution')}")
 
 
 if __name__ == "__main__":
