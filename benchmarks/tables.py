@@ -28,12 +28,14 @@ RUNS = {
     "bench-float32": "2026-12-01-amd-epyc-2cpu-bench-float32",
     "landmark-stage": "2026-12-01-amd-epyc-2cpu-landmark-stage",
     "speed-accuracy": "2026-12-01-amd-epyc-2cpu-speed-accuracy",
-    "eval-300w-val": "2026-12-01-amd-epyc-2cpu-eval-300w-val",
+    "eval-300w-val": "2026-12-04-amd-epyc-2cpu-eval-300w-val",
     "detector": "2026-12-01-amd-epyc-2cpu-detector",
     "detector-timing": "2026-12-03-intel-xeon-2cpu-detector-timing",
     "train-step": "2026-12-01-amd-epyc-2cpu-train-step",
-    "landmarks-300w": "2026-12-02-amd-epyc-2cpu-landmarks-300w",
-    "peers": "2026-12-03-intel-xeon-2cpu-speed-2",
+    "landmarks-300w": "2026-12-04-amd-epyc-2cpu-landmarks-300w",
+    "dlib-retrained": "2026-12-02-amd-epyc-2cpu-landmarks-300w",
+    "resolution": "2026-12-04-amd-epyc-2cpu-resolution",
+    "peers": "2026-12-04-amd-epyc-2cpu-speed",
     "video": "2026-12-03-intel-xeon-2cpu-video",
 }
 MARKER = re.compile(r"(<!-- table:([a-z0-9-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
@@ -77,19 +79,15 @@ def _size(r: dict) -> str:
 
 
 def models() -> str:
-    ev, ls, det, dt = (load(s) for s in ("eval-300w-val", "landmark-stage", "detector", "detector-timing"))
-    nme = {r["weights"]: r["mean"] for r in ev["figures"]["rows"] if r["setting"].startswith("default")}
+    ev, ls = (load(s) for s in ("eval-300w-val", "landmark-stage"))
+    nme = {r["weights"]: r["mean"] for r in ev["figures"]["rows"]
+           if r["setting"].startswith("default") and r["boxes"] == "landmarks"}
     ms = {r["weights"]: r["ms_per_face"] for r in ls["figures"]["rows"] if r["precision"] == "bfloat16"}
-    w300 = det["figures"]["w300"][0]
-    photo = next(r for r in dt["figures"]["rows"] if r["detector"] == "builtin" and r["input"] == "640×480 photo")
-    lic = "non-commercial research (300-W)"
+    lic = {"fflm-300w-68": "non-commercial research (300-W, AFLW, MERL-RAV)",
+           "fflm-300w-68-stacks2": "non-commercial research (300-W)"}
     rows = [[f"`{name}` (default)" if i == 0 else f"`{name}`", "68", fmt(nme[name], "{:.3f} %"), f"{ms[name]} per face",
-             lic, "[card](fflm/assets/MODEL_CARD.md)"] for i, name in enumerate(("fflm-300w-68", "fflm-300w-68-stacks2"))]
-    rows.append(["`fflm-detector`", "boxes", f"{w300['nme_detector_boxes']:.3f} % on its boxes",
-                 f"{photo['wall_ms']} per {photo['input']}", "research only (WIDER FACE, 300-W)",
-                 "[card](fflm/assets/DETECTOR_CARD.md)"])
-    return markdown(["file", "points", "NME, 300-W val", "ms", "licence", "card"], rows, "lrrrll",
-                    ev, ls, det, dt)
+             lic[name], "[card](fflm/assets/MODEL_CARD.md)"] for i, name in enumerate(lic)]
+    return markdown(["file", "points", "NME, 300-W val", "ms", "licence", "card"], rows, "lrrrll", ev, ls)
 
 
 def accuracy_dlib() -> str:
@@ -101,8 +99,25 @@ def accuracy_dlib() -> str:
                      "jaw"], rows, "lrrrrrr", run)
 
 
+def resolution() -> str:
+    run = load("resolution")
+    fig = run["figures"]
+    sizes = fig["sizes"]
+    rows = []
+    for tool, by_size in fig["tools"].items():
+        name = tool.removesuffix(".safetensors")
+        name = f"fflm `{name[5:]}`" if name.startswith("fflm ") else f"{name}, its HOG box"
+        for points, what in (("68", "68 points"), ("51", "the 51 refined points")):
+            cells = [fmt(by_size[s][f"nme_{points}"], "{:.3f} %") for s in sizes]
+            missed = max(fig["faces"] - by_size[s]["found"] for s in sizes)
+            rows.append([f"{name}, {what}" + (f" ({missed} faces missed at most)" if missed else ""), *cells])
+    header = [f"300-W hires ({fig['faces']} faces), inter-ocular NME, crop side"] + [
+        s if s == "native" else f"{s} px" for s in sizes]
+    return markdown(header, rows, "l" + "r" * len(sizes), run)
+
+
 def accuracy_regions() -> str:
-    run = load("landmarks-300w")
+    run = load("dlib-retrained")
     rows = [[r["tool"], str(r["found"]), fmt(r["mean"], "{:.2f} %"), fmt(r["median"], "{:.2f} %"),
              fmt(r["fr_008"], "{:.2f} %")] + [fmt(r["regions"][k], "{:.2f}") for k in REGIONS]
             for r in run["figures"]["rows"]]
@@ -114,7 +129,7 @@ def eval_300w() -> str:
     run = load("eval-300w-val")
     rows = [[r["setting"], fmt(r["mean"], "{:.3f} %"), fmt(r["median"], "{:.2f} %"), fmt(r["fr_008"], "{:.2f} %"),
              fmt(r["auc_008"], "{:.1f}"), fmt(r["fr_010"], "{:.2f} %"), fmt(r["auc_010"], "{:.1f}")]
-            for r in run["figures"]["rows"] if r["weights"] == "fflm-300w-68"]
+            for r in run["figures"]["rows"] if r["weights"] == "fflm-300w-68" and r["boxes"] == "landmarks"]
     return markdown(["`fflm-300w-68` on 300-W val", "mean", "median", "FR@0.08", "AUC@0.08", "FR@0.10", "AUC@0.10"],
                     rows, "lrrrrrr", run)
 
@@ -211,10 +226,13 @@ def detector() -> str:
     mosaic = grid(["8K mosaic, 118 faces ≥ 40 px", "recall ≥ 40", "recall ≥ 60", "precision", "seconds"],
                   [[r["detector"]] + [fmt(r[k], "{:.3f}") for k in ("r40", "r60", "precision")]
                    + [fmt(r["seconds"], "{:.2f}")] for r in f["mosaic"]], "lrrrr")
+    ev = load("eval-300w-val")  # the landmark figures: the shipped landmark file on each detector's boxes
+    on = {r["boxes"]: r["mean"] for r in ev["figures"]["rows"] if r["weights"] == "fflm-300w-68"
+          and r["setting"].startswith("default")}
     w300 = grid(["300-W val (554 crops)", "found (IoU ≥ 0.5)", "NME, its boxes", "NME, boxes from landmarks"],
-                [[r["detector"], fmt(r["found"], "{:.3f}"), fmt(r["nme_detector_boxes"], "{:.3f} %"),
-                  fmt(r["nme_landmark_boxes"], "{:.3f} %")] for r in f["w300"]], "lrrr")
-    return "\n".join((scenes, mosaic, w300, source(run)))
+                [[r["detector"], fmt(r["found"], "{:.3f}"), fmt(on.get(r["detector"].lower()), "{:.3f} %"),
+                  fmt(on["landmarks"], "{:.3f} %")] for r in f["w300"]], "lrrr")
+    return "\n".join((scenes, mosaic, w300, source(run, ev)))
 
 
 def _video_mode(label: str) -> str:
@@ -263,9 +281,9 @@ def video_sweep() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {f.__name__.replace("_", "-"): f for f in (
-    models, accuracy_dlib, accuracy_regions, eval_300w, speed, bench, bench_batch, precision, landmark_stage,
+    models, accuracy_dlib, resolution, accuracy_regions, eval_300w, speed, bench, bench_batch, precision, landmark_stage,
     speed_accuracy, peers, detector_speed, train_step, detector, video_motion, video_samples, video_sweep)}
-README_TABLES = ("models", "accuracy-dlib", "speed")
+README_TABLES = ("models", "accuracy-dlib", "resolution", "speed")
 
 
 def fill_markers(text: str) -> str:
