@@ -43,6 +43,7 @@ def evaluate(val: str, weights: str, extra: list[str], threads: int) -> dict:
 
 
 def row(setting: str, weights: str, boxes: str, report: dict) -> dict:
+    """One setting's figures as the results file holds them (benchmarks/tables.py reads these keys)."""
     io_ = report["inter_ocular"]
     return {"setting": setting, "weights": f"fflm-{weights}", "boxes": boxes, "found": report["found"],
             "faces": report["faces"], "mean": round(io_["mean"], 3),
