@@ -366,14 +366,14 @@ def _train_epoch(r: _Run, stop: run.Interrupt, bar, task) -> tuple[dict[str, flo
     sums: dict[str, float] = {}
     n = 0
     try:
-        # the loader walks the sampler's batches in order, so each batch's source (and its distill weight) is known
-        distills = [r.data.sources[i].distill for i in r.data.batches.sources()] if r.teacher is not None else None
+        # the loader walks the sampler's batches in order, so each batch's source (and its distill share) is known
+        shares = [r.cfg.distill if r.data.sources[i].distill is None else r.data.sources[i].distill
+                  for i in r.data.batches.sources()] if r.teacher is not None else None
         for b, (images, pts, weights) in enumerate(r.data.loader):
             run.set_lr(r.opt, lr_at(r.step, r.total_steps, r.cfg))
             images, pts = images.to(r.device, non_blocking=True).float(), pts.to(r.device)
-            distill = r.cfg.distill if distills is None or distills[b] is None else distills[b]
-            if r.teacher is not None and distill:
-                pts = teacher_targets(r.teacher, images, pts, distill, r.dtype)
+            if shares is not None and shares[b]:
+                pts = teacher_targets(r.teacher, images, pts, shares[b], r.dtype)
             loss, parts = train_step(r.model, r.opt, images, pts, r.cfg, r.dtype, weights.to(r.device))
             if r.ema is not None:
                 r.ema.update_parameters(r.model)
