@@ -11,7 +11,7 @@ from fflm.choices import BUILTIN_THRESHOLD, MIN_FACE
 from fflm.detect.base import Detection
 from fflm.detect.files import detect_file
 from fflm.detect.run import infer
-from fflm.detect.tiling import detect_tiled
+from fflm.detect.tiling import detect_tiled, run_proxy
 from fflm.detect.weights import load_detector
 from fflm.errors import UsageError
 from fflm.geometry import face_size
@@ -117,4 +117,10 @@ class BuiltinDetector:
         """Like `detect(read_image(path))`, but decoding the photo only at the size the detector needs."""
         boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.tile_face, self.nms_iou, coarse=True)
         return finish(boxes, scores, self.max_faces, self.min_face_size, self.landmark_box)
+
+    def glance(self, image: np.ndarray) -> list[Detection]:
+        """The faces of one pass at half the proxy side, no tiles: a quarter of the cost, enough to tell which
+        way up a photo is (fflm.detect.rotations)."""
+        return finish(*run_proxy(self._run, image, self.proxy // 2), self.max_faces, self.min_face_size,
+                      self.landmark_box)
 

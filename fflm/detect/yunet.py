@@ -20,7 +20,7 @@ from fflm.detect.base import Detection
 from fflm.detect.builtin import finish, parse_tiles, size_limits
 from fflm.detect.files import detect_file
 from fflm.detect.frame import FaceFrame, roll
-from fflm.detect.tiling import detect_tiled
+from fflm.detect.tiling import detect_tiled, run_proxy
 from fflm.detect.weights import DetectorModelError
 from fflm.errors import UsageError
 from fflm.weights import asset
@@ -135,3 +135,8 @@ class YuNetDetector:
         """Like `detect(read_image(path))`, decoding the photo only at the size the detector needs."""
         boxes, scores = detect_file(self._run, path, self.proxy, self.tiles, self.tile_face, self.nms_iou)
         return self._finish(boxes, scores)
+
+    def glance(self, image: np.ndarray) -> list[Detection]:
+        """The faces of one pass at half the proxy side, no tiles: a quarter of the cost, enough to tell which
+        way up a photo is (fflm.detect.rotations)."""
+        return self._finish(*run_proxy(self._run, image, self.proxy // 2))

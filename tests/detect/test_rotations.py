@@ -37,10 +37,12 @@ class OneWay:
     def __init__(self, k: int, score: float = 0.95) -> None:
         self.k, self.score, self.calls = k, score, 0
 
+    def finds(self, image) -> bool:
+        return image.shape[:2] == ((20, 10) if self.k % 2 else (10, 20)) and image[0, 0] == self.k
+
     def detect(self, image):
         self.calls += 1
-        turned = image.shape[:2] == ((20, 10) if self.k % 2 else (10, 20)) and image[0, 0] == self.k
-        return [Detection(np.array([1.0, 2.0, 3.0, 4.0]), self.score)] if turned else []
+        return [Detection(np.array([1.0, 2.0, 3.0, 4.0]), self.score)] if self.finds(image) else []
 
 
 def photo_for(k: int) -> np.ndarray:
@@ -64,6 +66,55 @@ def test_auto_looks_at_the_turns_only_when_the_photo_as_it_is_has_no_sure_face()
     assert det.detect(photo_for(2)) == [] and det.inner.calls == 1
     det = RotatingDetector(OneWay(1, score=0.5), "all")
     assert len(det.detect(photo_for(1))) == 1 and det.inner.calls == 6
+
+
+class Glancing(OneWay):
+    """OneWay with glances: a glance finds the face in the photo turned by `k` at `glance_score`, and in the photo
+    as it is (one marked 7 at its top left) at `upright_glance` (None: nothing there)."""
+
+    def __init__(self, k: int, score: float = 0.95, glance_score: float = 0.8, upright_glance=None) -> None:
+        super().__init__(k, score)
+        self.glance_score, self.upright_glance, self.glances = glance_score, upright_glance, 0
+
+    def glance(self, image):
+        self.glances += 1
+        if self.upright_glance is not None and image.shape[:2] == (10, 20) and image[0, 0] == 7:
+            return [Detection(np.array([5.0, 2.0, 9.0, 6.0]), self.upright_glance)]
+        return [Detection(np.array([1.0, 2.0, 3.0, 4.0]), self.glance_score)] if self.finds(image) else []
+
+
+def test_auto_compares_the_orientations_by_glances_and_runs_only_the_winner_in_full():
+    det = RotatingDetector(Glancing(2), "auto")
+    [d] = det.detect(photo_for(2))
+    # a full pass as it is, then six glances (3 quarter turns, 2 tilts, as it is), then the winner's full pass
+    assert det.inner.glances == 6 and det.inner.calls == 2 and d.score == 0.95 and abs(d.roll) == 180.0
+    np.testing.assert_allclose(d.box, unturn(Detection(np.array([1.0, 2.0, 3.0, 4.0]), 1), 2, 20, 10).box)
+
+
+def test_auto_keeps_the_photo_as_it_is_on_a_tie_or_when_no_glance_finds_a_face():
+    class Unsure(Glancing):  # an unsure face in the photo as it is, none anywhere else
+        def detect(self, image):
+            self.calls += 1
+            return [Detection(np.array([5.0, 2.0, 9.0, 6.0]), 0.5)] if image.shape[:2] == (10, 20) and image[0, 0] == 7 else []
+
+    for det, glances in ((RotatingDetector(Unsure(2, glance_score=0.6, upright_glance=0.6), "auto"), 6),  # tie
+                         (RotatingDetector(Unsure(2, glance_score=0.6, upright_glance=0.7), "auto"), 6),  # as it is wins
+                         (RotatingDetector(Unsure(5, upright_glance=0.6), "auto"), 5)):  # no turned glance finds a face
+        photo = photo_for(2)  # its face turned by 180°, and the unsure one as it is
+        photo[0, 0] = 7
+        [d] = det.detect(photo)
+        assert d.score == 0.5 and d.roll == 0.0 and det.inner.glances == glances and det.inner.calls == 1
+
+
+def test_a_glance_is_one_untiled_pass_at_half_the_proxy(monkeypatch):
+    from fflm.detect.yunet import YuNetDetector
+
+    det = YuNetDetector()
+    sizes = []
+    run = det._run
+    monkeypatch.setattr(det, "_run", lambda small: sizes.append(small.shape[:2]) or run(small))
+    det.glance(np.zeros((960, 1280, 3), np.uint8))
+    assert sizes == [(det.proxy * 3 // 8, det.proxy // 2)]
 
 
 def test_points_detection_and_when_to_turn():
