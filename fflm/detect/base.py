@@ -30,7 +30,8 @@ class Detection:
 
 
 class FaceDetector(Protocol):
-    """Anything with `detect(image) -> list[Detection]`, best first."""
+    """Anything with `detect(image) -> list[Detection]`, best first. It may also have `glance(image)`, a cheaper
+    pass by which `--rotations auto` compares orientations (fflm.detect.rotations)."""
 
     name: str
 
