@@ -1,16 +1,18 @@
-"""ONNX Runtime against torch on this CPU, in one run: `python benchmarks/onnx_backend.py [--out FILE.json]`
+"""The exported backends against torch on this CPU, in one run: `python benchmarks/onnx_backend.py [--out FILE.json]`
 
 1. Agreement: every face of `300w/val` (box = the truth's tight box, as `fflm eval`) through torch float32 and
    through the onnxruntime backend; the largest and mean point difference in pixels.
 2. Speed: ms per face of the landmark stage (`Landmarker.landmarks` on decoded images, boxes given, batches of 8,
-   default settings with the mirrored passes) for torch float32, torch bfloat16 and ONNX Runtime float32, on 1 and
-   2 threads; the settings take turns round by round, the median round of each is reported.
+   default settings with the mirrored passes) for torch float32, torch bfloat16, ONNX Runtime float32 and, when
+   openvino is installed, OpenVINO float32 and bfloat16, on 1 and 2 threads; the settings take turns round by
+   round, the median round of each is reported.
 The ONNX files are exported from the shipped weights into a temporary folder first (or taken from --onnx-dir).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import tempfile
@@ -82,6 +84,10 @@ def main() -> None:
         settings[("torch", "float32", threads)] = Landmarker(device="cpu", precision="float32")
         settings[("torch", "bfloat16", threads)] = Landmarker(device="cpu", precision="bfloat16")
         settings[("onnxruntime", "float32", threads)] = Landmarker(backend="onnxruntime", onnx_dir=onnx_dir)
+        if importlib.util.find_spec("openvino") is not None:
+            for precision in ("float32", "bfloat16"):
+                settings[("openvino", precision, threads)] = Landmarker(backend="openvino", onnx_dir=onnx_dir,
+                                                                        precision=precision)
     times: dict[tuple, list[float]] = {k: [] for k in settings}
     for r in range(args.rounds + 1):  # round 0 warms up
         for key, lm in settings.items():

@@ -3,7 +3,8 @@
     python benchmarks/speed.py [--val ../shared/data/300w/val] [--count N] [--threads 2] [--record DIR]
 
 Every tool runs with its own face detector on the decoded RGB array (decoding is not timed): fflm's `predict`
-with each of its presets, dlib's HOG detector (upsampling once) and 68-point model when `dlib-bin` and
+with each of its presets (and, when openvino is installed, the default and fast presets with `--backend
+openvino` on exports of their weights, `--exports`), dlib's HOG detector (upsampling once) and 68-point model when `dlib-bin` and
 `face-recognition-models` are installed, MediaPipe Face Mesh when `mediapipe==0.10.14` is (its 468 points
 mapped to 68 by benchmarks/mediapipe68.py, fitted on `--train` in the same run). The tools take turns on each
 image, in an order that rotates from image to image, so a slow spell of a shared machine hits all of them alike.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,8 +73,28 @@ def mediapipe_tool(train: Path):
     return run, f"MediaPipe Face Mesh {mesh.version} (map fitted on {fitted} faces)"
 
 
-def tools(train: Path, with_peers: bool) -> dict:
-    out = {name: fflm_tool(kw) for name, kw in PRESETS.items()}
+def openvino_presets(folder: Path) -> dict:
+    """The default and fast presets with their networks in OpenVINO (`--backend openvino`), from the exports in
+    `folder/<weights name>/`, made there first where missing; none when openvino is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return {}
+    from fflm.export import MANIFEST, export_onnx
+    from fflm.presets import preset
+    from fflm.weights import shipped
+
+    out = {}
+    for name, kw in (("fflm default, --backend openvino", {}), ("fflm --fast, --backend openvino", {"preset": "fast"})):
+        weights = preset(kw.get("preset", "default")).weights
+        if not (folder / weights / MANIFEST).is_file():
+            export_onnx(folder / weights, shipped(weights))
+        out[name] = {**kw, "backend": "openvino", "onnx_dir": folder / weights}
+    return out
+
+
+def tools(train: Path, with_peers: bool, exports: Path) -> dict:
+    out = {name: fflm_tool(kw) for name, kw in {**PRESETS, **openvino_presets(exports)}.items()}
     if with_peers:
         from fflm.benchmarking.peers import dlib_available
 
@@ -118,11 +140,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--record", type=Path, metavar="DIR")
+    ap.add_argument("--exports", type=Path, metavar="DIR", help="ONNX exports of the shipped weights, one folder per "
+                    "name (made where missing; default: a temporary folder)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     samples = read_annotations(args.val)
     samples = samples[: args.count] if args.count else samples
-    result = measure(samples, tools(args.train, not args.no_peers))
+    with tempfile.TemporaryDirectory() as tmp:
+        result = measure(samples, tools(args.train, not args.no_peers, args.exports or Path(tmp)))
     print(f"{len(samples)} faces of {args.val}, {args.threads} threads, each tool with its own detector")
     print(f"{'tool':<58} {'ms/image':>9} {'found':>7} {'NME %':>7} {'median':>7}")
     for n, r in result.items():

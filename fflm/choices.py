@@ -12,7 +12,7 @@ from importlib.resources import files
 FORMATS = ("json", "jsonl", "csv", "parquet", "pts")  # result formats (fflm.outputs, fflm.parquet)
 DEVICES = ("auto", "cpu", "cuda")  # fflm.pipeline.pick_device
 PRECISIONS = ("auto", "float32", "bfloat16")  # fflm.inference.compute_dtype
-BACKENDS = ("torch", "onnxruntime")  # where the networks run (fflm.pipeline.Landmarker, fflm.backends)
+BACKENDS = ("torch", "onnxruntime", "openvino")  # where the networks run (fflm.pipeline.Landmarker, fflm.backends)
 ENGINES = ("local", "ray")  # fflm batch --engine (fflm.runner, fflm.distributed)
 DETECTORS = ("yunet", "builtin", "none")  # fflm.detect.make_detector (the default first)
 ROTATIONS = ("auto", "none", "all")  # fflm.detect.rotations

@@ -81,8 +81,9 @@ class Landmarker:
     `shape_prior`: use the weights' shape model, when they have one, on the points no region refines.
     `precision`: the landmark networks' arithmetic, `float32`, `bfloat16`, or `auto` (bfloat16 where the device
     computes it natively: same accuracy on 300-W, networks ~25-40 % faster on such a CPU; see docs/benchmarks.md).
-    `backend`: `torch`, or `onnxruntime` to run the networks from the ONNX files `fflm export --format onnx` wrote
-    into `onnx_dir` from these weights (float32; the `fflm[onnx]` extra; see fflm.backends.onnx).
+    `backend`: `torch`, `onnxruntime` or `openvino` to run the networks from the ONNX files `fflm export --format
+    onnx` wrote into `onnx_dir` from these weights, on the CPU (onnxruntime: float32, the `fflm[onnx]` extra;
+    openvino: `precision` as for torch, the `fflm[openvino]` extra; see fflm.backends).
     `preset`: `default`, or `fast` (lighter weights, no mirrored passes; fflm.presets): it chooses the weights and
     `flip` unless they are given.
     """
@@ -96,12 +97,19 @@ class Landmarker:
         chosen = presets.preset(preset)
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
-        if (backend == "onnxruntime") != (onnx_dir is not None):
-            raise UsageError("the onnxruntime backend runs the files of an ONNX folder: give both or neither")
-        if backend == "onnxruntime" and (device.startswith("cuda") or precision == "bfloat16"):
-            raise UsageError("the onnxruntime backend runs on the CPU in float32")
-        self.device = pick_device("cpu" if backend == "onnxruntime" else device)
-        self.dtype = compute_dtype("float32" if backend == "onnxruntime" else precision, self.device)
+        exported = backend != "torch"  # the networks run from the files of an ONNX folder (fflm.backends)
+        if exported != (onnx_dir is not None):
+            raise UsageError("the onnxruntime and openvino backends run the files of an ONNX folder: give a backend "
+                             "and onnx_dir together")
+        if exported and device.startswith("cuda"):
+            raise UsageError(f"the {backend} backend runs on the CPU")
+        if backend == "onnxruntime" and precision == "bfloat16":
+            raise UsageError("the onnxruntime backend runs in float32")
+        self.device = pick_device("cpu" if exported else device)
+        #: the networks' arithmetic; the torch parts around them (heads, geometry) always run in float32
+        dtype = compute_dtype("float32" if backend == "onnxruntime" else precision, self.device)
+        self.precision = str(dtype).removeprefix("torch.")
+        self.dtype = torch.float32 if exported else dtype  # what torch's own networks run in
         self.weights_path = resolve(chosen.weights if weights is None else weights)
         trained, self.metadata = load_model(self.weights_path, self.device)
         # folded, the four regional networks as one grouped network (one call per stage), in the chosen dtype
@@ -122,6 +130,10 @@ class Landmarker:
             from fflm.backends.onnx import use_onnxruntime
 
             use_onnxruntime(self, onnx_dir)
+        elif backend == "openvino":
+            from fflm.backends.openvino import use_openvino
+
+            use_openvino(self, onnx_dir, self.precision)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs) -> "Landmarker":

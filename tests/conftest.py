@@ -163,3 +163,15 @@ def tiny_video(tmp_path) -> Path:
         vw.write(np.full((48, 64, 3), 40 * k + 20, np.uint8))
     vw.release()
     return path
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory) -> Path:
+    """The shipped weights and detector exported once through the CLI, for both exported backends."""
+    from fflm.cli import main
+
+    for module in ("onnxscript", "onnx"):
+        pytest.importorskip(module)
+    out = tmp_path_factory.mktemp("onnx") / "model-onnx"
+    assert main(["export", "--format", "onnx", str(out)]) == 0
+    return out

@@ -1,5 +1,6 @@
-"""The networks in ONNX Runtime: a Landmarker whose detector, global and regional networks run from the files
-`fflm export --format onnx` wrote (fflm.export), the rest of the pipeline unchanged.
+"""The networks from an ONNX export: a Landmarker whose detector, global and regional networks run from the files
+`fflm export --format onnx` wrote (fflm.export) in ONNX Runtime (here) or OpenVINO (fflm.backends.openvino),
+the rest of the pipeline unchanged.
 
 The files are refused unless their manifest names the very weights (sha256) and scheme the Landmarker loaded,
 and, for the built-in detector, the same detector file.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,63 +83,73 @@ class Sessions:
             return session
 
 
-class OrtNet(nn.Module):
-    """An ONNX file run by ONNX Runtime in place of a torch network: float32 tensors in, the list of outputs out.
-    `threads`: ONNX Runtime's threads (default: torch's in the calling thread, as the network it replaces)."""
+Runner = Callable[[np.ndarray], list[np.ndarray]]  # float32 input array -> the network's output arrays
 
-    def __init__(self, path: Path, threads: int | None = None, stride: int = 1) -> None:
+
+def ort_runner(path: Path, threads: int | None = None) -> Runner:
+    """ONNX Runtime running the file at `path` (`threads`: its threads, default torch's in the calling thread)."""
+    sessions = Sessions(path)
+    name = sessions.get(threads).get_inputs()[0].name
+    return lambda a: sessions.get(threads).run(None, {name: a})
+
+
+class ExportedNet(nn.Module):
+    """An exported network run by another runtime in place of a torch network: float32 tensors in, the list of
+    outputs out."""
+
+    def __init__(self, run: Runner, stride: int = 1) -> None:
         super().__init__()
-        if not path.is_file():
-            raise OnnxMismatch(f"{path}: missing from the ONNX folder")
-        self.sessions = Sessions(path)
-        self.threads = threads
-        self.input = self.sessions.get(threads).get_inputs()[0].name
-        self.stride = stride
+        self.run, self.stride = run, stride
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         a = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        return [torch.from_numpy(o) for o in self.sessions.get(self.threads).run(None, {self.input: a})]
+        return [torch.from_numpy(o) for o in self.run(a)]
 
     def run_normalised(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The detector's map network's entry point (fflm.detect.run.infer)."""
         return self.forward(x)
 
 
-class _OrtVerifier(OrtNet):
+class _Verifier(ExportedNet):
     """The detector's crop classifier: one [K, 5] output."""
 
-    def __init__(self, path: Path, threads: int | None, config) -> None:  # noqa: ANN001
-        super().__init__(path, threads)
+    def __init__(self, run: Runner, config) -> None:  # noqa: ANN001
+        super().__init__(run)
         self.config = config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().forward(x)[0]
 
 
-class _OrtDetector:
+class _Detector:
     """What fflm.detect.run.infer asks of a detector network: `config`, `run_normalised`, `verifier`."""
 
-    def __init__(self, config, maps: OrtNet, verifier: _OrtVerifier | None) -> None:  # noqa: ANN001
+    def __init__(self, config, maps: ExportedNet, verifier: _Verifier | None) -> None:  # noqa: ANN001
         self.config, self.run_normalised, self.verifier = config, maps.run_normalised, verifier
 
 
-def use_onnxruntime(landmarker, onnx_dir: str | Path, threads: int | None = None) -> None:  # noqa: ANN001
-    """Swap the Landmarker's networks (and its built-in detector's) for the ONNX files of `onnx_dir`, after checking
-    that they were exported from its weights. `threads`: ONNX Runtime's threads per network (default torch's)."""
+def use_exported(landmarker, onnx_dir: str | Path, runner: Callable[[Path], Runner]) -> None:  # noqa: ANN001
+    """Swap the Landmarker's networks (and its built-in detector's) for the ONNX files of `onnx_dir`, each run by
+    `runner(path)`, after checking that they were exported from its weights."""
     from fflm.detect.builtin import BuiltinDetector
     from fflm.weights import file_sha256
 
-    require("onnxruntime", "onnx", "the onnxruntime backend")
     onnx_dir = Path(onnx_dir)
     manifest = read_manifest(onnx_dir)
     check_manifest(manifest, onnx_dir, landmarker.weights_path, landmarker.scheme.to_dict())
+
+    def net(name: str, cls=ExportedNet, *args) -> nn.Module:  # noqa: ANN001
+        path = onnx_dir / name
+        if not path.is_file():
+            raise OnnxMismatch(f"{path}: missing from the ONNX folder")
+        return cls(runner(path), *args)
+
     model = landmarker.model
-    stacked = model.stacked_regions
     stages = manifest["regional"]["stages"]
-    if len(stages) != len(stacked):
-        raise OnnxMismatch(f"{onnx_dir}: {len(stages)} regional stages, the weights have {len(stacked)}")
-    model.global_net = OrtNet(onnx_dir / manifest["global"]["file"], threads, model.global_net.stride)
-    model.stacked_regions = nn.ModuleList(OrtNet(onnx_dir / s["file"], threads) for s in stages)
+    if len(stages) != len(model.stacked_regions):
+        raise OnnxMismatch(f"{onnx_dir}: {len(stages)} regional stages, the weights have {len(model.stacked_regions)}")
+    model.global_net = net(manifest["global"]["file"], ExportedNet, model.global_net.stride)
+    model.stacked_regions = nn.ModuleList(net(s["file"]) for s in stages)
     det = landmarker.detector
     if isinstance(det, BuiltinDetector):
         d = manifest.get("detector", {})
@@ -146,8 +158,15 @@ def use_onnxruntime(landmarker, onnx_dir: str | Path, threads: int | None = None
                                "export with this --detector-model")
         verifier = None
         if det.model.verifier is not None:
-            verifier = _OrtVerifier(onnx_dir / d["verifier"]["file"], threads, det.model.verifier.config)
-        det.model = _OrtDetector(det.model.config, OrtNet(onnx_dir / d["file"], threads), verifier)
+            verifier = net(d["verifier"]["file"], _Verifier, det.model.verifier.config)
+        det.model = _Detector(det.model.config, net(d["file"]), verifier)
+
+
+def use_onnxruntime(landmarker, onnx_dir: str | Path, threads: int | None = None) -> None:  # noqa: ANN001
+    """The Landmarker's networks from the ONNX files of `onnx_dir` in ONNX Runtime (float32; `threads`: its
+    threads per network, default torch's)."""
+    require("onnxruntime", "onnx", "the onnxruntime backend")
+    use_exported(landmarker, onnx_dir, lambda path: ort_runner(path, threads))
 
 
 def yunet_model(onnx_dir: str | Path) -> Path | None:

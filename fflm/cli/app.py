@@ -121,10 +121,11 @@ FormatOpt = typer.Option(None, "--format", "-f", metavar="FORMAT", case_sensitiv
                          help="json, jsonl, csv, parquet (a file; the fflm[parquet] extra) or pts (one 300-W file per "
                          "face); default: by --out's extension (.jsonl, .csv, .parquet), else json.")
 BackendOpt = typer.Option(Backend.torch, "--backend", metavar="NAME", case_sensitive=False,
-                          help="Where the networks run: torch, or onnxruntime (float32 on the CPU; needs --onnx-dir "
-                          "and the fflm[onnx] extra).")
-OnnxDirOpt = typer.Option(None, "--onnx-dir", metavar="DIR", file_okay=False, help="For --backend onnxruntime: the "
-                          "folder 'fflm export --format onnx' wrote from the same --weights.")
+                          help="Where the networks run: torch, onnxruntime (float32 on the CPU; the fflm[onnx] "
+                          "extra) or openvino (the CPU, --precision as for torch; the fflm[openvino] extra); the "
+                          "last two need --onnx-dir.")
+OnnxDirOpt = typer.Option(None, "--onnx-dir", metavar="DIR", file_okay=False, help="For --backend onnxruntime or "
+                          "openvino: the folder 'fflm export --format onnx' wrote from the same --weights.")
 ThreadsOpt = typer.Option(0, "--threads", min=0, metavar="N", help="Torch CPU threads (0: torch's default).")
 ShapePriorOpt = typer.Option(True, "--shape-prior/--no-shape-prior", help="Use the weights' shape model (when they "
                              "have one) on the points no region refines, as detect does.")

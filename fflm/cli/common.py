@@ -74,18 +74,24 @@ class LandmarkerOptions:
     def _backend(self) -> Path | None:
         """Usage errors of --backend and --onnx-dir; the detector model to use (an export's copy of YuNet for
         --detector yunet without --detector-model)."""
-        if (self.backend == "onnxruntime") != (self.onnx_dir is not None):
-            raise usage("--backend onnxruntime and --onnx-dir DIR go together")
+        if (self.backend != "torch") != (self.onnx_dir is not None):
+            raise usage("--backend onnxruntime or openvino and --onnx-dir DIR go together")
         if self.onnx_dir is None:
             return self.detector_model
         if not self.onnx_dir.is_dir():
             raise usage(f"no such folder: {self.onnx_dir}")
-        if self.device == "cuda" or self.precision == "bfloat16":
-            raise usage("--backend onnxruntime runs on the CPU in float32 (leave --device and --precision at auto)")
+        if self.device == "cuda":
+            raise usage(f"--backend {self.backend} runs on the CPU (leave --device at auto)")
         from fflm.backends import require
 
-        require("onnxruntime", "onnx", "--backend onnxruntime")
-        self.device, self.precision = "cpu", "float32"
+        if self.backend == "onnxruntime":
+            if self.precision == "bfloat16":
+                raise usage("--backend onnxruntime runs in float32 (leave --precision at auto)")
+            require("onnxruntime", "onnx", "--backend onnxruntime")
+            self.precision = "float32"
+        else:
+            require("openvino", "openvino", "--backend openvino")
+        self.device = "cpu"
         if self.detector == "yunet" and self.detector_model is None:
             from fflm.backends.onnx import yunet_model
 

@@ -41,9 +41,12 @@ def export(
     (the default) the YuNet file (--detector-model, or the shipped one) is copied beside it, for --backend onnxruntime --detector yunet."""
     from fflm.export import export_onnx
 
-    for p in (weights, detector_model):
-        if p is not None and not p.is_file():
-            raise usage(f"no such file: {p}")
+    from fflm.weights import resolve
+
+    if weights is not None and not resolve(weights).is_file():  # a file, or a shipped file's name
+        raise usage(f"no such weights file: {weights}")
+    if detector_model is not None and not detector_model.is_file():
+        raise usage(f"no such file: {detector_model}")
     if detector == DetectorChoice.none and detector_model is not None:
         raise usage("--detector-model needs --detector builtin or yunet")
     if detector == DetectorChoice.yunet and detector_model is None:

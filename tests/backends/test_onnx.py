@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fflm.cli import main
 from fflm.pipeline import Landmarker
 
 from conftest import SHARED, needs_shared, one_error, run_cli
@@ -20,14 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ASTRONAUT = ROOT / "fflm" / "assets" / "astronaut.png"
 
 
-@pytest.fixture(scope="module")
-def onnx_dir(tmp_path_factory) -> Path:
-    """The shipped weights and detector exported once through the CLI."""
-    for module in ("onnxruntime", "onnxscript", "onnx"):
-        pytest.importorskip(module)
-    out = tmp_path_factory.mktemp("onnx") / "model-onnx"
-    assert main(["export", "--format", "onnx", str(out)]) == 0
-    return out
+@pytest.fixture(autouse=True)
+def onnxruntime_installed():
+    pytest.importorskip("onnxruntime")
 
 
 def test_export_writes_the_networks_with_a_dynamic_batch_and_the_manifest(onnx_dir):
@@ -138,3 +132,13 @@ def test_yunet_is_found_through_the_export_folder(onnx_dir, tmp_path, capsys):
     assert rc == rc2 == 0
     a, b = json.loads(out)["faces"], json.loads(out2)["faces"]
     assert len(a) == len(b) == 1 and np.abs(np.array(a[0]["box"]) - np.array(b[0]["box"])).max() < 1e-6
+
+
+def test_export_takes_a_shipped_file_by_name(tmp_path, capsys):
+    for module in ("onnxscript", "onnx"):
+        pytest.importorskip(module)
+    rc, _, _ = run_cli(capsys, "export", "--format", "onnx", "--weights", "300w-68-fast", tmp_path / "fast")
+    assert rc == 0
+    assert json.loads((tmp_path / "fast" / "fflm-onnx.json").read_text())["weights"]["source"] == "fflm-300w-68-fast.safetensors"
+    rc, _, err = run_cli(capsys, "export", "--format", "onnx", "--weights", "nowhere.safetensors", tmp_path / "x")
+    assert rc == 2 and "no such weights file: nowhere.safetensors" in one_error(err)
