@@ -98,17 +98,19 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--no-flip", action="store_true")
     ap.add_argument("--preset", default="default", help="a Landmarker preset (default, fast)")
+    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--onnx-dir", type=Path, help="the export --backend onnxruntime or openvino runs")
     ap.add_argument("--torch-profiler", action="store_true")
     args = ap.parse_args()
     paths = args.images or sorted(VAL.glob("*.jpg"))[: args.count]
     with threads(args.threads):
-        lm = pipeline.Landmarker(precision=args.precision, preset=args.preset,
-                                 **({"flip": False} if args.no_flip else {}))
+        lm = pipeline.Landmarker(precision=args.precision, preset=args.preset, backend=args.backend,
+                                 onnx_dir=args.onnx_dir, **({"flip": False} if args.no_flip else {}))
         clock = StageClock()
         instrument(lm, clock)
         result = profile(paths, lm, clock)
-        print(f"{len(paths)} images, {args.threads} threads, precision {str(lm.dtype).removeprefix('torch.')}, "
-              f"preset {args.preset}, flip {lm.flip}, detector {type(lm.detector).__name__}")
+        print(f"{len(paths)} images, {args.threads} threads, precision {lm.precision}, "
+              f"preset {args.preset}, backend {args.backend}, flip {lm.flip}, detector {type(lm.detector).__name__}")
         print(f"{'stage':<20} {'ms/image, median':>17} {'mean':>8}")
         for k, (median, mean) in result.items():
             print(f"{k:<20} {median:>17.2f} {mean:>8.2f}")

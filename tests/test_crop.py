@@ -162,39 +162,38 @@ def test_whole_blocks_hand_values():
 
 
 def test_touches_only_the_window(monkeypatch):
-    """A 6000×4000 photo and a 3600-px box: the float tensor handed to roi_align is about 2·S on a side."""
-    seen_roi, seen_numpy = [], []
-    real_roi, real_from_numpy = fflm.crop.roi_align, torch.from_numpy
+    """A 6000×4000 photo and a 3600-px box: the float copy that is resampled is about 2·S on a side."""
+    seen_src, seen_numpy = [], []
+    real_resample, real_from_numpy = fflm.crop._resample, torch.from_numpy
 
-    def spy_roi(images, *args, **kwargs):
-        seen_roi.append((tuple(images.shape), images.dtype))
-        return real_roi(images, *args, **kwargs)
+    def spy_resample(src, *args):
+        seen_src.append((src.shape, src.dtype))
+        return real_resample(src, *args)
 
     def spy_from_numpy(a):
         seen_numpy.append(a.shape)
         return real_from_numpy(a)
 
-    monkeypatch.setattr(fflm.crop, "roi_align", spy_roi)
+    monkeypatch.setattr(fflm.crop, "_resample", spy_resample)
     monkeypatch.setattr(torch, "from_numpy", spy_from_numpy)
     img = np.zeros((4000, 6000, 3), np.uint8)  # untouched pages: cheap
     s = 64
     box = np.array([[1000.0, 200.0, 4600.0, 3800.0]])
     out = crop_u8(img, box, s)
     assert out.shape == (1, 3, s, s)
-    assert len(seen_roi) == 1
-    shape, dtype = seen_roi[0]
-    assert dtype == torch.float32
-    assert shape[:2] == (1, 3)
-    assert max(shape[2:]) <= 4 * s + 8, shape
+    assert len(seen_src) == 1
+    shape, dtype = seen_src[0]
+    assert dtype == np.float32 and shape[2] == 3
+    assert max(shape[:2]) <= 4 * s + 8, shape
     assert all(np.prod(a) <= (4 * s + 8) ** 2 * 3 for a in seen_numpy), seen_numpy
 
 
 def test_window_without_reduction_is_box_plus_margin(monkeypatch, face_image):
     seen = []
-    real = fflm.crop.roi_align
-    monkeypatch.setattr(fflm.crop, "roi_align", lambda im, *a, **k: (seen.append(tuple(im.shape)), real(im, *a, **k))[1])
+    real = fflm.crop._resample
+    monkeypatch.setattr(fflm.crop, "_resample", lambda src, *a: (seen.append(src.shape), real(src, *a))[1])
     crop_u8(face_image, np.array([[50.0, 40.0, 90.0, 80.0]]), 32)  # 40 px → f = 1; window 48..93 × 38..83
-    assert seen == [(1, 3, 45, 45)]
+    assert seen == [(45, 45, 3)]
 
 
 # ---------------------------------------------------------------- outside

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -141,14 +142,15 @@ def roi_align(
             s = F.grid_sample(images[n : n + 1], g, mode="bilinear", padding_mode=padding, align_corners=False)
             out = out.index_copy(0, sel, s.reshape(c, len(sel), sh * k, sw * k).transpose(0, 1))
     if inside is not None:  # each sub-sample weighted by the part of its cell inside the picture
-        in_x = _coverage(xs, (boxes[:, 2:3] - boxes[:, 0:1]) / (sw * k), inside[0], inside[2]).to(out.dtype)
-        in_y = _coverage(ys, (boxes[:, 3:4] - boxes[:, 1:2]) / (sh * k), inside[1], inside[3]).to(out.dtype)
+        in_x = cell_coverage(xs, (boxes[:, 2:3] - boxes[:, 0:1]) / (sw * k), inside[0], inside[2]).to(out.dtype)
+        in_y = cell_coverage(ys, (boxes[:, 3:4] - boxes[:, 1:2]) / (sh * k), inside[1], inside[3]).to(out.dtype)
         out = out * (in_y[:, None, :, None] * in_x[:, None, None, :])
     return F.avg_pool2d(out, k) if k > 1 else out
 
 
-def _coverage(centres: torch.Tensor, step: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """Fraction of each cell [c - step/2, c + step/2] (one sub-sample's share of the box) within [lo, hi]."""
+def cell_coverage(centres, step, lo: float, hi: float):  # noqa: ANN001, ANN201 (tensors or arrays alike)
+    """Fraction of each cell [c - step/2, c + step/2] (one sub-sample's share of the box) within [lo, hi]; torch
+    tensors (roi_align) or numpy arrays (fflm.crop)."""
     half = step / 2
-    return ((torch.minimum(centres + half, centres.new_tensor(hi)) - torch.maximum(centres - half, centres.new_tensor(lo)))
-            / step).clamp(0.0, 1.0)
+    lib = torch if isinstance(centres, torch.Tensor) else np
+    return lib.clip((lib.clip(centres + half, None, hi) - lib.clip(centres - half, lo, None)) / step, 0.0, 1.0)
