@@ -35,7 +35,7 @@ RUNS = {
     "landmarks-300w": "2026-12-04-amd-epyc-2cpu-landmarks-300w",
     "dlib-retrained": "2026-12-02-amd-epyc-2cpu-landmarks-300w",
     "resolution": "2026-12-04-amd-epyc-2cpu-resolution",
-    "peers": "2026-12-04-amd-epyc-2cpu-speed",
+    "peers": "2026-12-04-amd-epyc-2cpu-speed-2",
     "video": "2026-12-03-intel-xeon-2cpu-video",
 }
 MARKER = re.compile(r"(<!-- table:([a-z0-9-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
