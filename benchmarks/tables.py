@@ -28,7 +28,7 @@ RUNS = {
     "bench-float32": "2026-12-01-amd-epyc-2cpu-bench-float32",
     "landmark-stage": "2026-12-01-amd-epyc-2cpu-landmark-stage",
     "speed-accuracy": "2026-12-01-amd-epyc-2cpu-speed-accuracy",
-    "eval-300w-val": "2026-12-04-amd-epyc-2cpu-eval-300w-val",
+    "eval-300w-val": "2026-12-04-amd-epyc-2cpu-eval-300w-val-2",
     "detector": "2026-12-01-amd-epyc-2cpu-detector",
     "detector-timing": "2026-12-03-intel-xeon-2cpu-detector-timing",
     "train-step": "2026-12-01-amd-epyc-2cpu-train-step",
