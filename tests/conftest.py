@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -175,3 +176,11 @@ def onnx_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "model-onnx"
     assert main(["export", "--format", "onnx", str(out)]) == 0
     return out
+
+
+def detect_landmarks(capsys, *args) -> np.ndarray:
+    """`fflm detect` with `args` on a photo with one face: that face's landmarks."""
+    rc, out, _ = run_cli(capsys, "detect", *args)
+    assert rc == 0
+    [face] = json.loads(out)["faces"]
+    return np.array(face["landmarks"])

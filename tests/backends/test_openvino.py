@@ -4,7 +4,6 @@ without the extra."""
 
 from __future__ import annotations
 
-import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from fflm.pipeline import Landmarker
 
-from conftest import SHARED, one_error, run_cli
+from conftest import SHARED, detect_landmarks, one_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 ASTRONAUT = ROOT / "fflm" / "assets" / "astronaut.png"
@@ -63,13 +62,9 @@ def test_one_compiled_network_serves_threads_at_once(onnx_dir):
 
 
 def test_cli_detect_with_openvino_matches_torch(onnx_dir, capsys):
-    rc, out, _ = run_cli(capsys, "detect", ASTRONAUT, "--threads", "1", "--precision", "float32")
-    rc2, out2, _ = run_cli(capsys, "detect", ASTRONAUT, "--backend", "openvino", "--onnx-dir", onnx_dir,
-                           "--precision", "float32")
-    assert rc == rc2 == 0
-    a, b = json.loads(out)["faces"], json.loads(out2)["faces"]
-    assert len(a) == len(b) == 1
-    assert np.abs(np.array(a[0]["landmarks"]) - np.array(b[0]["landmarks"])).max() < 0.05
+    ref = detect_landmarks(capsys, ASTRONAUT, "--threads", "1", "--precision", "float32")
+    got = detect_landmarks(capsys, ASTRONAUT, "--backend", "openvino", "--onnx-dir", onnx_dir, "--precision", "float32")
+    assert np.abs(ref - got).max() < 0.05
 
 
 def test_an_export_of_other_weights_is_refused_by_name(onnx_dir, weights, capsys):
