@@ -1,4 +1,5 @@
-"""Where the networks run: `torch` (the default) or `onnxruntime` (fflm.backends.onnx, the `fflm[onnx]` extra)."""
+"""Where the networks run: `torch` (the default), or from an ONNX export in `onnxruntime` (fflm.backends.onnx, the
+`fflm[onnx]` extra) or `openvino` (fflm.backends.openvino, the `fflm[openvino]` extra)."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def measure_one(path: Path, weights: str | None, device: str, repeat: int, detec
     lm.recentre = True
     total = _median_time(lambda: lm.predict(path), repeat)
     cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if lm.device.type == "cuda" else None
-    return {"file": str(path), "threads": torch.get_num_threads(), "precision": str(lm.dtype).removeprefix("torch."),
+    return {"file": str(path), "threads": torch.get_num_threads(), "precision": lm.precision,
             "width": image.shape[1], "height": image.shape[0],
             "faces": len(dets),
             "decode_ms": 1000 * decode, "detector_ms": 1000 * det_time, "landmarks_ms_per_face": 1000 * lm_time,
