@@ -34,7 +34,7 @@ RUNS = {
     "train-step": "2026-12-01-amd-epyc-2cpu-train-step",
     "landmarks-300w": "2026-12-04-amd-epyc-2cpu-landmarks-300w",
     "dlib-retrained": "2026-12-02-amd-epyc-2cpu-landmarks-300w",
-    "resolution": "2026-12-04-amd-epyc-2cpu-resolution",
+    "resolution": "2026-12-04-amd-epyc-2cpu-resolution-2",
     "peers": "2026-12-04-amd-epyc-2cpu-speed-2",
     "video": "2026-12-03-intel-xeon-2cpu-video",
 }
