@@ -32,7 +32,7 @@ RUNS = {
     "detector": "2026-12-01-amd-epyc-2cpu-detector",
     "detector-timing": "2026-12-03-intel-xeon-2cpu-detector-timing",
     "train-step": "2026-12-01-amd-epyc-2cpu-train-step",
-    "landmarks-300w": "2026-12-04-amd-epyc-2cpu-landmarks-300w",
+    "landmarks-300w": "2026-12-04-amd-epyc-2cpu-landmarks-300w-2",
     "dlib-retrained": "2026-12-02-amd-epyc-2cpu-landmarks-300w",
     "resolution": "2026-12-04-amd-epyc-2cpu-resolution-2",
     "peers": "2026-12-04-amd-epyc-2cpu-speed-2",
