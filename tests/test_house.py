@@ -60,7 +60,7 @@ def test_readme_is_a_short_users_page_with_the_two_commands():
     assert "<!--" not in text
     for command in ('python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e . && .venv/bin/fflm detect '
                     'fflm/assets/astronaut.png --overlay astronaut.fflm.jpg',
-                    'python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e ".[test,onnx,ray]" && '
+                    'python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e ".[test,onnx,openvino,ray]" && '
                     '.venv/bin/python -m pytest'):
         assert f"\n{command}\n" in text
 
