@@ -1,4 +1,4 @@
-"""Cropping from the 8-bit image: only the pixel window under the boxes becomes a float tensor.
+"""Cropping from the 8-bit image: only the pixel window under the boxes becomes a float copy.
 
 A window much larger than the crop is first shrunk by an integer factor with OpenCV's area filter
 (f×f block averages rounded to 8 bits, so coordinates map exactly and the copy stays 8-bit), then it is
